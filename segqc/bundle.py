@@ -1,0 +1,143 @@
+"""Model bundles: a directory with JSON metadata, safetensors weights and npz arrays.
+
+Layout::
+
+    MODEL/
+      segqc.json          format version, segqc version, mode, config, schema,
+                          calibration, sha256 of every other file
+      weights.safetensors network weights (never unpickled)
+      arrays.npz          density parameters and other arrays (allow_pickle=False)
+
+A bundle is written to a temporary sibling directory and renamed into place,
+so an interrupted write never leaves a half-written bundle; reading checks the
+format version and the checksums, so a tampered bundle gives a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from segqc import __version__
+from segqc.atomic import atomic_directory
+from segqc.errors import BundleError
+
+FORMAT_VERSION = 1
+METADATA_FILE = "segqc.json"
+WEIGHTS_FILE = "weights.safetensors"
+ARRAYS_FILE = "arrays.npz"
+
+
+@dataclass
+class Bundle:
+    """Contents of a model bundle."""
+
+    metadata: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+    arrays: dict[str, np.ndarray]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_bundle(path: str | Path, mode: str, metadata: dict[str, Any], tensors: dict[str, torch.Tensor],
+                 arrays: dict[str, np.ndarray]) -> Path:
+    """Write a bundle atomically.
+
+    Args:
+        path: Target directory (replaced if it exists).
+        mode: ``"tabular"`` or ``"image"``.
+        metadata: JSON-serialisable metadata (config, schema, calibration...).
+        tensors: Network weights.
+        arrays: Other numeric arrays (density parameters...).
+
+    Returns:
+        The bundle directory.
+    """
+    target = Path(path)
+    try:
+        with atomic_directory(target) as staging:
+            _write_contents(staging, mode, metadata, tensors, arrays)
+    except NotADirectoryError:
+        raise BundleError(f"{target}: exists and is not a directory; choose another output path") from None
+    return target
+
+
+def _write_contents(staging: Path, mode: str, metadata: dict[str, Any], tensors: dict[str, torch.Tensor],
+                    arrays: dict[str, np.ndarray]) -> None:
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(staging / WEIGHTS_FILE))
+    with (staging / ARRAYS_FILE).open("wb") as handle:
+        np.savez(handle, **{k: np.asarray(v) for k, v in arrays.items()})
+    document = {"format_version": FORMAT_VERSION, "segqc_version": __version__, "mode": mode, **metadata,
+                "checksums": {name: _sha256(staging / name) for name in (WEIGHTS_FILE, ARRAYS_FILE)}}
+    (staging / METADATA_FILE).write_text(json.dumps(document, indent=2, default=_json_default),
+                                         encoding="utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_bundle(path: str | Path, mode: str) -> Bundle:
+    """Read and verify a bundle.
+
+    Args:
+        path: Bundle directory.
+        mode: Expected mode (``"tabular"`` or ``"image"``).
+
+    Returns:
+        The bundle's metadata, weights and arrays.
+
+    Raises:
+        BundleError: Missing files, another format version or mode, a checksum
+            mismatch, or unreadable content.
+    """
+    root = Path(path)
+    meta_path = root / METADATA_FILE
+    if not root.is_dir() or not meta_path.is_file():
+        raise BundleError(f"{root}: not a segqc model bundle (no {METADATA_FILE}); "
+                          f"create one with 'segqc {'tabular fit' if mode == 'tabular' else 'train'}'")
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{meta_path}: damaged metadata ({err})") from None
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"{root}: bundle format version {version!r} is not supported by segqc {__version__} "
+                          f"(expected {FORMAT_VERSION}); retrain the model with this version")
+    if metadata.get("mode") != mode:
+        raise BundleError(f"{root}: a {metadata.get('mode')!r} model, expected a {mode!r} model")
+    for name, expected in metadata.get("checksums", {}).items():
+        file = root / name
+        if not file.is_file():
+            raise BundleError(f"{file}: missing from the bundle")
+        if _sha256(file) != expected:
+            raise BundleError(f"{file}: checksum mismatch; the bundle was modified or damaged")
+    if set(metadata.get("checksums", {})) != {WEIGHTS_FILE, ARRAYS_FILE}:
+        raise BundleError(f"{meta_path}: checksums missing; the bundle was modified or damaged")
+    try:
+        tensors = load_file(str(root / WEIGHTS_FILE))
+        with np.load(root / ARRAYS_FILE, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BundleError(f"{root}: cannot read the bundle's arrays ({err})") from None
+    return Bundle(metadata, tensors, arrays)

@@ -1,0 +1,189 @@
+"""Typed configuration sections, loaded from YAML with unknown keys rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from segqc.errors import ConfigError, InputError, did_you_mean
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """Optimisation settings shared by the tabular and image modes.
+
+    Attributes:
+        steps: Number of optimiser steps.
+        batch_size: Rows or cases per step (per process under DDP).
+        lr: Peak learning rate of AdamW.
+        lr_min: Final learning rate of the cosine schedule.
+        weight_decay: AdamW weight decay.
+        ema_decay: Decay of the exponential moving average of the weights.
+        grad_clip: Maximum global gradient norm (0 disables clipping).
+        val_fraction: Fraction of the training data held out for validation,
+            best-checkpoint selection and calibration.
+        val_every: Steps between validations (and best-checkpoint updates).
+        checkpoint_every: Steps between resumable checkpoints (0 disables).
+        seed: Seed of every random choice; CPU runs are reproducible.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        amp: Mixed precision (bfloat16) on CUDA.
+        contaminated: EMA-teacher filtering for training data with anomalies.
+        filter_keep: Fraction of each batch (lowest teacher score norms) kept
+            when ``contaminated``.
+        filter_warmup: Fraction of the steps trained unfiltered first.
+    """
+
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    weight_decay: float = 1e-4
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    val_every: int = 200
+    checkpoint_every: int = 500
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    contaminated: bool = False
+    filter_keep: float = 0.8
+    filter_warmup: float = 0.1
+
+    def __post_init__(self) -> None:
+        checks = {
+            "steps": self.steps >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "ema_decay": 0 <= self.ema_decay < 1,
+            "val_fraction": 0 <= self.val_fraction < 1,
+            "val_every": self.val_every >= 1,
+            "filter_keep": 0 < self.filter_keep <= 1,
+            "device": self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"training.{name}: invalid value {getattr(self, name)!r}")
+
+
+@dataclasses.dataclass
+class TabularModelConfig:
+    """Score model, noise schedule and anomaly scoring of the tabular mode.
+
+    Attributes:
+        method: ``msma`` (multiscale score norms + GaussianMixture, the GNSM
+            paper) or ``kdsm`` (single scale, kurtosis-scaled sigmas, score norm).
+        levels: Number of noise levels ``L`` (msma).
+        tau_max: Largest temperature (msma).
+        tau_min: Smallest temperature (msma; below 2 training becomes unstable).
+        sigma_max: Largest Gaussian scale for continuous columns (msma).
+        sigma_min: Smallest Gaussian scale (msma).
+        kdsm_tau: Temperature of categorical columns in kdsm mode.
+        loss: Categorical loss, ``kl`` (faster convergence) or ``mse``.
+        delta: Floor of the one-hot before the logarithm.
+        width: Hidden width of the ResNet.
+        depth: Number of residual blocks.
+        embedding_size: Width of the noise-level embedding.
+        dropout: Dropout inside the blocks.
+        max_components: Most GaussianMixture components tried (BIC chooses).
+        review_quantile: Held-out inlier quantile above which a row is ``review``.
+        fail_quantile: Held-out inlier quantile above which a row is ``fail``.
+        score_batch_size: Rows per scoring batch (each scored at every level).
+    """
+
+    method: str = "msma"
+    levels: int = 20
+    tau_max: float = 20.0
+    tau_min: float = 2.0
+    sigma_max: float = 1.0
+    sigma_min: float = 0.1
+    kdsm_tau: float = 2.0
+    loss: str = "kl"
+    delta: float = 1e-5
+    width: int = 256
+    depth: int = 4
+    embedding_size: int = 128
+    dropout: float = 0.0
+    max_components: int = 8
+    review_quantile: float = 0.95
+    fail_quantile: float = 0.99
+    score_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        choices = {"method": ("msma", "kdsm"), "loss": ("kl", "mse")}
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"model.{name}: {value!r} is not one of {', '.join(allowed)}"
+                                  f"{did_you_mean(str(value), allowed)}")
+        checks = {
+            "levels": self.levels >= 1,
+            "tau_min": 0 < self.tau_min <= self.tau_max,
+            "sigma_min": 0 < self.sigma_min <= self.sigma_max,
+            "kdsm_tau": self.kdsm_tau > 0,
+            "width": self.width >= 1,
+            "depth": self.depth >= 0,
+            "embedding_size": self.embedding_size >= 2 and self.embedding_size % 2 == 0,
+            "max_components": self.max_components >= 1,
+            "review_quantile": 0 < self.review_quantile <= self.fail_quantile < 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"model.{name}: invalid value {getattr(self, name)!r}")
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any] | None, section: str) -> T:
+    """Build a config dataclass from a mapping, rejecting unknown keys.
+
+    Args:
+        cls: The dataclass type.
+        data: Values by field name (``None`` means all defaults).
+        section: Section name used in error messages, e.g. ``"training"``.
+
+    Returns:
+        An instance of ``cls``.
+    """
+    data = dict(data or {})
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"unknown option {section}.{key}{did_you_mean(key, names)}; "
+                              f"known: {', '.join(names)}")
+    try:
+        return cls(**data)
+    except TypeError as err:
+        raise ConfigError(f"{section}: {err}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict of sections.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The top-level mapping (empty for an empty file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass."""
+    return dataclasses.asdict(config)

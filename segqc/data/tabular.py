@@ -1,0 +1,311 @@
+"""Tables: reading CSV / Parquet, inferring column types, encoding rows.
+
+Column types (overridable with ``categorical=``, ``continuous=``, ``ignore=``):
+
+* strings, booleans, pandas categories -> categorical;
+* integers with at most ``max_integer_categories`` distinct values -> categorical,
+  other integers and all floats -> continuous;
+* dates, all-missing columns and constant columns are dropped with a warning;
+  text columns with more than ``max_categories`` distinct values look like
+  identifiers or free text and are dropped with a warning.
+
+Missing values: in a categorical column a missing value is its own category
+(``<missing>``), because missingness is often informative. In a continuous
+column it is replaced by the training median, and when the training data had
+missing values in that column a binary "is missing" indicator joins the
+categorical variables. Categories unseen at fit time are encoded as ``-1``: the
+score model gives them a uniform location, which it has never seen, so they
+raise the anomaly score; a warning counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from segqc.errors import ConfigError, InputError, SchemaError, did_you_mean
+
+logger = logging.getLogger(__name__)
+
+MISSING = "<missing>"
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV (comma, or tab for ``.tsv``) or Parquet file.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The table with at least one row and one column.
+
+    Raises:
+        InputError: The path is missing, a directory, empty, not UTF-8,
+            malformed, or has no data rows.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; expected a CSV or Parquet file")
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file; expected a header row and data rows")
+    try:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text (invalid byte at position {err.start}); "
+                         "re-save the file as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: no columns found; expected a header row and data rows") from None
+    except pd.errors.ParserError as err:
+        raise InputError(f"{path}: malformed CSV ({str(err).strip().splitlines()[-1]})") from None
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read as {'Parquet' if path.suffix.lower() in PARQUET_SUFFIXES else 'CSV'}"
+                         f" ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
+    if frame.shape[1] == 0:
+        raise InputError(f"{path}: no columns found; expected a header row and data rows")
+    if frame.shape[0] == 0:
+        raise InputError(f"{path}: has a header but no data rows")
+    return frame
+
+
+def category_key(value: object) -> str:
+    """Canonical string of a category value (``3``, ``3.0`` and ``"3"`` agree)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA or value is pd.NaT:
+        return MISSING
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    return str(value)
+
+
+@dataclass
+class CategoricalColumn:
+    """A categorical column and its categories (``category_key`` strings)."""
+
+    name: str
+    categories: list[str]
+
+
+@dataclass
+class ContinuousColumn:
+    """A continuous column with its standardisation and missing-value fill.
+
+    Attributes:
+        name: Column name.
+        mean: Training mean (after filling).
+        std: Training standard deviation.
+        fill: Value used for missing entries (training median).
+        missing_indicator: Whether a binary "is missing" variable is added.
+    """
+
+    name: str
+    mean: float
+    std: float
+    fill: float
+    missing_indicator: bool = False
+
+
+@dataclass
+class TabularSchema:
+    """What the model knows about the table's columns (stored in the bundle)."""
+
+    categorical: list[CategoricalColumn] = field(default_factory=list)
+    continuous: list[ContinuousColumn] = field(default_factory=list)
+    id_column: str | None = None
+    dropped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Categories per categorical variable, missing indicators (2) last."""
+        return [len(c.categories) for c in self.categorical] + [2] * sum(c.missing_indicator for c in self.continuous)
+
+    @property
+    def columns(self) -> list[str]:
+        """Names of the modelled columns."""
+        return [c.name for c in self.categorical] + [c.name for c in self.continuous]
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TabularSchema:
+        """Inverse of :meth:`to_dict`."""
+        return cls([CategoricalColumn(**c) for c in data["categorical"]],
+                   [ContinuousColumn(**c) for c in data["continuous"]], data.get("id_column"),
+                   dict(data.get("dropped", {})))
+
+
+def _check_names(frame: pd.DataFrame, names: Sequence[str], option: str) -> None:
+    for name in names:
+        if name not in frame.columns:
+            raise SchemaError(f"{option} {name!r}: no such column{did_you_mean(name, map(str, frame.columns))}; "
+                              f"columns are: {', '.join(map(str, frame.columns))}")
+
+
+def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuous: Sequence[str] = (),
+                 ignore: Sequence[str] = (), id_column: str | None = None, max_integer_categories: int = 20,
+                 max_categories: int = 200) -> TabularSchema:
+    """Decide each column's type and learn its categories or standardisation.
+
+    Args:
+        frame: The training table.
+        categorical: Columns forced to categorical.
+        continuous: Columns forced to continuous.
+        ignore: Columns left out.
+        id_column: Column of row identifiers (left out, used in outputs).
+        max_integer_categories: Integer columns with at most this many distinct
+            values are categorical.
+        max_categories: Text columns with more distinct values are dropped
+            (unless forced categorical).
+
+    Returns:
+        The schema.
+
+    Raises:
+        SchemaError: An option names an unknown column, a forced-continuous
+            column is not numeric, or no usable column remains.
+    """
+    for option, names in (("--categorical", categorical), ("--continuous", continuous), ("--ignore", ignore),
+                          ("--id-column", [id_column] if id_column else [])):
+        _check_names(frame, names, option)
+    both = set(categorical) & set(continuous)
+    if both:
+        raise ConfigError(f"columns given as both --categorical and --continuous: {', '.join(sorted(both))}")
+    schema = TabularSchema(id_column=id_column)
+    skip = set(ignore) | ({id_column} if id_column else set())
+    for name in frame.columns:
+        if name in skip:
+            continue
+        column = frame[name]
+        kind, reason = _column_kind(column, name in categorical, name in continuous, max_integer_categories,
+                                    max_categories)
+        if kind == "categorical":
+            keys = column.map(category_key)
+            schema.categorical.append(CategoricalColumn(str(name), sorted(keys.unique().tolist())))
+        elif kind == "continuous":
+            values = _numeric(column, str(name), "training data")
+            missing = bool(values.isna().any())
+            fill = float(values.median())
+            filled = values.fillna(fill)
+            schema.continuous.append(ContinuousColumn(str(name), float(filled.mean()), float(filled.std(ddof=0)),
+                                                      fill, missing))
+        else:
+            schema.dropped[str(name)] = reason
+            logger.warning("column %r dropped: %s", name, reason)
+    if not schema.columns:
+        details = "; ".join(f"{k}: {v}" for k, v in schema.dropped.items()) or "all columns ignored"
+        raise SchemaError(f"no usable columns ({details})")
+    return schema
+
+
+def _column_kind(column: pd.Series, force_categorical: bool, force_continuous: bool,
+                 max_integer_categories: int, max_categories: int) -> tuple[str, str]:
+    """``("categorical"|"continuous"|"drop", reason)`` for one column."""
+    if column.isna().all():
+        return "drop", "every value is missing"
+    if column.nunique(dropna=False) <= 1:
+        return "drop", f"constant column (only {category_key(column.dropna().iloc[0])!r})"
+    if force_categorical:
+        return "categorical", ""
+    if force_continuous:
+        return "continuous", ""
+    if pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column):
+        return "drop", "date/time column; convert it to numbers and pass --continuous to use it"
+    if pd.api.types.is_bool_dtype(column) or isinstance(column.dtype, pd.CategoricalDtype):
+        return "categorical", ""
+    if pd.api.types.is_numeric_dtype(column):
+        values = column.dropna()
+        integral = pd.api.types.is_integer_dtype(column) or bool(np.all(np.mod(values, 1) == 0))
+        if integral and values.nunique() <= max_integer_categories:
+            return "categorical", ""
+        return "continuous", ""
+    if column.nunique() > max_categories:
+        return "drop", (f"text with {column.nunique()} distinct values looks like an identifier; "
+                        "pass --categorical to keep it or --id-column to use it as row id")
+    return "categorical", ""
+
+
+def _numeric(column: pd.Series, name: str, where: str) -> pd.Series:
+    values = pd.to_numeric(column, errors="coerce").astype("float64")
+    bad = values.isna() & column.notna()
+    if bad.any():
+        example = column[bad].iloc[0]
+        raise SchemaError(f"column {name!r} in {where}: expected numbers, found {example!r} "
+                          f"({int(bad.sum())} non-numeric values)")
+    return values
+
+
+@dataclass
+class EncodedTable:
+    """Model-ready arrays of a table.
+
+    Attributes:
+        codes: Category codes, ``(N, D_cat)`` int64, ``-1`` for unseen categories;
+            missing indicators are the last columns.
+        continuous: Standardised continuous values, ``(N, D_cont)`` float32.
+        ids: Row identifiers (the id column, or the row index), ``(N,)``.
+        unseen: Count of unseen-category values per column.
+    """
+
+    codes: np.ndarray
+    continuous: np.ndarray
+    ids: np.ndarray
+    unseen: dict[str, int]
+
+
+def encode(frame: pd.DataFrame, schema: TabularSchema, where: str = "input") -> EncodedTable:
+    """Encode a table with a fitted schema.
+
+    Args:
+        frame: The table; extra columns are ignored.
+        schema: The fitted schema.
+        where: Name of the table for messages (e.g. the file path).
+
+    Returns:
+        The encoded table.
+
+    Raises:
+        SchemaError: Modelled columns are missing or continuous values are not numbers.
+    """
+    missing = [c for c in schema.columns + ([schema.id_column] if schema.id_column else []) if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"{where}: missing column(s) {', '.join(map(repr, missing))} that the model was "
+                          f"trained on; expected columns: {', '.join(schema.columns)}")
+    rows = len(frame)
+    codes, unseen = [], {}
+    for column in schema.categorical:
+        lookup = {key: i for i, key in enumerate(column.categories)}
+        keys = frame[column.name].map(category_key)
+        col_codes = keys.map(lookup).fillna(-1).astype(np.int64).to_numpy()
+        if (col_codes < 0).any():
+            unseen[column.name] = int((col_codes < 0).sum())
+            examples = sorted(set(keys[col_codes < 0]))[:3]
+            logger.warning("%s: column %r has %d value(s) unseen at fit time (e.g. %s); scored as anomalous",
+                           where, column.name, unseen[column.name], ", ".join(map(repr, examples)))
+        codes.append(col_codes)
+    continuous = []
+    for column in schema.continuous:
+        values = _numeric(frame[column.name], column.name, where)
+        if column.missing_indicator:
+            codes.append(values.isna().to_numpy().astype(np.int64))
+        elif values.isna().any():
+            logger.warning("%s: column %r has %d missing value(s), none seen at fit time; filled with %g",
+                           where, column.name, int(values.isna().sum()), column.fill)
+        continuous.append(((values.fillna(column.fill) - column.mean) / (column.std or 1.0)).to_numpy())
+    ids = frame[schema.id_column].to_numpy() if schema.id_column else np.arange(rows)
+    return EncodedTable(
+        np.stack(codes, 1) if codes else np.zeros((rows, 0), np.int64),
+        np.stack(continuous, 1).astype(np.float32) if continuous else np.zeros((rows, 0), np.float32),
+        ids, unseen)

@@ -1,0 +1,163 @@
+"""From score-norm embeddings to anomaly scores, thresholds and verdicts (MSMA).
+
+The multiscale embedding ``eta(x)`` of every inlier (one squared score norm per
+noise level) is log-transformed, standardised and modelled with a scikit-learn
+``GaussianMixture`` whose number of components is chosen by BIC. The anomaly
+score of a point is ``-log p(eta(x))``: higher = more anomalous. Calibration
+turns quantiles of held-out inlier scores into review / fail thresholds.
+
+Everything fitted is kept as plain arrays (see :meth:`EmbeddingDensity.to_arrays`)
+so a model bundle never needs pickle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.mixture import GaussianMixture
+from sklearn.preprocessing import StandardScaler
+
+from segqc.errors import NotFittedError
+
+logger = logging.getLogger(__name__)
+
+VERDICTS = ("pass", "review", "fail")
+
+
+def log_embedding(norms: np.ndarray) -> np.ndarray:
+    """``log(eta + eps)``: squared norms span orders of magnitude across levels."""
+    return np.log(np.asarray(norms, dtype=np.float64) + 1e-12)
+
+
+class EmbeddingDensity:
+    """StandardScaler + GaussianMixture on log score-norm embeddings.
+
+    Args:
+        max_components: Largest number of mixture components tried; BIC picks
+            the number among ``1..max_components`` (fewer when data are scarce).
+        covariance_type: GaussianMixture covariance type.
+        reg_covar: Added to the covariance diagonals for stability.
+        seed: Seed of the mixture's initialisation.
+    """
+
+    def __init__(self, max_components: int = 8, covariance_type: str = "full", reg_covar: float = 1e-4,
+                 seed: int = 0) -> None:
+        self.max_components = max_components
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.seed = seed
+
+    def fit(self, norms: np.ndarray) -> EmbeddingDensity:
+        """Fit the density to inlier embeddings.
+
+        Args:
+            norms: Squared score norms, shape ``(N, L)``.
+
+        Returns:
+            self
+        """
+        features = log_embedding(norms)
+        self.scaler_ = StandardScaler().fit(features)
+        self.scaler_.scale_ = np.where(self.scaler_.scale_ > 1e-8, self.scaler_.scale_, 1.0)
+        scaled = self.scaler_.transform(features)
+        # At least ~10 points per component and per dimension, so BIC is meaningful.
+        limit = max(1, min(self.max_components, len(scaled) // (10 * max(1, min(scaled.shape[1], 5)))))
+        best, best_bic = None, np.inf
+        for k in range(1, limit + 1):
+            mixture = GaussianMixture(k, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
+                                      random_state=self.seed, n_init=1).fit(scaled)
+            bic = mixture.bic(scaled)
+            if bic < best_bic:
+                best, best_bic = mixture, bic
+        self.mixture_ = best
+        logger.info("density: %d mixture components (BIC %.1f)", best.n_components, best_bic)
+        return self
+
+    @property
+    def n_components_(self) -> int:
+        """Number of mixture components chosen."""
+        return int(self.mixture_.n_components)
+
+    def score(self, norms: np.ndarray) -> np.ndarray:
+        """Anomaly scores ``-log p(eta)`` of embeddings ``(N, L)`` -> ``(N,)``."""
+        if not hasattr(self, "mixture_"):
+            raise NotFittedError("the density model is not fitted")
+        scaled = self.scaler_.transform(log_embedding(norms))
+        return -self.mixture_.score_samples(scaled)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Fitted parameters as named arrays (for an ``.npz`` file)."""
+        m = self.mixture_
+        return {"scaler_mean": self.scaler_.mean_, "scaler_scale": self.scaler_.scale_,
+                "weights": m.weights_, "means": m.means_, "covariances": m.covariances_,
+                "precisions_cholesky": m.precisions_cholesky_}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], covariance_type: str = "full") -> EmbeddingDensity:
+        """Rebuild a fitted density from :meth:`to_arrays` output."""
+        density = cls(max_components=len(arrays["weights"]), covariance_type=covariance_type)
+        density.scaler_ = StandardScaler()
+        density.scaler_.mean_ = np.asarray(arrays["scaler_mean"], dtype=np.float64)
+        density.scaler_.scale_ = np.asarray(arrays["scaler_scale"], dtype=np.float64)
+        density.scaler_.var_ = density.scaler_.scale_**2
+        density.scaler_.n_features_in_ = density.scaler_.mean_.shape[0]
+        mixture = GaussianMixture(len(arrays["weights"]), covariance_type=covariance_type)
+        mixture.weights_ = np.asarray(arrays["weights"])
+        mixture.means_ = np.asarray(arrays["means"])
+        mixture.covariances_ = np.asarray(arrays["covariances"])
+        mixture.precisions_cholesky_ = np.asarray(arrays["precisions_cholesky"])
+        mixture.n_features_in_ = mixture.means_.shape[1]
+        density.mixture_ = mixture
+        return density
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Review / fail thresholds from held-out inlier scores.
+
+    Attributes:
+        review: Scores above this get ``review``.
+        fail: Scores above this get ``fail``.
+        review_quantile: Inlier quantile that set ``review``.
+        fail_quantile: Inlier quantile that set ``fail``.
+        num_samples: Held-out inliers used.
+    """
+
+    review: float
+    fail: float
+    review_quantile: float
+    fail_quantile: float
+    num_samples: int
+
+    @classmethod
+    def from_scores(cls, scores: Sequence[float], review_quantile: float = 0.95,
+                    fail_quantile: float = 0.99) -> Calibration:
+        """Thresholds at quantiles of held-out inlier scores."""
+        if not 0 < review_quantile <= fail_quantile < 1:
+            raise ValueError(f"need 0 < review_quantile <= fail_quantile < 1, got {review_quantile}, {fail_quantile}")
+        scores = np.asarray(scores, dtype=np.float64)
+        scores = scores[np.isfinite(scores)]
+        if scores.size == 0:
+            raise ValueError("no finite held-out scores to calibrate on")
+        review, fail = np.quantile(scores, [review_quantile, fail_quantile])
+        return cls(float(review), float(fail), review_quantile, fail_quantile, int(scores.size))
+
+    def verdicts(self, scores: Sequence[float]) -> np.ndarray:
+        """``pass`` / ``review`` / ``fail`` per score (non-finite scores fail)."""
+        scores = np.asarray(scores, dtype=np.float64)
+        out = np.full(scores.shape, "pass", dtype=object)
+        out[scores > self.review] = "review"
+        out[(scores > self.fail) | ~np.isfinite(scores)] = "fail"
+        return out
+
+
+def ranks(scores: Sequence[float]) -> np.ndarray:
+    """Rank 1 = most anomalous (highest score); ties keep input order."""
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-np.nan_to_num(scores, nan=np.inf), kind="stable")
+    result = np.empty(len(scores), dtype=np.int64)
+    result[order] = np.arange(1, len(scores) + 1)
+    return result

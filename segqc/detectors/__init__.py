@@ -1,0 +1,1 @@
+"""Anomaly detectors with the scikit-learn / PyOD estimator contract."""

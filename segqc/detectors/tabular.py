@@ -1,0 +1,249 @@
+"""TabularQC: unsupervised anomaly scores for rows of categorical / mixed tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from segqc import bundle, noise
+from segqc.config import TabularModelConfig, TrainingConfig
+from segqc.data.tabular import EncodedTable, TabularSchema, encode, infer_schema, read_table
+from segqc.density import Calibration, EmbeddingDensity, ranks
+from segqc.detectors.base import BaseDetector
+from segqc.errors import BundleError, InputError
+from segqc.scoremodels.tabular import TabularScoreModel
+from segqc.train import StepInfo, Trainer, resolve_device
+
+logger = logging.getLogger(__name__)
+
+MIN_ROWS = 20
+TableLike = pd.DataFrame | str | Path
+
+
+def _as_frame(data: TableLike) -> tuple[pd.DataFrame, str]:
+    if isinstance(data, pd.DataFrame):
+        if data.empty:
+            raise InputError("the table is empty; expected rows and columns")
+        return data, "input table"
+    return read_table(data), str(data)
+
+
+def _split(num_rows: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(num_rows)
+    num_val = int(round(num_rows * val_fraction))
+    return np.sort(order[num_val:]), np.sort(order[:num_val])
+
+
+class TabularQC(BaseDetector):
+    """GNSM anomaly detector for tables (categorical, continuous or mixed columns).
+
+    Args:
+        model: Score model, noise schedule and scoring settings.
+        training: Optimisation settings.
+        categorical: Columns forced to categorical.
+        continuous: Columns forced to continuous.
+        ignore: Columns left out.
+        id_column: Column of row identifiers.
+        max_integer_categories: Integer columns with at most this many distinct
+            values are treated as categorical.
+
+    Attributes:
+        schema_: Column types, categories and standardisation.
+        model_: The trained score model (EMA weights of the best checkpoint).
+        density_: Density of the score-norm embedding (``msma`` only).
+        calibration_: Review / fail thresholds from held-out inliers.
+        decision_scores_: Anomaly scores of the training rows.
+        training_: Summary of the training run.
+
+    Example:
+        >>> qc = TabularQC(training=TrainingConfig(steps=500)).fit(frame)  # doctest: +SKIP
+        >>> scores = qc.decision_function(new_frame)  # doctest: +SKIP
+    """
+
+    def __init__(self, model: TabularModelConfig | None = None, training: TrainingConfig | None = None,
+                 categorical: Sequence[str] = (), continuous: Sequence[str] = (), ignore: Sequence[str] = (),
+                 id_column: str | None = None, max_integer_categories: int = 20) -> None:
+        self.model = model
+        self.training = training
+        self.categorical = categorical
+        self.continuous = continuous
+        self.ignore = ignore
+        self.id_column = id_column
+        self.max_integer_categories = max_integer_categories
+
+    @property
+    def _model_config(self) -> TabularModelConfig:
+        return self.model or TabularModelConfig()
+
+    @property
+    def _training_config(self) -> TrainingConfig:
+        return self.training or TrainingConfig()
+
+    def fit(self, data: TableLike, y: None = None, on_step: Callable[[StepInfo], None] | None = None,
+            checkpoint_dir: str | Path | None = None, resume: bool = False) -> TabularQC:
+        """Learn the distribution of the rows of ``data``.
+
+        Args:
+            data: A DataFrame or the path of a CSV / Parquet file.
+            y: Ignored (unsupervised).
+            on_step: Progress callback, called after each training step.
+            checkpoint_dir: Directory for resumable checkpoints.
+            resume: Continue from the checkpoint in ``checkpoint_dir``.
+
+        Returns:
+            self
+        """
+        cfg, train_cfg = self._model_config, self._training_config
+        frame, where = _as_frame(data)
+        if len(frame) < MIN_ROWS:
+            raise InputError(f"{where}: {len(frame)} rows; need at least {MIN_ROWS} rows to fit")
+        self.schema_ = infer_schema(frame, self.categorical, self.continuous, self.ignore, self.id_column,
+                                    self.max_integer_categories)
+        table = encode(frame, self.schema_, where)
+        train_rows, val_rows = _split(len(frame), train_cfg.val_fraction, train_cfg.seed)
+        taus, sigmas = self._schedule(table.continuous[train_rows])
+        torch.manual_seed(train_cfg.seed)
+        self.model_ = TabularScoreModel(self.schema_.cardinalities, taus, sigmas, cfg.loss, cfg.delta, cfg.width,
+                                        cfg.depth, cfg.embedding_size, cfg.dropout)
+        tensors = (torch.from_numpy(table.codes), torch.from_numpy(table.continuous))
+        trainer = Trainer(self.model_, train_cfg, checkpoint_dir, on_step)
+        result = trainer.fit(tuple(t[train_rows] for t in tensors),
+                             tuple(t[val_rows] for t in tensors) if len(val_rows) else None, resume=resume)
+        self.model_.load_state_dict(result.state_dict)
+        self.model_.eval()
+        self.training_ = {"steps": train_cfg.steps, "best_step": result.best_step,
+                          "best_val_loss": result.best_val_loss, "seconds": result.seconds,
+                          "history": result.history, "train_rows": len(train_rows), "val_rows": len(val_rows)}
+        train_norms = self._norms(self._subset(table, train_rows))
+        if cfg.method == "msma":
+            self.density_ = EmbeddingDensity(cfg.max_components, seed=train_cfg.seed).fit(train_norms)
+        self.decision_scores_ = self._scores_from_norms(self._norms(table))
+        held_out = val_rows if len(val_rows) else train_rows
+        if not len(val_rows):
+            logger.warning("no validation rows (val_fraction=0): thresholds are calibrated on training rows")
+        self.calibration_ = Calibration.from_scores(self.decision_scores_[held_out], cfg.review_quantile,
+                                                    cfg.fail_quantile)
+        return self
+
+    def _schedule(self, train_continuous: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Temperatures ``(L,)`` and Gaussian scales ``(L, D_cont)`` of the chosen method."""
+        cfg = self._model_config
+        num_continuous = train_continuous.shape[1]
+        if cfg.method == "kdsm":
+            sigmas = noise.kurtosis_sigmas(train_continuous) if num_continuous else np.zeros(0, np.float32)
+            return torch.tensor([cfg.kdsm_tau]), torch.from_numpy(sigmas)[None, :]
+        taus = noise.geometric_levels(cfg.tau_max, cfg.tau_min, cfg.levels)
+        sigmas = noise.geometric_levels(cfg.sigma_max, cfg.sigma_min, cfg.levels)
+        return taus, sigmas[:, None].repeat(1, num_continuous)
+
+    @staticmethod
+    def _subset(table: EncodedTable, rows: np.ndarray) -> EncodedTable:
+        return EncodedTable(table.codes[rows], table.continuous[rows], table.ids[rows], {})
+
+    @torch.no_grad()
+    def _norms(self, table: EncodedTable) -> np.ndarray:
+        """Score-norm embeddings ``(N, L)`` of encoded rows."""
+        device = resolve_device(self._training_config.device)
+        model = self.model_.to(device).eval()
+        size = self._model_config.score_batch_size
+        chunks = []
+        for start in range(0, len(table.codes), size):
+            codes = torch.from_numpy(table.codes[start:start + size]).to(device)
+            continuous = torch.from_numpy(table.continuous[start:start + size]).to(device)
+            chunks.append(model.score_norms(codes, continuous).double().cpu().numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, model.num_levels))
+
+    def _scores_from_norms(self, norms: np.ndarray) -> np.ndarray:
+        if self._model_config.method == "kdsm":
+            return np.sqrt(norms.sum(1))
+        return self.density_.score(norms)
+
+    def decision_function(self, data: TableLike) -> np.ndarray:
+        """Anomaly score of every row (higher = more anomalous).
+
+        Args:
+            data: A DataFrame or the path of a CSV / Parquet file, with the
+                columns the model was fitted on.
+
+        Returns:
+            Scores of shape ``(N,)``.
+        """
+        return self.score_table(data)["score"].to_numpy()
+
+    def score_table(self, data: TableLike) -> pd.DataFrame:
+        """Scores, ranks, verdicts and per-level score norms of every row, in input order.
+
+        Returns:
+            Columns ``id``, ``score``, ``rank`` (1 = most anomalous), ``verdict``,
+            ``unseen_categories`` and ``norm_1..norm_L``.
+        """
+        self._check_fitted()
+        frame, where = _as_frame(data)
+        table = encode(frame, self.schema_, where)
+        norms = self._norms(table)
+        scores = self._scores_from_norms(norms)
+        unseen = np.zeros(len(frame), dtype=np.int64)
+        for position, column in enumerate(self.schema_.categorical):
+            if column.name in table.unseen:
+                unseen += table.codes[:, position] < 0
+        result = pd.DataFrame({self.schema_.id_column or "row": table.ids, "score": scores,
+                               "rank": ranks(scores), "verdict": self.verdicts(scores),
+                               "unseen_categories": unseen})
+        for level in range(norms.shape[1]):
+            result[f"norm_{level + 1}"] = norms[:, level]
+        return result
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted detector as a model bundle directory (atomic)."""
+        self._check_fitted()
+        metadata = {
+            "model": dataclasses.asdict(self._model_config),
+            "training": dataclasses.asdict(self._training_config),
+            "schema": self.schema_.to_dict(),
+            "calibration": dataclasses.asdict(self.calibration_),
+            "training_summary": {k: v for k, v in self.training_.items() if k != "history"},
+            "history": self.training_["history"],
+            "max_integer_categories": self.max_integer_categories,
+        }
+        arrays = self.density_.to_arrays() if hasattr(self, "density_") else {}
+        arrays = {f"density_{k}": v for k, v in arrays.items()}
+        arrays["decision_scores"] = self.decision_scores_
+        return bundle.write_bundle(path, "tabular", metadata, self.model_.state_dict(), arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TabularQC:
+        """Read a detector saved with :meth:`save`."""
+        content = bundle.read_bundle(path, "tabular")
+        meta = content.metadata
+        try:
+            model_cfg = TabularModelConfig(**meta["model"])
+            training_cfg = TrainingConfig(**meta["training"])
+            schema = TabularSchema.from_dict(meta["schema"])
+            detector = cls(model_cfg, training_cfg, id_column=schema.id_column,
+                           max_integer_categories=meta.get("max_integer_categories", 20))
+            detector.schema_ = schema
+            detector.model_ = TabularScoreModel(schema.cardinalities, content.tensors["taus"],
+                                                content.tensors["sigmas"], model_cfg.loss, model_cfg.delta,
+                                                model_cfg.width, model_cfg.depth, model_cfg.embedding_size,
+                                                model_cfg.dropout)
+            detector.model_.load_state_dict(content.tensors)
+            detector.model_.eval()
+            detector.calibration_ = Calibration(**meta["calibration"])
+            detector.training_ = {**meta["training_summary"], "history": meta.get("history", [])}
+            detector.decision_scores_ = content.arrays["decision_scores"]
+            if model_cfg.method == "msma":
+                detector.density_ = EmbeddingDensity.from_arrays(
+                    {k.removeprefix("density_"): v for k, v in content.arrays.items() if k.startswith("density_")})
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise BundleError(f"{path}: inconsistent bundle contents ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        if not math.isfinite(detector.calibration_.review):
+            raise BundleError(f"{path}: calibration thresholds are not finite")
+        return detector

@@ -1,0 +1,1 @@
+"""Score networks: tabular ResNet with FiLM, conv NCSN++ for images."""
