@@ -218,13 +218,18 @@ class TabularQC(BaseDetector):
         return bundle.write_bundle(path, "tabular", metadata, self.model_.state_dict(), arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> TabularQC:
-        """Read a detector saved with :meth:`save`."""
+    def load(cls, path: str | Path, device: str | None = None) -> TabularQC:
+        """Read a detector saved with :meth:`save`.
+
+        Args:
+            path: The bundle directory.
+            device: Device for scoring (``auto``, ``cpu``, ``cuda``); default: as trained.
+        """
         content = bundle.read_bundle(path, "tabular")
         meta = content.metadata
         try:
             model_cfg = TabularModelConfig(**meta["model"])
-            training_cfg = TrainingConfig(**meta["training"])
+            training_cfg = TrainingConfig(**{**meta["training"], **({"device": device} if device else {})})
             schema = TabularSchema.from_dict(meta["schema"])
             detector = cls(model_cfg, training_cfg, id_column=schema.id_column,
                            max_integer_categories=meta.get("max_integer_categories", 20))

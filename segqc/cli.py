@@ -1,0 +1,227 @@
+"""segqc command line: thin Typer commands over the library.
+
+Exit codes: 0 success, 1 internal error, 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from segqc import __version__
+from segqc.config import TabularModelConfig, TrainingConfig, from_mapping, load_yaml
+from segqc.errors import ConfigError, SegQCError
+
+app = typer.Typer(help="segqc: find failed segmentations and anomalous table rows without ground truth.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich")
+tabular_app = typer.Typer(help="Anomaly scores for rows of a CSV / Parquet table (GNSM).", no_args_is_help=True)
+app.add_typer(tabular_app, name="tabular")
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_time=False, show_path=False)], force=True)
+
+
+def handle_errors(command: F) -> F:
+    """Turn segqc errors into one line and exit code 2; anything else into exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SegQCError as err:
+            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[bold red]interrupted[/]; nothing was written (a resumable checkpoint may exist)")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as err:  # noqa: BLE001 - the CLI must never print a traceback by default
+            logging.getLogger("segqc").debug("internal error", exc_info=True)
+            console.print(f"[bold red]internal error:[/] {type(err).__name__}: {err} "
+                          "(run with --verbose for the traceback)", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def training_progress(description: str) -> Iterator[Callable[[Any], None]]:
+    """A rich progress bar fed by the trainer's ``on_step`` callback."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} steps/s"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(description, total=None, loss="-", rate="-")
+
+        def on_step(info: Any) -> None:
+            rate = info.step / info.elapsed if info.elapsed > 0 else 0.0
+            progress.update(task, total=info.total, completed=info.step, loss=f"{info.loss:.4g}", rate=f"{rate:.1f}")
+
+        yield on_step
+
+
+def split_names(values: list[str] | None) -> list[str]:
+    """``--opt a,b --opt c`` -> ``["a", "b", "c"]``."""
+    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+
+
+def merged_config(cls: type, file_sections: dict[str, Any], section: str, overrides: dict[str, Any]) -> Any:
+    """Defaults < config file section < command-line options that were given."""
+    values = dict(file_sections.get(section) or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return from_mapping(cls, values, section)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"segqc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show progress details and tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """segqc learns what correct data look like and flags what does not."""
+    _setup_logging(verbose)
+
+
+DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu or cuda. [default: auto]")]
+SeedOption = Annotated[int | None, typer.Option(help="Seed of every random choice (CPU runs are reproducible). "
+                                                     "[default: 0]")]
+
+
+@tabular_app.command("fit")
+@handle_errors
+def tabular_fit(
+    data: Annotated[Path, typer.Argument(help="Training table: CSV (.csv, .tsv) or Parquet (.parquet).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model bundle directory to write.")],
+    config: Annotated[Path | None, typer.Option(help="YAML file with 'model' and 'training' sections; "
+                                                     "command-line options override it.")] = None,
+    method: Annotated[str | None, typer.Option(help="msma: multiscale score norms + Gaussian mixture (GNSM "
+                                                    "paper); kdsm: single-scale kurtosis-scaled score norm. "
+                                                    "[default: msma]")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps. [default: 2000]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Rows per training step. [default: 256]")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW, cosine decay). [default: 1e-3]")] = None,
+    width: Annotated[int | None, typer.Option(help="Hidden width of the score network. [default: 256]")] = None,
+    depth: Annotated[int | None, typer.Option(help="Residual blocks of the score network. [default: 4]")] = None,
+    levels: Annotated[int | None, typer.Option(help="Noise levels, geometric tau 20 -> 2 (msma). "
+                                                    "[default: 20]")] = None,
+    loss: Annotated[str | None, typer.Option(help="Categorical loss: kl or mse. [default: kl]")] = None,
+    categorical: Annotated[list[str] | None, typer.Option(help="Columns to treat as categorical "
+                                                               "(repeat or comma-separate).")] = None,
+    continuous: Annotated[list[str] | None, typer.Option(help="Columns to treat as continuous.")] = None,
+    ignore: Annotated[list[str] | None, typer.Option(help="Columns to leave out.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Column of row ids (left out of the model, "
+                                                       "copied to the scores).")] = None,
+    contaminated: Annotated[bool, typer.Option(help="Training data contain anomalies: EMA-teacher "
+                                                    "filtering keeps the 80% most typical rows of each "
+                                                    "batch.")] = False,
+    val_fraction: Annotated[float | None, typer.Option(help="Rows held out for checkpoint selection and "
+                                                            "threshold calibration. [default: 0.1]")] = None,
+    review_quantile: Annotated[float | None, typer.Option(help="Held-out quantile above which a row is "
+                                                               "'review'. [default: 0.95]")] = None,
+    fail_quantile: Annotated[float | None, typer.Option(help="Held-out quantile above which a row is "
+                                                             "'fail'. [default: 0.99]")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from OUT's checkpoint.")] = False,
+    seed: SeedOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """Learn what normal rows look like from a table and write a model bundle.
+
+    Column types are inferred (text, booleans and integers with few values are
+    categorical; other numbers continuous) unless given with --categorical,
+    --continuous or --ignore. Example:
+
+        segqc tabular fit data.csv --out model/ --id-column patient_id
+    """
+    from segqc.detectors.tabular import TabularQC
+
+    sections = load_yaml(config) if config else {}
+    for key in sections:
+        if key not in ("model", "training"):
+            raise ConfigError(f"{config}: unknown section {key!r}; expected 'model' and 'training'")
+    model_cfg = merged_config(TabularModelConfig, sections, "model", {
+        "method": method, "width": width, "depth": depth, "levels": levels, "loss": loss,
+        "review_quantile": review_quantile, "fail_quantile": fail_quantile})
+    train_cfg = merged_config(TrainingConfig, sections, "training", {
+        "steps": steps, "batch_size": batch_size, "lr": lr, "val_fraction": val_fraction, "seed": seed,
+        "device": device, "contaminated": contaminated or None})
+    detector = TabularQC(model_cfg, train_cfg, split_names(categorical), split_names(continuous),
+                         split_names(ignore), id_column)
+    checkpoints = out.with_name(f"{out.name}.checkpoints")
+    with training_progress("training") as on_step:
+        detector.fit(data, on_step=on_step, checkpoint_dir=checkpoints, resume=resume)
+    detector.save(out)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    schema = detector.schema_
+    console.print(f"[green]model written to[/] {out}  ({len(schema.categorical)} categorical, "
+                  f"{len(schema.continuous)} continuous columns; best step {detector.training_['best_step']}; "
+                  f"review > {detector.calibration_.review:.4g}, fail > {detector.calibration_.fail:.4g})",
+                  highlight=False)
+
+
+@tabular_app.command("score")
+@handle_errors
+def tabular_score(
+    data: Annotated[Path, typer.Argument(help="Table to score, with the columns the model was fitted on.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model bundle written by 'segqc tabular fit'.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV of scores to write: id (or row), score, "
+                                                          "rank, verdict, unseen_categories, norm_1..L.")],
+    device: DeviceOption = None,
+    top: Annotated[int, typer.Option(help="Most anomalous rows to show on the terminal.")] = 5,
+) -> None:
+    """Score every row of a table: higher = more anomalous.
+
+    Writes one row per input row, in input order. Verdicts use the thresholds
+    calibrated at fit time (pass / review / fail). Example:
+
+        segqc tabular score new.csv --model model/ --out scores.csv
+    """
+    from segqc.atomic import atomic_file
+    from segqc.detectors.tabular import TabularQC
+
+    detector = TabularQC.load(model, device=device)
+    result = detector.score_table(data)
+    with atomic_file(out) as temporary:
+        result.to_csv(temporary, index=False)
+    counts = result["verdict"].value_counts()
+    console.print(f"[green]{len(result)} rows scored[/] -> {out}: " + ", ".join(
+        f"{counts.get(v, 0)} {v}" for v in ("pass", "review", "fail")), highlight=False)
+    if top > 0:
+        table = Table(title=f"top {min(top, len(result))} most anomalous rows")
+        for column in result.columns[:5]:
+            table.add_column(str(column))
+        for _, row in result.nsmallest(top, "rank").iterrows():
+            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.iloc[:5]])
+        console.print(table)
+
+
+def run() -> None:  # pragma: no cover - console entry point helper
+    """Entry point that never shows a traceback for usage errors."""
+    app(prog_name="segqc")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())
