@@ -64,18 +64,28 @@ def handle_errors(command: F) -> F:
 
 @contextmanager
 def training_progress(description: str) -> Iterator[Callable[[Any], None]]:
-    """A rich progress bar fed by the trainer's ``on_step`` callback."""
+    """A rich progress bar fed by the trainer's ``on_step`` callback.
+
+    The bar appears at the first step, so input errors found before training
+    print alone.
+    """
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} steps/s"),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(description, total=None, loss="-", rate="-")
+    progress = Progress(*columns, console=console)
+    task = progress.add_task(description, total=None, loss="-", rate="-")
 
-        def on_step(info: Any) -> None:
-            rate = info.step / info.elapsed if info.elapsed > 0 else 0.0
-            progress.update(task, total=info.total, completed=info.step, loss=f"{info.loss:.4g}", rate=f"{rate:.1f}")
+    def on_step(info: Any) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        rate = info.step / info.elapsed if info.elapsed > 0 else 0.0
+        progress.update(task, total=info.total, completed=info.step, loss=f"{info.loss:.4g}", rate=f"{rate:.1f}")
 
+    try:
         yield on_step
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 def split_names(values: list[str] | None) -> list[str]:
@@ -106,9 +116,9 @@ def main(
     _setup_logging(verbose)
 
 
-DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu or cuda. [default: auto]")]
+DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu or cuda. (default: auto)")]
 SeedOption = Annotated[int | None, typer.Option(help="Seed of every random choice (CPU runs are reproducible). "
-                                                     "[default: 0]")]
+                                                     "(default: 0)")]
 
 
 @tabular_app.command("fit")
@@ -120,15 +130,15 @@ def tabular_fit(
                                                      "command-line options override it.")] = None,
     method: Annotated[str | None, typer.Option(help="msma: multiscale score norms + Gaussian mixture (GNSM "
                                                     "paper); kdsm: single-scale kurtosis-scaled score norm. "
-                                                    "[default: msma]")] = None,
-    steps: Annotated[int | None, typer.Option(help="Training steps. [default: 2000]")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Rows per training step. [default: 256]")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW, cosine decay). [default: 1e-3]")] = None,
-    width: Annotated[int | None, typer.Option(help="Hidden width of the score network. [default: 256]")] = None,
-    depth: Annotated[int | None, typer.Option(help="Residual blocks of the score network. [default: 4]")] = None,
+                                                    "(default: msma)")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps. (default: 2000)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Rows per training step. (default: 256)")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW, cosine decay). (default: 1e-3)")] = None,
+    width: Annotated[int | None, typer.Option(help="Hidden width of the score network. (default: 256)")] = None,
+    depth: Annotated[int | None, typer.Option(help="Residual blocks of the score network. (default: 4)")] = None,
     levels: Annotated[int | None, typer.Option(help="Noise levels, geometric tau 20 -> 2 (msma). "
-                                                    "[default: 20]")] = None,
-    loss: Annotated[str | None, typer.Option(help="Categorical loss: kl or mse. [default: kl]")] = None,
+                                                    "(default: 20)")] = None,
+    loss: Annotated[str | None, typer.Option(help="Categorical loss: kl or mse. (default: kl)")] = None,
     categorical: Annotated[list[str] | None, typer.Option(help="Columns to treat as categorical "
                                                                "(repeat or comma-separate).")] = None,
     continuous: Annotated[list[str] | None, typer.Option(help="Columns to treat as continuous.")] = None,
@@ -139,11 +149,11 @@ def tabular_fit(
                                                     "filtering keeps the 80% most typical rows of each "
                                                     "batch.")] = False,
     val_fraction: Annotated[float | None, typer.Option(help="Rows held out for checkpoint selection and "
-                                                            "threshold calibration. [default: 0.1]")] = None,
+                                                            "threshold calibration. (default: 0.1)")] = None,
     review_quantile: Annotated[float | None, typer.Option(help="Held-out quantile above which a row is "
-                                                               "'review'. [default: 0.95]")] = None,
+                                                               "'review'. (default: 0.95)")] = None,
     fail_quantile: Annotated[float | None, typer.Option(help="Held-out quantile above which a row is "
-                                                             "'fail'. [default: 0.99]")] = None,
+                                                             "'fail'. (default: 0.99)")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from OUT's checkpoint.")] = False,
     seed: SeedOption = None,
     device: DeviceOption = None,

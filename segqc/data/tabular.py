@@ -147,16 +147,16 @@ class TabularSchema:
                    dict(data.get("dropped", {})))
 
 
-def _check_names(frame: pd.DataFrame, names: Sequence[str], option: str) -> None:
+def _check_names(frame: pd.DataFrame, names: Sequence[str], option: str, where: str) -> None:
     for name in names:
         if name not in frame.columns:
-            raise SchemaError(f"{option} {name!r}: no such column{did_you_mean(name, map(str, frame.columns))}; "
+            raise SchemaError(f"{option} {name!r}: no such column in {where}{did_you_mean(name, map(str, frame.columns))}; "
                               f"columns are: {', '.join(map(str, frame.columns))}")
 
 
 def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuous: Sequence[str] = (),
                  ignore: Sequence[str] = (), id_column: str | None = None, max_integer_categories: int = 20,
-                 max_categories: int = 200) -> TabularSchema:
+                 max_categories: int = 200, where: str = "table") -> TabularSchema:
     """Decide each column's type and learn its categories or standardisation.
 
     Args:
@@ -169,6 +169,7 @@ def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuou
             values are categorical.
         max_categories: Text columns with more distinct values are dropped
             (unless forced categorical).
+        where: Name of the table for messages (e.g. the file path).
 
     Returns:
         The schema.
@@ -179,7 +180,7 @@ def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuou
     """
     for option, names in (("--categorical", categorical), ("--continuous", continuous), ("--ignore", ignore),
                           ("--id-column", [id_column] if id_column else [])):
-        _check_names(frame, names, option)
+        _check_names(frame, names, option, where)
     both = set(categorical) & set(continuous)
     if both:
         raise ConfigError(f"columns given as both --categorical and --continuous: {', '.join(sorted(both))}")
@@ -203,10 +204,11 @@ def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuou
                                                       fill, missing))
         else:
             schema.dropped[str(name)] = reason
-            logger.warning("column %r dropped: %s", name, reason)
     if not schema.columns:
         details = "; ".join(f"{k}: {v}" for k, v in schema.dropped.items()) or "all columns ignored"
-        raise SchemaError(f"no usable columns ({details})")
+        raise SchemaError(f"{where}: no usable columns ({details})")
+    for name, reason in schema.dropped.items():
+        logger.warning("%s: column %r dropped: %s", where, name, reason)
     return schema
 
 

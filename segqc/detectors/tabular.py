@@ -105,7 +105,7 @@ class TabularQC(BaseDetector):
         if len(frame) < MIN_ROWS:
             raise InputError(f"{where}: {len(frame)} rows; need at least {MIN_ROWS} rows to fit")
         self.schema_ = infer_schema(frame, self.categorical, self.continuous, self.ignore, self.id_column,
-                                    self.max_integer_categories)
+                                    self.max_integer_categories, where=where)
         table = encode(frame, self.schema_, where)
         train_rows, val_rows = _split(len(frame), train_cfg.val_fraction, train_cfg.seed)
         taus, sigmas = self._schedule(table.continuous[train_rows])
@@ -123,6 +123,9 @@ class TabularQC(BaseDetector):
                           "history": result.history, "train_rows": len(train_rows), "val_rows": len(val_rows)}
         train_norms = self._norms(self._subset(table, train_rows))
         if cfg.method == "msma":
+            if train_cfg.contaminated:  # keep likely anomalies out of the density, as the teacher does
+                total = train_norms.sum(1)
+                train_norms = train_norms[total <= np.quantile(total, train_cfg.filter_keep)]
             self.density_ = EmbeddingDensity(cfg.max_components, seed=train_cfg.seed).fit(train_norms)
         self.decision_scores_ = self._scores_from_norms(self._norms(table))
         held_out = val_rows if len(val_rows) else train_rows

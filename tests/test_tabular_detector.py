@@ -1,0 +1,107 @@
+"""TabularQC: the estimator contract, detection quality and persistence."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from conftest import chained_table
+from segqc.bundle import METADATA_FILE, WEIGHTS_FILE
+from segqc.detectors.tabular import TabularQC
+from segqc.errors import BundleError, InputError, NotFittedError, SchemaError
+
+
+def test_init_stores_arguments_only(tiny_model, tiny_training) -> None:
+    qc = TabularQC(tiny_model, tiny_training, categorical=["a"], id_column="id")
+    assert qc.model is tiny_model and qc.categorical == ["a"] and qc.id_column == "id"
+    assert not [name for name in vars(qc) if name.endswith("_")]
+    with pytest.raises(NotFittedError):
+        qc.decision_function(chained_table(30)[0])
+
+
+@pytest.mark.parametrize("method", ["msma", "kdsm"])
+def test_fit_detects_planted_anomalies(tiny_model, tiny_training, train_frame, method: str) -> None:
+    qc = TabularQC(dataclasses.replace(tiny_model, method=method), tiny_training, id_column="id")
+    assert qc.fit(train_frame) is qc
+    test, is_anomaly = chained_table(300, seed=1, anomalies=30)
+    scores = qc.decision_function(test)
+    assert scores.shape == (300,) and np.isfinite(scores).all()
+    assert roc_auc_score(is_anomaly, scores) >= 0.9
+    predictions = qc.predict(test)
+    assert set(np.unique(predictions)) <= {0, 1}
+    np.testing.assert_array_equal(predictions, (scores > qc.threshold_).astype(int))
+    assert qc.decision_scores_.shape == (len(train_frame),)
+
+
+def test_score_table_keeps_input_order_and_ids(tiny_model, tiny_training, train_frame) -> None:
+    qc = TabularQC(tiny_model, tiny_training, id_column="id").fit(train_frame)
+    test = chained_table(40, seed=3, anomalies=4)[0]
+    table = qc.score_table(test)
+    assert table["id"].tolist() == test["id"].tolist()
+    assert sorted(table["rank"]) == list(range(1, 41))
+    assert table.loc[table["score"].idxmax(), "rank"] == 1
+    assert set(table["verdict"]) <= {"pass", "review", "fail"}
+    assert [c for c in table.columns if c.startswith("norm_")] == [f"norm_{i}" for i in range(1, 6)]
+
+
+def test_unseen_categories_raise_the_score(tiny_model, tiny_training, train_frame, caplog) -> None:
+    qc = TabularQC(tiny_model, tiny_training, id_column="id").fit(train_frame)
+    test = chained_table(50, seed=4)[0]
+    odd = test.copy()
+    odd.loc[:9, "d"] = "never-seen"
+    with caplog.at_level(logging.WARNING):
+        table = qc.score_table(odd)
+    assert "never-seen" in caplog.text
+    assert table["unseen_categories"].tolist() == [1] * 10 + [0] * 40
+    assert (table["score"][:10].to_numpy() > qc.score_table(test)["score"][:10].to_numpy()).mean() >= 0.8
+
+
+def test_wrong_columns_are_named(tiny_model, tiny_training, train_frame) -> None:
+    qc = TabularQC(tiny_model, tiny_training, id_column="id").fit(train_frame)
+    with pytest.raises(SchemaError, match="'c'"):
+        qc.decision_function(train_frame.drop(columns=["c"]))
+
+
+def test_too_few_rows(tiny_model, tiny_training) -> None:
+    with pytest.raises(InputError, match="need at least"):
+        TabularQC(tiny_model, tiny_training).fit(chained_table(10)[0])
+
+
+def test_contaminated_training_with_ema_teacher(tiny_model, tiny_training) -> None:
+    frame, is_anomaly = chained_table(600, seed=5, anomalies=30)
+    training = dataclasses.replace(tiny_training, contaminated=True)
+    qc = TabularQC(tiny_model, training, id_column="id").fit(frame)
+    assert roc_auc_score(is_anomaly, qc.decision_scores_) >= 0.8
+
+
+def test_save_load_round_trip_and_tampering(tiny_model, tiny_training, train_frame, tmp_path) -> None:
+    qc = TabularQC(tiny_model, tiny_training, id_column="id").fit(train_frame)
+    path = qc.save(tmp_path / "model")
+    loaded = TabularQC.load(path)
+    test = chained_table(60, seed=6, anomalies=6)[0]
+    np.testing.assert_allclose(loaded.decision_function(test), qc.decision_function(test), rtol=1e-5)
+    assert loaded.threshold_ == qc.threshold_
+    assert not list(tmp_path.glob(".model*")), "no temporary directories left behind"
+
+    weights = path / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        TabularQC.load(path)
+
+
+def test_foreign_bundles_are_refused(tiny_model, tiny_training, train_frame, tmp_path) -> None:
+    path = TabularQC(tiny_model, tiny_training).fit(train_frame).save(tmp_path / "model")
+    meta = json.loads((path / METADATA_FILE).read_text())
+    (path / METADATA_FILE).write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(BundleError, match="format version 99"):
+        TabularQC.load(path)
+    (path / METADATA_FILE).write_text(json.dumps({**meta, "mode": "image"}))
+    with pytest.raises(BundleError, match="'image' model"):
+        TabularQC.load(path)
+    with pytest.raises(BundleError, match="not a segqc model bundle"):
+        TabularQC.load(tmp_path)
