@@ -14,6 +14,13 @@ from segqc.errors import ConfigError, InputError, did_you_mean
 T = TypeVar("T")
 
 
+def _reject_invalid(config: Any, section: str, checks: dict[str, bool]) -> None:
+    """Raise a ConfigError naming the first field whose check failed."""
+    for name, ok in checks.items():
+        if not ok:
+            raise ConfigError(f"{section}.{name}: invalid value {getattr(config, name)!r}")
+
+
 @dataclasses.dataclass
 class TrainingConfig:
     """Optimisation settings shared by the tabular and image modes.
@@ -67,9 +74,7 @@ class TrainingConfig:
             "filter_keep": 0 < self.filter_keep <= 1,
             "device": self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"training.{name}: invalid value {getattr(self, name)!r}")
+        _reject_invalid(self, "training", checks)
 
 
 @dataclasses.dataclass
@@ -97,7 +102,7 @@ class TabularModelConfig:
         score_batch_size: Rows per scoring batch (each scored at every level).
     """
 
-    method: str = "msma"
+    method: str = "kdsm"
     levels: int = 20
     tau_max: float = 20.0
     tau_min: float = 2.0
@@ -106,8 +111,8 @@ class TabularModelConfig:
     kdsm_tau: float = 2.0
     loss: str = "kl"
     delta: float = 1e-5
-    width: int = 256
-    depth: int = 4
+    width: int = 128
+    depth: int = 2
     embedding_size: int = 128
     dropout: float = 0.0
     max_components: int = 8
@@ -133,9 +138,7 @@ class TabularModelConfig:
             "max_components": self.max_components >= 1,
             "review_quantile": 0 < self.review_quantile <= self.fail_quantile < 1,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"model.{name}: invalid value {getattr(self, name)!r}")
+        _reject_invalid(self, "model", checks)
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, section: str) -> T:

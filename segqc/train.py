@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from segqc.atomic import atomic_file
 from segqc.config import TrainingConfig
 from segqc.errors import InputError
 
@@ -237,10 +238,8 @@ class Trainer:
             "step": state["step"], "best_val": state["best_val"], "best_step": state["best_step"],
             "best_state": state["best_state"], "history": state["history"],
         }
-        target = self.checkpoint_dir / CHECKPOINT_NAME
-        temporary = target.with_suffix(".tmp")
-        torch.save(payload, temporary)
-        os.replace(temporary, target)
+        with atomic_file(self.checkpoint_dir / CHECKPOINT_NAME) as temporary:
+            torch.save(payload, temporary)
 
     def _load_checkpoint(self, ema: nn.Module, optimizer, scheduler, generator: torch.Generator, state: dict) -> None:
         path = self.checkpoint_dir / CHECKPOINT_NAME if self.checkpoint_dir else None
