@@ -128,14 +128,14 @@ def tabular_fit(
     out: Annotated[Path, typer.Option("--out", "-o", help="Model bundle directory to write.")],
     config: Annotated[Path | None, typer.Option(help="YAML file with 'model' and 'training' sections; "
                                                      "command-line options override it.")] = None,
-    method: Annotated[str | None, typer.Option(help="msma: multiscale score norms + Gaussian mixture (GNSM "
-                                                    "paper); kdsm: single-scale kurtosis-scaled score norm. "
-                                                    "(default: msma)")] = None,
+    method: Annotated[str | None, typer.Option(help="kdsm: single-scale, kurtosis-scaled score norm; msma: "
+                                                    "multiscale score norms + Gaussian mixture (GNSM paper). "
+                                                    "(default: kdsm)")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps. (default: 2000)")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Rows per training step. (default: 256)")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW, cosine decay). (default: 1e-3)")] = None,
-    width: Annotated[int | None, typer.Option(help="Hidden width of the score network. (default: 256)")] = None,
-    depth: Annotated[int | None, typer.Option(help="Residual blocks of the score network. (default: 4)")] = None,
+    width: Annotated[int | None, typer.Option(help="Hidden width of the score network. (default: 128)")] = None,
+    depth: Annotated[int | None, typer.Option(help="Residual blocks of the score network. (default: 2)")] = None,
     levels: Annotated[int | None, typer.Option(help="Noise levels, geometric tau 20 -> 2 (msma). "
                                                     "(default: 20)")] = None,
     loss: Annotated[str | None, typer.Option(help="Categorical loss: kl or mse. (default: kl)")] = None,

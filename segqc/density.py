@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from segqc.errors import NotFittedError
 
@@ -66,12 +67,14 @@ class EmbeddingDensity:
         # At least ~10 points per component and per dimension, so BIC is meaningful.
         limit = max(1, min(self.max_components, len(scaled) // (10 * max(1, min(scaled.shape[1], 5)))))
         best, best_bic = None, np.inf
-        for k in range(1, limit + 1):
-            mixture = GaussianMixture(k, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
-                                      random_state=self.seed, n_init=1).fit(scaled)
-            bic = mixture.bic(scaled)
-            if bic < best_bic:
-                best, best_bic = mixture, bic
+        # Small (N, L) matrices: BLAS threads cost more than they save, badly so on busy machines.
+        with threadpool_limits(limits=1):
+            for k in range(1, limit + 1):
+                mixture = GaussianMixture(k, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
+                                          random_state=self.seed, n_init=1).fit(scaled)
+                bic = mixture.bic(scaled)
+                if bic < best_bic:
+                    best, best_bic = mixture, bic
         self.mixture_ = best
         logger.info("density: %d mixture components (BIC %.1f)", best.n_components, best_bic)
         return self

@@ -39,7 +39,7 @@ def test_fit_detects_planted_anomalies(tiny_model, tiny_training, train_frame, m
 
 
 def test_score_table_keeps_input_order_and_ids(tiny_model, tiny_training, train_frame) -> None:
-    qc = TabularQC(tiny_model, tiny_training, id_column="id").fit(train_frame)
+    qc = TabularQC(dataclasses.replace(tiny_model, method="msma"), tiny_training, id_column="id").fit(train_frame)
     test = chained_table(40, seed=3, anomalies=4)[0]
     table = qc.score_table(test)
     assert table["id"].tolist() == test["id"].tolist()
