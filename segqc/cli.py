@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -228,10 +227,5 @@ def tabular_score(
         console.print(table)
 
 
-def run() -> None:  # pragma: no cover - console entry point helper
-    """Entry point that never shows a traceback for usage errors."""
-    app(prog_name="segqc")
-
-
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run())
+    app(prog_name="segqc")

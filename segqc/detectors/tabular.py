@@ -121,13 +121,14 @@ class TabularQC(BaseDetector):
         self.training_ = {"steps": train_cfg.steps, "best_step": result.best_step,
                           "best_val_loss": result.best_val_loss, "seconds": result.seconds,
                           "history": result.history, "train_rows": len(train_rows), "val_rows": len(val_rows)}
-        train_norms = self._norms(self._subset(table, train_rows))
+        norms = self._norms(table)
+        train_norms = norms[train_rows]
         if cfg.method == "msma":
             if train_cfg.contaminated:  # keep likely anomalies out of the density, as the teacher does
                 total = train_norms.sum(1)
                 train_norms = train_norms[total <= np.quantile(total, train_cfg.filter_keep)]
             self.density_ = EmbeddingDensity(cfg.max_components, seed=train_cfg.seed).fit(train_norms)
-        self.decision_scores_ = self._scores_from_norms(self._norms(table))
+        self.decision_scores_ = self._scores_from_norms(norms)
         held_out = val_rows if len(val_rows) else train_rows
         if not len(val_rows):
             logger.warning("no validation rows (val_fraction=0): thresholds are calibrated on training rows")
@@ -145,10 +146,6 @@ class TabularQC(BaseDetector):
         taus = noise.geometric_levels(cfg.tau_max, cfg.tau_min, cfg.levels)
         sigmas = noise.geometric_levels(cfg.sigma_max, cfg.sigma_min, cfg.levels)
         return taus, sigmas[:, None].repeat(1, num_continuous)
-
-    @staticmethod
-    def _subset(table: EncodedTable, rows: np.ndarray) -> EncodedTable:
-        return EncodedTable(table.codes[rows], table.continuous[rows], table.ids[rows], {})
 
     @torch.no_grad()
     def _norms(self, table: EncodedTable) -> np.ndarray:
