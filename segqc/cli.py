@@ -21,7 +21,7 @@ from rich.table import Table
 
 from segqc import __version__
 from segqc.config import TabularModelConfig, TrainingConfig, from_mapping, load_yaml
-from segqc.errors import ConfigError, SegQCError
+from segqc.errors import SegQCError
 
 app = typer.Typer(help="segqc: find failed segmentations and anomalous table rows without ground truth.",
                   no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich")
@@ -115,9 +115,13 @@ def main(
     _setup_logging(verbose)
 
 
-DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu or cuda. (default: auto)")]
+# Defaults shown in --help come from the config dataclasses, so they cannot drift.
+MODEL_DEFAULTS = TabularModelConfig()
+TRAINING_DEFAULTS = TrainingConfig()
+
+DeviceOption = Annotated[str | None, typer.Option(help=f"auto, cpu or cuda. (default: {TRAINING_DEFAULTS.device})")]
 SeedOption = Annotated[int | None, typer.Option(help="Seed of every random choice (CPU runs are reproducible). "
-                                                     "(default: 0)")]
+                                                     f"(default: {TRAINING_DEFAULTS.seed})")]
 
 
 @tabular_app.command("fit")
@@ -129,15 +133,15 @@ def tabular_fit(
                                                      "command-line options override it.")] = None,
     method: Annotated[str | None, typer.Option(help="kdsm: single-scale, kurtosis-scaled score norm; msma: "
                                                     "multiscale score norms + Gaussian mixture (GNSM paper). "
-                                                    "(default: kdsm)")] = None,
-    steps: Annotated[int | None, typer.Option(help="Training steps. (default: 2000)")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Rows per training step. (default: 256)")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW, cosine decay). (default: 1e-3)")] = None,
-    width: Annotated[int | None, typer.Option(help="Hidden width of the score network. (default: 128)")] = None,
-    depth: Annotated[int | None, typer.Option(help="Residual blocks of the score network. (default: 2)")] = None,
-    levels: Annotated[int | None, typer.Option(help="Noise levels, geometric tau 20 -> 2 (msma). "
-                                                    "(default: 20)")] = None,
-    loss: Annotated[str | None, typer.Option(help="Categorical loss: kl or mse. (default: kl)")] = None,
+                                                    f"(default: {MODEL_DEFAULTS.method})")] = None,
+    steps: Annotated[int | None, typer.Option(help=f"Training steps. (default: {TRAINING_DEFAULTS.steps})")] = None,
+    batch_size: Annotated[int | None, typer.Option(help=f"Rows per training step. (default: {TRAINING_DEFAULTS.batch_size})")] = None,
+    lr: Annotated[float | None, typer.Option(help=f"Peak learning rate (AdamW, cosine decay). (default: {TRAINING_DEFAULTS.lr:g})")] = None,
+    width: Annotated[int | None, typer.Option(help=f"Hidden width of the score network. (default: {MODEL_DEFAULTS.width})")] = None,
+    depth: Annotated[int | None, typer.Option(help=f"Residual blocks of the score network. (default: {MODEL_DEFAULTS.depth})")] = None,
+    levels: Annotated[int | None, typer.Option(help=f"Noise levels, geometric tau {MODEL_DEFAULTS.tau_max:g} -> {MODEL_DEFAULTS.tau_min:g} (msma). "
+                                                    f"(default: {MODEL_DEFAULTS.levels})")] = None,
+    loss: Annotated[str | None, typer.Option(help=f"Categorical loss: kl or mse. (default: {MODEL_DEFAULTS.loss})")] = None,
     categorical: Annotated[list[str] | None, typer.Option(help="Columns to treat as categorical "
                                                                "(repeat or comma-separate).")] = None,
     continuous: Annotated[list[str] | None, typer.Option(help="Columns to treat as continuous.")] = None,
@@ -145,14 +149,14 @@ def tabular_fit(
     id_column: Annotated[str | None, typer.Option(help="Column of row ids (left out of the model, "
                                                        "copied to the scores).")] = None,
     contaminated: Annotated[bool, typer.Option(help="Training data contain anomalies: EMA-teacher "
-                                                    "filtering keeps the 80% most typical rows of each "
-                                                    "batch.")] = False,
+                                                    f"filtering keeps the {TRAINING_DEFAULTS.filter_keep:.0%} "
+                                                    "most typical rows of each batch.")] = False,
     val_fraction: Annotated[float | None, typer.Option(help="Rows held out for checkpoint selection and "
-                                                            "threshold calibration. (default: 0.1)")] = None,
+                                                            f"threshold calibration. (default: {TRAINING_DEFAULTS.val_fraction})")] = None,
     review_quantile: Annotated[float | None, typer.Option(help="Held-out quantile above which a row is "
-                                                               "'review'. (default: 0.95)")] = None,
+                                                               f"'review'. (default: {MODEL_DEFAULTS.review_quantile})")] = None,
     fail_quantile: Annotated[float | None, typer.Option(help="Held-out quantile above which a row is "
-                                                             "'fail'. (default: 0.99)")] = None,
+                                                             f"'fail'. (default: {MODEL_DEFAULTS.fail_quantile})")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from OUT's checkpoint.")] = False,
     seed: SeedOption = None,
     device: DeviceOption = None,
@@ -167,10 +171,7 @@ def tabular_fit(
     """
     from segqc.detectors.tabular import TabularQC
 
-    sections = load_yaml(config) if config else {}
-    for key in sections:
-        if key not in ("model", "training"):
-            raise ConfigError(f"{config}: unknown section {key!r}; expected 'model' and 'training'")
+    sections = load_yaml(config, ("model", "training")) if config else {}
     model_cfg = merged_config(TabularModelConfig, sections, "model", {
         "method": method, "width": width, "depth": depth, "levels": levels, "loss": loss,
         "review_quantile": review_quantile, "fail_quantile": fail_quantile})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -164,11 +164,12 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, section: str) -> 
         raise ConfigError(f"{section}: {err}") from None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, sections: Sequence[str]) -> dict[str, Any]:
     """Read a YAML config file into a dict of sections.
 
     Args:
         path: The YAML file.
+        sections: The section names allowed at the top level.
 
     Returns:
         The top-level mapping (empty for an empty file).
@@ -184,6 +185,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    for key in data:
+        if key not in sections:
+            raise ConfigError(f"{path}: unknown section {key!r}{did_you_mean(str(key), sections)}; "
+                              f"expected {', '.join(map(repr, sections))}")
     return data
 
 

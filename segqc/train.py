@@ -70,6 +70,19 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def typical_mask(norms: torch.Tensor, keep: float) -> torch.Tensor:
+    """The EMA-teacher rule: keep the ``keep`` fraction of samples with the lowest score norms.
+
+    Args:
+        norms: Score norms, shape ``(N,)``.
+        keep: Fraction kept, in ``(0, 1]``.
+
+    Returns:
+        Boolean mask of shape ``(N,)``.
+    """
+    return norms <= torch.quantile(norms, keep)
+
+
 def resolve_device(name: str) -> torch.device:
     """Turn ``auto``/``cpu``/``cuda[:i]`` into a device, checking CUDA exists."""
     if name == "auto":
@@ -185,7 +198,7 @@ class Trainer:
             if step >= warmup:
                 with torch.no_grad(), self._autocast():
                     norms = ema.filter_norms(*batch, generator=generator).float()
-                keep = norms <= torch.quantile(norms, cfg.filter_keep)
+                keep = typical_mask(norms, cfg.filter_keep)
                 batch = tuple(t[keep] for t in batch)
             with self._autocast():
                 loss = wrapped(*batch, generator=generator).float().mean()

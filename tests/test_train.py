@@ -55,7 +55,6 @@ def test_resume_continues_exactly_where_the_checkpoint_left(tmp_path) -> None:
     # Interrupted after 40 steps: rebuild the checkpoint of step 40, then resume.
     partial = tmp_path / "partial"
     trainer = Trainer(make_model(), config(steps=60, checkpoint_every=20), partial)
-    trainer.config = config(steps=60, checkpoint_every=20)
     _run_until(trainer, data, stop_after=40)
     resumed = Trainer(make_model(seed=99), config(), partial).fit(data, data, resume=True)
     for key in straight.state_dict:

@@ -150,8 +150,9 @@ class TabularSchema:
 def _check_names(frame: pd.DataFrame, names: Sequence[str], option: str, where: str) -> None:
     for name in names:
         if name not in frame.columns:
-            raise SchemaError(f"{option} {name!r}: no such column in {where}{did_you_mean(name, map(str, frame.columns))}; "
-                              f"columns are: {', '.join(map(str, frame.columns))}")
+            columns = [str(c) for c in frame.columns]
+            raise SchemaError(f"{option} {name!r}: no such column in {where}{did_you_mean(name, columns)}; "
+                              f"columns are: {', '.join(columns)}")
 
 
 def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuous: Sequence[str] = (),

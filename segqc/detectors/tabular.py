@@ -19,7 +19,7 @@ from segqc.density import Calibration, EmbeddingDensity, ranks
 from segqc.detectors.base import BaseDetector
 from segqc.errors import BundleError, InputError
 from segqc.scoremodels.tabular import TabularScoreModel
-from segqc.train import StepInfo, Trainer, resolve_device
+from segqc.train import StepInfo, Trainer, resolve_device, typical_mask
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +125,8 @@ class TabularQC(BaseDetector):
         train_norms = norms[train_rows]
         if cfg.method == "msma":
             if train_cfg.contaminated:  # keep likely anomalies out of the density, as the teacher does
-                total = train_norms.sum(1)
-                train_norms = train_norms[total <= np.quantile(total, train_cfg.filter_keep)]
+                keep = typical_mask(torch.from_numpy(train_norms.sum(1)), train_cfg.filter_keep)
+                train_norms = train_norms[keep.numpy()]
             self.density_ = EmbeddingDensity(cfg.max_components, seed=train_cfg.seed).fit(train_norms)
         self.decision_scores_ = self._scores_from_norms(norms)
         held_out = val_rows if len(val_rows) else train_rows
