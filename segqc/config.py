@@ -141,6 +141,55 @@ class TabularModelConfig:
         _reject_invalid(self, "model", checks)
 
 
+@dataclasses.dataclass
+class ImageModelConfig:
+    """Score model, noise schedule and anomaly scoring of the image mode.
+
+    Attributes:
+        levels: Number of noise levels ``L`` (each costs one network pass when scoring).
+        tau_max: Largest temperature.
+        tau_min: Smallest temperature.
+        beta_max: Location mixing towards uniform at ``tau_max``, falling linearly
+            to 0 at ``tau_min``; hides the clean class at high noise so the network
+            must use the image (0 gives the paper's location ``log(x + delta)``).
+        loss: Categorical loss, ``kl`` or ``mse``.
+        delta: Floor of the one-hot before the logarithm.
+        network: Keyword arguments of :class:`segqc.nets.ncsnpp.NCSNpp`
+            (nf, ch_mult, num_res_blocks, attn_resolutions, dropout, ...).
+        max_components: Most GaussianMixture components tried (BIC chooses).
+        review_quantile: Held-out inlier quantile above which a case is ``review``.
+        fail_quantile: Held-out inlier quantile above which a case is ``fail``.
+        score_batch_size: Cases per scoring batch.
+    """
+
+    levels: int = 10
+    tau_max: float = 20.0
+    tau_min: float = 2.0
+    beta_max: float = 0.9
+    loss: str = "kl"
+    delta: float = 1e-5
+    network: dict[str, Any] = dataclasses.field(default_factory=lambda: {
+        "nf": 16, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": []})
+    max_components: int = 4
+    review_quantile: float = 0.95
+    fail_quantile: float = 0.99
+    score_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("kl", "mse"):
+            raise ConfigError(f"model.loss: {self.loss!r} is not one of kl, mse{did_you_mean(self.loss, ('kl', 'mse'))}")
+        checks = {
+            "levels": self.levels >= 1,
+            "tau_min": 0 < self.tau_min <= self.tau_max,
+            "beta_max": 0 <= self.beta_max < 1,
+            "network": isinstance(self.network, dict),
+            "max_components": self.max_components >= 1,
+            "review_quantile": 0 < self.review_quantile <= self.fail_quantile < 1,
+            "score_batch_size": self.score_batch_size >= 1,
+        }
+        _reject_invalid(self, "model", checks)
+
+
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, section: str) -> T:
     """Build a config dataclass from a mapping, rejecting unknown keys.
 

@@ -51,6 +51,27 @@ def clean_logits(one_hot: torch.Tensor, delta: float = DEFAULT_DELTA) -> torch.T
     return torch.log(one_hot.clamp_min(delta))
 
 
+def mixed_location_logits(one_hot: torch.Tensor, beta: torch.Tensor, delta: float = DEFAULT_DELTA,
+                          dim: int = -1) -> torch.Tensor:
+    """Logits of a location mixed towards uniform: ``log(max((1 - beta) x + beta / K, delta))``.
+
+    With ``beta = 0`` this is :func:`clean_logits`. A ``beta`` that grows with the
+    noise level hides the clean class at high noise, so a denoiser must infer it
+    from context (DESIGN.md section 3.1).
+
+    Args:
+        one_hot: One-hot classes, classes on ``dim``.
+        beta: Mixing weights in ``[0, 1)``, broadcastable to ``one_hot``.
+        delta: Floor before the logarithm.
+        dim: Class axis.
+
+    Returns:
+        Logits of the shape of ``one_hot``.
+    """
+    num_classes = one_hot.shape[dim]
+    return clean_logits((1.0 - beta) * one_hot + beta / num_classes, delta)
+
+
 def sample_gumbel(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None = None,
                   device: torch.device | str | None = None) -> torch.Tensor:
     """Draw iid standard Gumbel noise ``g = -log(-log(u))``."""

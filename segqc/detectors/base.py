@@ -8,12 +8,32 @@ anomaly (score above ``threshold_``) and 0 otherwise.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
-from segqc.density import Calibration
-from segqc.errors import NotFittedError
+from segqc import bundle
+from segqc.config import TrainingConfig
+from segqc.density import Calibration, EmbeddingDensity
+from segqc.errors import BundleError, NotFittedError
+from segqc.train import StepInfo, Trainer, typical_mask
+
+logger = logging.getLogger(__name__)
+
+
+def split_rows(num_rows: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split into sorted training and validation indices."""
+    order = np.random.default_rng(seed).permutation(num_rows)
+    num_val = int(round(num_rows * val_fraction))
+    return np.sort(order[num_val:]), np.sort(order[:num_val])
 
 
 class BaseDetector:
@@ -38,6 +58,74 @@ class BaseDetector:
     def predict(self, data: Any) -> np.ndarray:
         """1 for anomalies (score above ``threshold_``), 0 for inliers."""
         return (self.decision_function(data) > self.threshold_).astype(np.int64)
+
+    def _train(self, model: nn.Module, tensors: tuple[torch.Tensor, ...], train_rows: np.ndarray,
+               val_rows: np.ndarray, config: TrainingConfig, on_step: Callable[[StepInfo], None] | None,
+               checkpoint_dir: str | Path | None, resume: bool) -> None:
+        """Train ``model`` on the selected rows; sets ``model_`` (best EMA weights) and ``training_``."""
+        result = Trainer(model, config, checkpoint_dir, on_step).fit(
+            tuple(t[train_rows] for t in tensors),
+            tuple(t[val_rows] for t in tensors) if len(val_rows) else None, resume=resume)
+        model.load_state_dict(result.state_dict)
+        self.model_ = model.eval()
+        self.training_ = {"steps": config.steps, "best_step": result.best_step,
+                          "best_val_loss": result.best_val_loss, "seconds": result.seconds,
+                          "history": result.history, "train_rows": len(train_rows), "val_rows": len(val_rows)}
+
+    @staticmethod
+    def _fit_density(train_norms: np.ndarray, config: TrainingConfig, max_components: int) -> EmbeddingDensity:
+        """Density of training embeddings; with contaminated data only of the rows the teacher keeps."""
+        if config.contaminated:
+            keep = typical_mask(torch.from_numpy(train_norms.sum(1)), config.filter_keep)
+            train_norms = train_norms[keep.numpy()]
+        return EmbeddingDensity(max_components, seed=config.seed).fit(train_norms)
+
+    def _calibrate(self, scores: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
+                   review_quantile: float, fail_quantile: float) -> None:
+        """Set ``decision_scores_`` and thresholds from held-out (validation) scores."""
+        self.decision_scores_ = scores
+        if not len(val_rows):
+            logger.warning("no validation samples (val_fraction=0): thresholds are calibrated on training samples")
+        held_out = val_rows if len(val_rows) else train_rows
+        self.calibration_ = Calibration.from_scores(scores[held_out], review_quantile, fail_quantile)
+
+    def _write_bundle(self, path: str | Path, mode: str, metadata: dict[str, Any]) -> Path:
+        """Write configs, calibration, training summary, weights and density plus ``metadata``."""
+        self._check_fitted()
+        common = {
+            "model": dataclasses.asdict(self._model_config),
+            "training": dataclasses.asdict(self._training_config),
+            "calibration": dataclasses.asdict(self.calibration_),
+            "training_summary": {k: v for k, v in self.training_.items() if k != "history"},
+            "history": self.training_["history"],
+        }
+        arrays = {f"density_{k}": v for k, v in self.density_.to_arrays().items()} if hasattr(self, "density_") else {}
+        arrays["decision_scores"] = self.decision_scores_
+        return bundle.write_bundle(path, mode, {**common, **metadata}, self.model_.state_dict(), arrays)
+
+    @staticmethod
+    @contextmanager
+    def _bundle_errors(path: str | Path) -> Iterator[None]:
+        """Report inconsistent bundle contents as a BundleError naming the bundle."""
+        try:
+            yield
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise BundleError(f"{path}: inconsistent bundle contents ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+
+    def _restore(self, content: bundle.Bundle, model: nn.Module) -> None:
+        """Set the fitted attributes shared by every detector from a read bundle."""
+        meta = content.metadata
+        model.load_state_dict(content.tensors)
+        self.model_ = model.eval()
+        self.calibration_ = Calibration(**meta["calibration"])
+        if not math.isfinite(self.calibration_.review):
+            raise ValueError("calibration thresholds are not finite")
+        self.training_ = {**meta["training_summary"], "history": meta.get("history", [])}
+        self.decision_scores_ = content.arrays["decision_scores"]
+        density = {k.removeprefix("density_"): v for k, v in content.arrays.items() if k.startswith("density_")}
+        if density:
+            self.density_ = EmbeddingDensity.from_arrays(density)
 
     def verdicts(self, scores: np.ndarray) -> np.ndarray:
         """``pass`` / ``review`` / ``fail`` for precomputed scores."""

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,11 +13,11 @@ import torch
 from segqc import bundle, noise
 from segqc.config import TabularModelConfig, TrainingConfig
 from segqc.data.tabular import EncodedTable, TabularSchema, encode, infer_schema, read_table
-from segqc.density import Calibration, EmbeddingDensity, ranks
-from segqc.detectors.base import BaseDetector
-from segqc.errors import BundleError, InputError
+from segqc.density import ranks
+from segqc.detectors.base import BaseDetector, split_rows
+from segqc.errors import InputError
 from segqc.scoremodels.tabular import TabularScoreModel
-from segqc.train import StepInfo, Trainer, resolve_device, typical_mask
+from segqc.train import StepInfo, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +31,6 @@ def _as_frame(data: TableLike) -> tuple[pd.DataFrame, str]:
             raise InputError("the table is empty; expected rows and columns")
         return data, "input table"
     return read_table(data), str(data)
-
-
-def _split(num_rows: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(seed).permutation(num_rows)
-    num_val = int(round(num_rows * val_fraction))
-    return np.sort(order[num_val:]), np.sort(order[:num_val])
 
 
 class TabularQC(BaseDetector):
@@ -107,33 +99,17 @@ class TabularQC(BaseDetector):
         self.schema_ = infer_schema(frame, self.categorical, self.continuous, self.ignore, self.id_column,
                                     self.max_integer_categories, where=where)
         table = encode(frame, self.schema_, where)
-        train_rows, val_rows = _split(len(frame), train_cfg.val_fraction, train_cfg.seed)
+        train_rows, val_rows = split_rows(len(frame), train_cfg.val_fraction, train_cfg.seed)
         taus, sigmas = self._schedule(table.continuous[train_rows])
         torch.manual_seed(train_cfg.seed)
-        self.model_ = TabularScoreModel(self.schema_.cardinalities, taus, sigmas, cfg.loss, cfg.delta, cfg.width,
-                                        cfg.depth, cfg.embedding_size, cfg.dropout)
+        model = TabularScoreModel(self.schema_.cardinalities, taus, sigmas, cfg.loss, cfg.delta, cfg.width,
+                                  cfg.depth, cfg.embedding_size, cfg.dropout)
         tensors = (torch.from_numpy(table.codes), torch.from_numpy(table.continuous))
-        trainer = Trainer(self.model_, train_cfg, checkpoint_dir, on_step)
-        result = trainer.fit(tuple(t[train_rows] for t in tensors),
-                             tuple(t[val_rows] for t in tensors) if len(val_rows) else None, resume=resume)
-        self.model_.load_state_dict(result.state_dict)
-        self.model_.eval()
-        self.training_ = {"steps": train_cfg.steps, "best_step": result.best_step,
-                          "best_val_loss": result.best_val_loss, "seconds": result.seconds,
-                          "history": result.history, "train_rows": len(train_rows), "val_rows": len(val_rows)}
+        self._train(model, tensors, train_rows, val_rows, train_cfg, on_step, checkpoint_dir, resume)
         norms = self._norms(table)
-        train_norms = norms[train_rows]
         if cfg.method == "msma":
-            if train_cfg.contaminated:  # keep likely anomalies out of the density, as the teacher does
-                keep = typical_mask(torch.from_numpy(train_norms.sum(1)), train_cfg.filter_keep)
-                train_norms = train_norms[keep.numpy()]
-            self.density_ = EmbeddingDensity(cfg.max_components, seed=train_cfg.seed).fit(train_norms)
-        self.decision_scores_ = self._scores_from_norms(norms)
-        held_out = val_rows if len(val_rows) else train_rows
-        if not len(val_rows):
-            logger.warning("no validation rows (val_fraction=0): thresholds are calibrated on training rows")
-        self.calibration_ = Calibration.from_scores(self.decision_scores_[held_out], cfg.review_quantile,
-                                                    cfg.fail_quantile)
+            self.density_ = self._fit_density(norms[train_rows], train_cfg, cfg.max_components)
+        self._calibrate(self._scores_from_norms(norms), train_rows, val_rows, cfg.review_quantile, cfg.fail_quantile)
         return self
 
     def _schedule(self, train_continuous: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,19 +179,8 @@ class TabularQC(BaseDetector):
     def save(self, path: str | Path) -> Path:
         """Write the fitted detector as a model bundle directory (atomic)."""
         self._check_fitted()
-        metadata = {
-            "model": dataclasses.asdict(self._model_config),
-            "training": dataclasses.asdict(self._training_config),
-            "schema": self.schema_.to_dict(),
-            "calibration": dataclasses.asdict(self.calibration_),
-            "training_summary": {k: v for k, v in self.training_.items() if k != "history"},
-            "history": self.training_["history"],
-            "max_integer_categories": self.max_integer_categories,
-        }
-        arrays = self.density_.to_arrays() if hasattr(self, "density_") else {}
-        arrays = {f"density_{k}": v for k, v in arrays.items()}
-        arrays["decision_scores"] = self.decision_scores_
-        return bundle.write_bundle(path, "tabular", metadata, self.model_.state_dict(), arrays)
+        metadata = {"schema": self.schema_.to_dict(), "max_integer_categories": self.max_integer_categories}
+        return self._write_bundle(path, "tabular", metadata)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> TabularQC:
@@ -227,28 +192,15 @@ class TabularQC(BaseDetector):
         """
         content = bundle.read_bundle(path, "tabular")
         meta = content.metadata
-        try:
+        with cls._bundle_errors(path):
             model_cfg = TabularModelConfig(**meta["model"])
             training_cfg = TrainingConfig(**{**meta["training"], **({"device": device} if device else {})})
             schema = TabularSchema.from_dict(meta["schema"])
             detector = cls(model_cfg, training_cfg, id_column=schema.id_column,
                            max_integer_categories=meta.get("max_integer_categories", 20))
             detector.schema_ = schema
-            detector.model_ = TabularScoreModel(schema.cardinalities, content.tensors["taus"],
-                                                content.tensors["sigmas"], model_cfg.loss, model_cfg.delta,
-                                                model_cfg.width, model_cfg.depth, model_cfg.embedding_size,
-                                                model_cfg.dropout)
-            detector.model_.load_state_dict(content.tensors)
-            detector.model_.eval()
-            detector.calibration_ = Calibration(**meta["calibration"])
-            detector.training_ = {**meta["training_summary"], "history": meta.get("history", [])}
-            detector.decision_scores_ = content.arrays["decision_scores"]
-            if model_cfg.method == "msma":
-                detector.density_ = EmbeddingDensity.from_arrays(
-                    {k.removeprefix("density_"): v for k, v in content.arrays.items() if k.startswith("density_")})
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise BundleError(f"{path}: inconsistent bundle contents ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
-        if not math.isfinite(detector.calibration_.review):
-            raise BundleError(f"{path}: calibration thresholds are not finite")
+            model = TabularScoreModel(schema.cardinalities, content.tensors["taus"], content.tensors["sigmas"],
+                                      model_cfg.loss, model_cfg.delta, model_cfg.width, model_cfg.depth,
+                                      model_cfg.embedding_size, model_cfg.dropout)
+            detector._restore(content, model)
         return detector

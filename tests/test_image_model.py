@@ -1,0 +1,106 @@
+"""Image score model and ImageQC on phantoms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from segqc import noise, phantoms
+from segqc.config import ImageModelConfig, TrainingConfig
+from segqc.detectors.image import ImageQC
+from segqc.errors import BundleError, SchemaError
+from segqc.scoremodels.image import ImageScoreModel
+
+TINY_NET = {"nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": []}
+
+
+def tiny_model(spatial_dims: int, channels: int, classes: int, size: int = 8) -> ImageScoreModel:
+    torch.manual_seed(0)
+    return ImageScoreModel(spatial_dims, channels, classes, noise.geometric_levels(20, 2, 3),
+                           torch.tensor([0.9, 0.45, 0.0]), network={**TINY_NET, "input_size": size})
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("num_classes", [2, 3, 5])
+def test_shapes(spatial_dims: int, num_classes: int) -> None:
+    model = tiny_model(spatial_dims, 2, num_classes)
+    spatial = (8,) * spatial_dims
+    images, masks = torch.randn(3, 2, *spatial), torch.randint(0, num_classes, (3, *spatial))
+    assert model(images, masks).shape == (3,)
+    norms, heat = model.embed(images, masks)
+    assert norms.shape == (3, 3) and heat.shape == (3, *spatial)
+    assert model.filter_norms(images, masks).shape == (3,)
+    assert model.scores(images, masks, torch.zeros(3, dtype=torch.long)).shape == (3, num_classes, *spatial)
+
+
+def test_untrained_model_has_zero_scores() -> None:
+    """The zero-initialised output predicts uniform noise: score 0 everywhere."""
+    model = tiny_model(2, 1, 3)
+    norms, _ = model.embed(torch.randn(2, 1, 8, 8), torch.randint(0, 3, (2, 8, 8)))
+    torch.testing.assert_close(norms, torch.zeros_like(norms))
+
+
+def test_tiny_model_overfits_one_pair() -> None:
+    model = tiny_model(2, 1, 3)
+    images, masks = torch.randn(4, 1, 8, 8), torch.randint(0, 3, (4, 8, 8))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    first = None
+    for _ in range(150):
+        loss = model(images, masks, generator).mean()
+        first = first if first is not None else float(loss.detach())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss.detach()) < 0.5 * first
+
+
+def phantom_arrays(cases, predicted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    images = np.stack([c.image for c in cases])
+    masks = np.stack([c.prediction if predicted else c.mask for c in cases]).astype(np.int64)
+    return images, masks
+
+
+@pytest.fixture(scope="module")
+def fitted() -> ImageQC:
+    train = phantom_arrays(phantoms.make_training_set(120, (32, 32), seed=0))
+    model = ImageModelConfig(levels=4, network={**TINY_NET, "nf": 12, "ch_mult": [1, 2, 2]}, max_components=2)
+    training = TrainingConfig(steps=300, batch_size=16, lr=3e-3, val_every=100, device="cpu")
+    return ImageQC(model, training, labels=[0, 1, 2]).fit(*train)
+
+
+def test_gross_failures_score_higher(fitted: ImageQC) -> None:
+    cases = phantoms.make_prediction_set(60, (32, 32), seed=1, failure_fraction=0.5,
+                                         modes=("empty", "missing", "shift", "class_swap"), severity_range=(0.8, 1.0))
+    scores = fitted.decision_function(phantom_arrays(cases, predicted=True))
+    failed = np.array([c.is_failure for c in cases])
+    assert roc_auc_score(failed, scores) >= 0.85
+
+
+def test_heat_map_points_at_the_error(fitted: ImageQC) -> None:
+    case = phantoms.make_training_set(1, (32, 32), seed=7)[0]
+    wrong = case.mask.copy()
+    wrong[:8, :8] = 2  # a false lesion in a corner
+    _, _, heat = fitted.score_pairs(case.image[None], wrong[None].astype(np.int64))
+    assert heat[0][:8, :8].mean() > heat[0][8:, 8:].mean()
+
+
+def test_save_load_round_trip(fitted: ImageQC, tmp_path) -> None:
+    images, masks = phantom_arrays(phantoms.make_training_set(5, (32, 32), seed=3))
+    loaded = ImageQC.load(fitted.save(tmp_path / "model"))
+    np.testing.assert_allclose(loaded.decision_function((images, masks)), fitted.decision_function((images, masks)),
+                               rtol=1e-5)
+    assert loaded.labels_ == [0, 1, 2] and loaded.threshold_ == fitted.threshold_
+    with pytest.raises(BundleError, match="'image' model"):
+        from segqc.detectors.tabular import TabularQC
+        TabularQC.load(tmp_path / "model")
+
+
+def test_wrong_inputs_are_named(fitted: ImageQC) -> None:
+    images, masks = phantom_arrays(phantoms.make_training_set(2, (32, 32), seed=3))
+    with pytest.raises(SchemaError, match="class index 7"):
+        fitted.decision_function((images, np.full_like(masks, 7)))
+    with pytest.raises(SchemaError, match="1-channel 2D"):
+        fitted.decision_function((np.repeat(images, 3, 1), masks))
