@@ -1,0 +1,447 @@
+"""Image and mask files: reading NIfTI / PNG / TIFF / JPEG / NumPy, pairing by case id.
+
+Pairing: an image and a mask belong to the same case when their file stems
+(the name without its suffix) are equal, or, in nnU-Net naming, when the image
+stem is the mask stem plus a four-digit channel suffix (``case_0000.nii.gz``,
+``case_0001.nii.gz`` <-> ``case.nii.gz``). The channels of a case are ordered by
+that suffix and must run ``_0000, _0001, ...`` without gaps.
+
+Arrays: images are read as float32 ``(C, *spatial)``; masks as ``(1, *spatial)``
+with their integer dtype kept. The affine maps voxel indices to millimetres; it
+is the file's affine for NIfTI and the identity (1 mm pixels, array axes = world
+axes) for the other formats.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from segqc.errors import InputError, SchemaError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy")
+MASK_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".npy")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+PIL_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+_PIL_DIRECT_MODES = ("L", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA")
+_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+_AFFINE_TOLERANCE = 1e-3
+# Errors the readers raise on corrupt or truncated files (PIL raises SyntaxError for broken PNG chunks).
+_READ_ERRORS = (OSError, EOFError, ValueError, SyntaxError, struct.error, zlib.error, IndexError, KeyError)
+
+
+def suffix_of(path: Path) -> str:
+    """The supported suffix of ``path`` in lower case (``".nii.gz"`` counts as one), or ``""``."""
+    name = path.name.lower()
+    return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), "")
+
+
+def _stem(path: Path) -> str:
+    """File name without its supported suffix."""
+    suffix = suffix_of(path)
+    return path.name[: len(path.name) - len(suffix)] if suffix else path.stem
+
+
+def case_id_of(path: Path) -> tuple[str, int | None]:
+    """Case id and nnU-Net channel of a file name.
+
+    Args:
+        path: An image or mask file.
+
+    Returns:
+        ``("case", 0)`` for ``case_0000.nii.gz`` (a four-digit channel suffix),
+        ``("abc", None)`` for ``abc.png``.
+    """
+    stem = _stem(Path(path))
+    match = _CHANNEL.match(stem)
+    if match:
+        return match["case"], int(match["channel"])
+    return stem, None
+
+
+@dataclass
+class CaseFiles:
+    """The files of one case.
+
+    Attributes:
+        case_id: Identifier shared by the image and mask files.
+        images: Image files in channel order (nnU-Net ``_0000, _0001, ...``) or one file.
+        mask: Mask file, or ``None`` when no masks were given.
+    """
+
+    case_id: str
+    images: list[Path]
+    mask: Path | None
+
+
+def _list_files(folder: Path, suffixes: Sequence[str], role: str) -> list[Path]:
+    """Supported files directly inside ``folder``, sorted by name.
+
+    Raises:
+        InputError: The folder is missing, not a folder, or holds no supported file.
+    """
+    if not folder.exists():
+        raise InputError(f"{folder}: {role} folder not found")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: expected a folder of {role} files, found a file")
+    entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = [p for p in entries if suffix_of(p) in suffixes]
+    if role == "mask":
+        jpeg = [p for p in entries if suffix_of(p) in _JPEG_SUFFIXES]
+        if jpeg:
+            raise InputError(f"{jpeg[0]}: JPEG masks are lossy and change label values; "
+                             f"save masks as {', '.join(suffixes)}")
+    if not files:
+        found = f"{len(entries)} other file(s)" if entries else "nothing"
+        raise InputError(f"{folder}: no {role} files; expected files ending in {', '.join(suffixes)}, found {found}")
+    ignored = [p for p in entries if suffix_of(p) not in suffixes]
+    if ignored:
+        logger.warning("%s: ignoring %d file(s) with unsupported suffixes, e.g. %s", folder, len(ignored),
+                       ignored[0].name)
+    return files
+
+
+def _unique_stems(files: Sequence[Path]) -> dict[str, Path]:
+    """Map file stem -> file, rejecting one stem with two suffixes."""
+    by_stem: dict[str, Path] = {}
+    for path in files:
+        stem = _stem(path)
+        if stem in by_stem:
+            raise InputError(f"{path}: case id {stem!r} also used by {by_stem[stem].name}; keep one file per case")
+        by_stem[stem] = path
+    return by_stem
+
+
+def _use_nnunet_names(stems: Sequence[str]) -> bool:
+    """Whether image stems without masks to match read as nnU-Net channels.
+
+    True when every stem ends in ``_dddd``, every case has the same channels
+    ``0..C-1`` and there are more cases than channels (``train_0000 ...
+    train_0049`` is 50 cases, not one case with 50 channels).
+    """
+    parsed = [_CHANNEL.match(stem) for stem in stems]
+    if not all(parsed):
+        return False
+    channels: dict[str, set[int]] = {}
+    for match in parsed:
+        channels.setdefault(match["case"], set()).add(int(match["channel"]))  # type: ignore[index]
+    sets = list(channels.values())
+    return all(s == set(range(len(sets[0]))) for s in sets) and len(sets) > len(sets[0])
+
+
+def _assign_images(images: dict[str, Path], masks: dict[str, Path] | None) -> tuple[dict[str, dict[int | None, Path]],
+                                                                                     list[str]]:
+    """Group image files into cases.
+
+    Returns:
+        Files per case id keyed by channel (``None`` for a single-file case),
+        and the stems of images that match no mask.
+    """
+    nnunet = masks is None and _use_nnunet_names(list(images))
+    cases: dict[str, dict[int | None, Path]] = {}
+    orphans = []
+    for stem, path in images.items():
+        case_id, channel = case_id_of(path)
+        matches_mask = masks is not None and channel is not None and case_id in masks
+        if (masks is not None and stem in masks) or (masks is None and not nnunet):
+            case_id, channel = stem, None
+        elif masks is not None and not matches_mask:
+            orphans.append(stem)
+            continue
+        files = cases.setdefault(case_id, {})
+        if channel in files or (files and (channel is None or None in files)):
+            other = next(iter(files.values()))
+            raise InputError(f"{path}: case id {case_id!r} also used by {other.name}; "
+                             f"use either one file or nnU-Net channels {case_id}_0000, {case_id}_0001, ...")
+        files[channel] = path
+    return cases, orphans
+
+
+def _channel_list(case_id: str, files: dict[int | None, Path]) -> list[Path]:
+    """Image files of a case in channel order, rejecting gaps in nnU-Net channels."""
+    if None in files:
+        return [files[None]]
+    channels = sorted(c for c in files if c is not None)
+    missing = sorted(set(range(channels[-1] + 1)) - set(channels))
+    if missing:
+        folder = files[channels[0]].parent
+        raise InputError(f"{folder}: case {case_id!r} lacks channel file {case_id}_{missing[0]:04d} "
+                         f"(found channels {', '.join(f'{c:04d}' for c in channels)})")
+    return [files[c] for c in channels]
+
+
+def _few(names: Sequence[str]) -> str:
+    """Up to three names and the count, e.g. ``"5 (a, b, c, ...)"``."""
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return f"{len(names)} ({shown})"
+
+
+def pair_cases(images_dir: Path, masks_dir: Path | None, require_masks: bool = True) -> list[CaseFiles]:
+    """Pair image files with mask files by case id.
+
+    Args:
+        images_dir: Folder of image files (see :data:`IMAGE_SUFFIXES`).
+        masks_dir: Folder of mask files (see :data:`MASK_SUFFIXES`), or ``None``.
+        require_masks: Whether an image without a mask is an error; when
+            false such cases get ``mask=None``. A mask without an image is
+            always an error.
+
+    Returns:
+        The cases sorted by case id.
+
+    Raises:
+        InputError: A folder is missing or holds no supported file, an image
+            has no mask or a mask no image, a case id is used by two files, or
+            nnU-Net channels have a gap.
+    """
+    images_dir = Path(images_dir)
+    images = _unique_stems(_list_files(images_dir, IMAGE_SUFFIXES, "image"))
+    masks = None if masks_dir is None else _unique_stems(_list_files(Path(masks_dir), MASK_SUFFIXES, "mask"))
+    grouped, orphans = _assign_images(images, masks)
+    if masks is not None and orphans:
+        if require_masks:
+            raise InputError(f"{masks_dir}: no mask for {_few(orphans)} image case(s) of {images_dir}; "
+                             f"expected mask files with the same case id")
+        grouped.update({stem: {None: images[stem]} for stem in orphans})
+    if masks is not None:
+        unmatched = sorted(set(masks) - set(grouped))
+        if unmatched:
+            raise InputError(f"{images_dir}: no image for {_few(unmatched)} mask case(s) of {masks_dir}; "
+                             f"expected image files with the same case id (or nnU-Net <case>_0000)")
+    return [
+        CaseFiles(case_id, _channel_list(case_id, files), None if masks is None else masks.get(case_id))
+        for case_id, files in sorted(grouped.items())
+    ]
+
+
+@dataclass
+class Volume:
+    """An array read from one or more files, with its voxel-to-world affine.
+
+    Attributes:
+        array: Images: float32 ``(C, *spatial)``; masks: ``(1, *spatial)`` with
+            the integer dtype of the file where it had one.
+        affine: ``(4, 4)`` float64 voxel-to-millimetre matrix; the identity
+            for PNG, TIFF, JPEG and NumPy files.
+        path: The (first) file read.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    path: Path
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Shape without the channel axis, ``(H, W)`` or ``(D, H, W)``."""
+        return tuple(self.array.shape[1:])
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Voxel size in millimetres along each spatial axis."""
+        ndim = min(len(self.spatial_shape), 3)
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :ndim], axis=0))
+
+    @property
+    def is_nifti(self) -> bool:
+        """Whether the volume was read from a NIfTI file (and has a meaningful orientation)."""
+        return suffix_of(self.path) in NIFTI_SUFFIXES
+
+
+def _format_name(path: Path) -> str:
+    """Human name of the file format, e.g. ``"NIfTI"``."""
+    suffix = suffix_of(path)
+    names = {".nii.gz": "NIfTI", ".nii": "NIfTI", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG",
+             ".jpeg": "JPEG", ".npy": "NumPy .npy"}
+    return names.get(suffix, "an image")
+
+
+def _cannot_read(path: Path, err: BaseException) -> InputError:
+    """The error for a corrupt, truncated or otherwise unreadable file."""
+    reason = " ".join(str(err).split()) or type(err).__name__
+    return InputError(f"{path}: cannot read as {_format_name(path)} ({reason})")
+
+
+def _read_nifti(path: Path, as_float: bool) -> tuple[np.ndarray, np.ndarray]:
+    """NIfTI data (file axes, channels last if any) and affine."""
+    import nibabel as nib
+
+    try:
+        image = nib.load(path)
+        data = image.get_fdata(dtype=np.float32) if as_float else np.asanyarray(image.dataobj)
+    except (*_READ_ERRORS, nib.filebasedimages.ImageFileError) as err:
+        raise _cannot_read(path, err) from None
+    return np.asarray(data), np.asarray(image.affine, dtype=np.float64)
+
+
+def _read_pil(path: Path, mask: bool) -> tuple[np.ndarray, bool]:
+    """PNG / TIFF / JPEG pixels and whether they have colour bands.
+
+    Returns:
+        ``(*spatial)`` or, with bands, ``(*spatial, bands)``; multi-page TIFFs
+        become a ``(D, H, W[, bands])`` stack.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            frames = []
+            for index in range(getattr(image, "n_frames", 1)):
+                image.seek(index)
+                image.load()
+                frames.append(_pil_pixels(image, mask))
+    except (*_READ_ERRORS, Image.DecompressionBombError) as err:
+        raise _cannot_read(path, err) from None
+    bands = frames[0].ndim == 3
+    return (frames[0] if len(frames) == 1 else np.stack(frames)), bands
+
+
+def _pil_pixels(image: PILImage, mask: bool) -> np.ndarray:
+    """Pixels of one PIL frame; palette masks keep their indices, palette images become RGB."""
+    if image.mode in ("1", "LA"):
+        image = image.convert("L")
+    elif image.mode not in _PIL_DIRECT_MODES and not (mask and image.mode == "P"):
+        image = image.convert("RGB")
+    return np.asarray(image)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """A NumPy array, without unpickling."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except _READ_ERRORS as err:
+        raise _cannot_read(path, err) from None
+    if not isinstance(array, np.ndarray):
+        raise InputError(f"{path}: expected a .npy array, found an .npz archive")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
+        raise SchemaError(f"{path}: expected a real numeric array, found dtype {array.dtype}")
+    return array
+
+
+def _image_channels(path: Path, spatial_ndim: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """One image file as ``(C, *spatial)`` and its affine."""
+    suffix = suffix_of(path)
+    if suffix in NIFTI_SUFFIXES:
+        data, affine = _read_nifti(path, as_float=True)
+        if data.ndim == 5 and data.shape[3] == 1:  # vector images are stored (X, Y, Z, 1, C)
+            data = data[:, :, :, 0]
+        channels = np.moveaxis(data, -1, 0) if data.ndim == 4 else data[None]
+    elif suffix == ".npy":
+        data, affine = _read_npy(path), np.eye(4)
+        channel_first = data.ndim == spatial_ndim + 1 if spatial_ndim else data.ndim == 4 or (
+            data.ndim == 3 and data.shape[0] <= 4)
+        channels = data if channel_first else data[None]
+    else:
+        data, bands = _read_pil(path, mask=False)
+        affine = np.eye(4)
+        channels = np.moveaxis(data, -1, 0) if bands else data[None]
+    if channels.ndim not in (3, 4) or min(channels.shape[1:]) < 1:
+        raise SchemaError(f"{path}: expected a 2D or 3D image (optionally with channels), "
+                          f"found array shape {tuple(data.shape)}")
+    channels = channels.astype(np.float32, copy=False)
+    if not np.isfinite(channels).all():
+        raise SchemaError(f"{path}: image contains NaN or infinite values; expected finite intensities")
+    return channels, affine
+
+
+def read_image(paths: Sequence[Path], spatial_ndim: int | None = None) -> Volume:
+    """Read an image from one file or from one file per channel.
+
+    NIfTI 4D arrays ``(X, Y, Z, C)`` have their last axis moved first; RGB(A)
+    PNG / TIFF / JPEG give 3 (4) channels, grayscale ones 1. A ``.npy`` array
+    is channel-first when it has ``spatial_ndim + 1`` axes; without
+    ``spatial_ndim``, 4D arrays and 3D arrays whose first axis has at most 4
+    entries are taken as channel-first.
+
+    Args:
+        paths: The file, or the channel files in order.
+        spatial_ndim: Number of spatial axes when known (from the mask), used
+            to tell channels from depth in ``.npy`` files.
+
+    Returns:
+        The image, float32 ``(C, *spatial)``; its affine is the first file's.
+
+    Raises:
+        InputError: A file is corrupt, or channel files differ in shape or affine.
+        SchemaError: The array is not 2D/3D or holds NaN / infinite values.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("read_image needs at least one file")
+    arrays, affine = [], None
+    for path in paths:
+        channels, file_affine = _image_channels(path, spatial_ndim)
+        if arrays and channels.shape[1:] != arrays[0].shape[1:]:
+            raise InputError(f"{path}: channel file has spatial shape {channels.shape[1:]}, "
+                             f"expected {arrays[0].shape[1:]} as in {paths[0].name}")
+        if affine is not None and not np.allclose(file_affine, affine, atol=_AFFINE_TOLERANCE):
+            raise InputError(f"{path}: channel file has a different affine than {paths[0].name}")
+        arrays.append(channels)
+        affine = file_affine
+    array = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    return Volume(array, affine, paths[0])  # type: ignore[arg-type]
+
+
+def _integer_labels(array: np.ndarray, path: Path) -> np.ndarray:
+    """The mask with an integer dtype, rejecting non-integer values."""
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        return array
+    bad = ~np.isfinite(array) | (array != np.round(array))
+    if bad.any():
+        example = array[bad].flat[0]
+        raise SchemaError(f"{path}: mask has non-integer value {example!r}; expected integer label values")
+    return array.astype(np.int64)
+
+
+def read_mask(path: Path) -> Volume:
+    """Read a label map.
+
+    Palette (mode ``P``) PNGs give their palette indices, not colours; RGB
+    files whose three channels are equal are read as grayscale.
+
+    Args:
+        path: A mask file (see :data:`MASK_SUFFIXES`).
+
+    Returns:
+        The mask, shape ``(1, *spatial)``, integer dtype.
+
+    Raises:
+        InputError: The file is a JPEG or corrupt.
+        SchemaError: Colour (RGB) labels, non-integer values, or not 2D/3D.
+    """
+    path = Path(path)
+    suffix = suffix_of(path)
+    if suffix in _JPEG_SUFFIXES:
+        raise InputError(f"{path}: JPEG masks are lossy and change label values; "
+                         f"save masks as {', '.join(MASK_SUFFIXES)}")
+    if suffix in NIFTI_SUFFIXES:
+        data, affine = _read_nifti(path, as_float=False)
+    elif suffix == ".npy":
+        data, affine = _read_npy(path), np.eye(4)
+    else:
+        data, bands = _read_pil(path, mask=True)
+        affine = np.eye(4)
+        if bands:
+            colour = data[..., :3]
+            if not (colour == colour[..., :1]).all():
+                raise SchemaError(f"{path}: mask is a colour (RGB) image; expected one label index per pixel "
+                                  f"(save the mask as grayscale or palette PNG with values 0..K-1)")
+            data = colour[..., 0]
+    if data.ndim not in (2, 3) or min(data.shape) < 1:
+        raise SchemaError(f"{path}: expected a 2D or 3D label map, found array shape {tuple(data.shape)}")
+    return Volume(_integer_labels(np.asarray(data), path)[None], affine, path)
