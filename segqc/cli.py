@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,8 +20,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from segqc import __version__
-from segqc.config import TabularModelConfig, TrainingConfig, from_mapping, load_yaml
-from segqc.errors import SegQCError
+from segqc.config import ImageModelConfig, TabularModelConfig, TrainingConfig, from_mapping, load_yaml
+from segqc.errors import ConfigError, SegQCError
+
+if TYPE_CHECKING:
+    from segqc.train import StepInfo
 
 app = typer.Typer(help="segqc: find failed segmentations and anomalous table rows without ground truth.",
                   no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich")
@@ -62,34 +65,58 @@ def handle_errors(command: F) -> F:
 
 
 @contextmanager
-def training_progress(description: str) -> Iterator[Callable[[Any], None]]:
-    """A rich progress bar fed by the trainer's ``on_step`` callback.
+def progress_bar(description: str, unit: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar; yields ``update(done, total, status)``.
 
-    The bar appears at the first step, so input errors found before training
-    print alone.
+    The bar appears at the first update, so input errors found before the work
+    starts print alone.
     """
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} steps/s"),
+               TextColumn("{task.fields[status]}"), TextColumn(f"{{task.fields[rate]}} {unit}/s"),
                TimeElapsedColumn(), TimeRemainingColumn())
     progress = Progress(*columns, console=console)
-    task = progress.add_task(description, total=None, loss="-", rate="-")
+    task = progress.add_task(description, total=None, status="", rate="-")
 
-    def on_step(info: Any) -> None:
+    def update(done: int, total: int, status: str = "") -> None:
         if not progress.live.is_started:
             progress.start()
-        rate = info.step / info.elapsed if info.elapsed > 0 else 0.0
-        progress.update(task, total=info.total, completed=info.step, loss=f"{info.loss:.4g}", rate=f"{rate:.1f}")
+        elapsed = progress.tasks[task].elapsed or 0.0
+        rate = f"{done / elapsed:.1f}" if elapsed > 0 else "-"
+        progress.update(task, total=total, completed=done, status=status, rate=rate)
+        if done >= total:  # leave the finished bar on screen; rich shows one live display at a time
+            progress.stop()
 
     try:
-        yield on_step
+        yield update
+    except BaseException:
+        progress.live.transient = True  # on failure the error line stands alone
+        raise
     finally:
         if progress.live.is_started:
             progress.stop()
 
 
+@contextmanager
+def training_progress() -> Iterator[Callable[[StepInfo], None]]:
+    """A progress bar fed by the trainer's ``on_step`` callback."""
+    with progress_bar("training", "steps") as update:
+        yield lambda info: update(info.step, info.total, f"loss {info.loss:.4g}")
+
+
 def split_names(values: list[str] | None) -> list[str]:
     """``--opt a,b --opt c`` -> ``["a", "b", "c"]``."""
     return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+
+
+def parse_labels(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``, with a clear error for anything else."""
+    try:
+        values = [int(v) for v in split_names([text])]
+    except ValueError:
+        raise ConfigError(f"--labels {text!r}: expected comma-separated integer label values, e.g. 0,1,2") from None
+    if len(set(values)) != len(values) or len(values) < 2:
+        raise ConfigError(f"--labels {text!r}: expected at least two distinct label values")
+    return values
 
 
 def merged_config(cls: type, file_sections: dict[str, Any], section: str, overrides: dict[str, Any]) -> Any:
@@ -122,6 +149,65 @@ TRAINING_DEFAULTS = TrainingConfig()
 DeviceOption = Annotated[str | None, typer.Option(help=f"auto, cpu or cuda. (default: {TRAINING_DEFAULTS.device})")]
 SeedOption = Annotated[int | None, typer.Option(help="Seed of every random choice (CPU runs are reproducible). "
                                                      f"(default: {TRAINING_DEFAULTS.seed})")]
+
+
+@app.command("train")
+@handle_errors
+def train(
+    images: Annotated[Path, typer.Option("--images", "-i", help="Folder of images: NIfTI, PNG, TIFF, JPEG or .npy; "
+                                                                 "nnU-Net channel files case_0000.nii.gz ... work.")],
+    masks: Annotated[Path, typer.Option("--masks", help="Folder of correct masks, paired with the images by case id "
+                                                        "(same file name, or case.nii.gz for case_0000.nii.gz).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model bundle directory to write.")],
+    config: Annotated[Path | None, typer.Option(help="YAML file with 'data', 'model' and 'training' sections, e.g. "
+                                                     "configs/image2d-small.yaml; options given here override it.")] = None,
+    steps: Annotated[int | None, typer.Option(help=f"Training steps. (default: {TRAINING_DEFAULTS.steps})")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Cases per step and process. "
+                                                        f"(default: {TRAINING_DEFAULTS.batch_size})")] = None,
+    labels: Annotated[str | None, typer.Option(help="Label values of the classes, comma-separated (e.g. 0,1,2); "
+                                                    "default: learned from the training masks.")] = None,
+    slice_axis: Annotated[int | None, typer.Option(help="Train a 2D model on slices of 3D volumes cut along this "
+                                                        "axis (after reorientation to RAS: 0 sagittal, 1 coronal, "
+                                                        "2 axial).")] = None,
+    contaminated: Annotated[bool, typer.Option(help="Some training masks may be wrong: EMA-teacher filtering.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from OUT's checkpoint.")] = False,
+    seed: SeedOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """Learn what correct (image, mask) pairs look like and write a QC model bundle.
+
+    The bundle holds the network, the label map, the preprocessing and the
+    calibrated review / fail thresholds, so scoring needs nothing else.
+    Multi-process training: torchrun --nproc_per_node 2 $(which segqc) train ...
+    Example:
+
+        segqc train --images data/images --masks data/labels --out qc-model --config configs/image2d-small.yaml
+    """
+    from segqc.data.preprocess import PreprocessConfig
+    from segqc.detectors.image import ImageQC
+    from segqc.train import distributed_context, init_distributed_from_env, resolve_device
+
+    sections = load_yaml(config, ("data", "model", "training")) if config else {}
+    preprocess = merged_config(PreprocessConfig, sections, "data", {"slice_axis": slice_axis})
+    model_cfg = merged_config(ImageModelConfig, sections, "model", {})
+    train_cfg = merged_config(TrainingConfig, sections, "training", {
+        "steps": steps, "batch_size": batch_size, "seed": seed, "device": device,
+        "contaminated": contaminated or None})
+    label_values = parse_labels(labels) if labels else None
+    init_distributed_from_env(resolve_device(train_cfg.device))
+    rank, _ = distributed_context()
+    detector = ImageQC(model_cfg, train_cfg, label_values, preprocess)
+    checkpoints = out.with_name(f"{out.name}.checkpoints")
+    with progress_bar("preparing", "cases") as on_case, training_progress() as on_step:
+        detector.fit_folders(images, masks, on_case=on_case, on_step=on_step, checkpoint_dir=checkpoints,
+                             resume=resume)
+    if rank == 0:
+        detector.save(out)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        console.print(f"[green]model written to[/] {out}  ({len(detector.decision_scores_)} training cases, "
+                      f"labels {detector.labels_}; best step {detector.training_['best_step']}; "
+                      f"review > {detector.calibration_.review:.4g}, fail > {detector.calibration_.fail:.4g})",
+                      highlight=False)
 
 
 @tabular_app.command("fit")
@@ -181,7 +267,7 @@ def tabular_fit(
     detector = TabularQC(model_cfg, train_cfg, split_names(categorical), split_names(continuous),
                          split_names(ignore), id_column)
     checkpoints = out.with_name(f"{out.name}.checkpoints")
-    with training_progress("training") as on_step:
+    with training_progress() as on_step:
         detector.fit(data, on_step=on_step, checkpoint_dir=checkpoints, resume=resume)
     detector.save(out)
     shutil.rmtree(checkpoints, ignore_errors=True)

@@ -84,11 +84,17 @@ def typical_mask(norms: torch.Tensor, keep: float) -> torch.Tensor:
 
 
 def resolve_device(name: str) -> torch.device:
-    """Turn ``auto``/``cpu``/``cuda[:i]`` into a device, checking CUDA exists."""
+    """Turn ``auto``/``cpu``/``cuda[:i]`` into a device, checking CUDA exists.
+
+    Under ``torchrun`` a bare ``cuda`` (or ``auto`` with CUDA) means this
+    process's GPU, ``cuda:LOCAL_RANK``.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     return torch.device(name)
 
 
@@ -108,6 +114,8 @@ def init_distributed_from_env(device: torch.device) -> bool:
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
         return False
     if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import torch
 
 from segqc import bundle, noise
 from segqc.config import ImageModelConfig, TrainingConfig
+from segqc.data.images import pair_cases
+from segqc.data.preprocess import PreprocessConfig, prepare_dataset, stack
 from segqc.detectors.base import BaseDetector, split_rows
 from segqc.errors import InputError, SchemaError
 from segqc.scoremodels.image import ImageScoreModel
@@ -35,9 +38,10 @@ class ImageQC(BaseDetector):
         model: Score model, noise schedule and scoring settings.
         training: Optimisation settings.
         labels: Label values of the mask classes (class ``k`` is ``labels[k]``);
-            stored in the bundle. Defaults to ``0..K-1``.
-        preprocess: Preprocessing settings stored in the bundle so that scoring
-            prepares files exactly as training did (a JSON-ready dict).
+            stored in the bundle. Default: learned from the training masks
+            (:meth:`fit_folders`) or ``0..K-1`` (:meth:`fit`).
+        preprocess: How files become model inputs; stored in the bundle so that
+            scoring prepares files exactly as training did.
 
     Attributes:
         model_: The trained score model (EMA weights of the best checkpoint).
@@ -49,7 +53,7 @@ class ImageQC(BaseDetector):
     """
 
     def __init__(self, model: ImageModelConfig | None = None, training: TrainingConfig | None = None,
-                 labels: Sequence[int] | None = None, preprocess: dict[str, Any] | None = None) -> None:
+                 labels: Sequence[int] | None = None, preprocess: PreprocessConfig | None = None) -> None:
         self.model = model
         self.training = training
         self.labels = labels
@@ -63,13 +67,41 @@ class ImageQC(BaseDetector):
     def _training_config(self) -> TrainingConfig:
         return self.training or TrainingConfig()
 
-    def fit(self, images: Any, masks: Any, on_step: Callable[[StepInfo], None] | None = None,
-            checkpoint_dir: str | Path | None = None, resume: bool = False) -> ImageQC:
+    @property
+    def _preprocess_config(self) -> PreprocessConfig:
+        return self.preprocess or PreprocessConfig()
+
+    def fit_folders(self, images_dir: str | Path, masks_dir: str | Path,
+                    on_case: Callable[[int, int], None] | None = None,
+                    on_step: Callable[[StepInfo], None] | None = None, checkpoint_dir: str | Path | None = None,
+                    resume: bool = False) -> ImageQC:
+        """Pair, read and preprocess a labelled set of files, then :meth:`fit`.
+
+        Args:
+            images_dir: Folder of images (see :func:`segqc.data.images.pair_cases`).
+            masks_dir: Folder of correct masks, paired with the images by case id.
+            on_case: Progress callback ``(done, total)`` while files are prepared.
+            on_step: Progress callback after each training step.
+            checkpoint_dir: Directory for resumable checkpoints.
+            resume: Continue from the checkpoint in ``checkpoint_dir``.
+
+        Returns:
+            self
+        """
+        cases = pair_cases(Path(images_dir), Path(masks_dir))
+        prepared, labels = prepare_dataset(cases, self._preprocess_config, self.labels, on_case)
+        images, masks = stack(prepared)
+        return self.fit(images, masks, labels, on_step, checkpoint_dir, resume)
+
+    def fit(self, images: Any, masks: Any, labels: Sequence[int] | None = None,
+            on_step: Callable[[StepInfo], None] | None = None, checkpoint_dir: str | Path | None = None,
+            resume: bool = False) -> ImageQC:
         """Learn what correct pairs look like.
 
         Args:
             images: Preprocessed images, ``(N, C, *spatial)``.
             masks: Correct masks as class indices ``0..K-1``, ``(N, *spatial)``.
+            labels: Label value of each class (overrides the constructor's).
             on_step: Progress callback, called after each training step.
             checkpoint_dir: Directory for resumable checkpoints.
             resume: Continue from the checkpoint in ``checkpoint_dir``.
@@ -81,11 +113,12 @@ class ImageQC(BaseDetector):
         images, masks = _as_tensors(images, masks)
         if len(images) < MIN_CASES:
             raise InputError(f"{len(images)} training cases; need at least {MIN_CASES}")
-        num_classes = len(self.labels) if self.labels is not None else int(masks.max()) + 1
+        labels = labels if labels is not None else self.labels
+        num_classes = len(labels) if labels is not None else int(masks.max()) + 1
         if int(masks.max()) >= num_classes or int(masks.min()) < 0:
             raise SchemaError(f"mask class indices must lie in 0..{num_classes - 1}, found {int(masks.min())}.."
                               f"{int(masks.max())}")
-        self.labels_ = list(self.labels) if self.labels is not None else list(range(num_classes))
+        self.labels_ = [int(v) for v in labels] if labels is not None else list(range(num_classes))
         train_rows, val_rows = split_rows(len(images), train_cfg.val_fraction, train_cfg.seed)
         torch.manual_seed(train_cfg.seed)
         model = self._build(images.shape[1], num_classes, masks.ndim - 1, masks.shape[1])
@@ -138,7 +171,8 @@ class ImageQC(BaseDetector):
     def save(self, path: str | Path) -> Path:
         """Write the fitted detector as a model bundle directory (atomic)."""
         self._check_fitted()
-        metadata = {"architecture": self.architecture_, "labels": self.labels_, "preprocess": self.preprocess}
+        metadata = {"architecture": self.architecture_, "labels": self.labels_,
+                    "preprocess": dataclasses.asdict(self._preprocess_config)}
         return self._write_bundle(path, "image", metadata)
 
     @classmethod
@@ -153,7 +187,8 @@ class ImageQC(BaseDetector):
         meta = content.metadata
         with cls._bundle_errors(path):
             training = TrainingConfig(**{**meta["training"], **({"device": device} if device else {})})
-            detector = cls(ImageModelConfig(**meta["model"]), training, meta["labels"], meta.get("preprocess"))
+            detector = cls(ImageModelConfig(**meta["model"]), training, meta["labels"],
+                           PreprocessConfig(**meta["preprocess"]))
             arch = meta["architecture"]
             model = detector._build(arch["image_channels"], arch["num_classes"], arch["spatial_dims"],
                                     arch["input_size"])
