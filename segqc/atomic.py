@@ -10,6 +10,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, directory: bool) -> None:
+    """Give a temporary file / directory the mode a normally created one would get (mkstemp uses 0600)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_current_umask())
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
@@ -23,6 +34,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
+        _publish_mode(temporary, directory=False)
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
@@ -55,6 +67,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield staging
+        _publish_mode(staging, directory=True)
         replace_directory(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

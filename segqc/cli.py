@@ -21,7 +21,7 @@ from rich.table import Table
 
 from segqc import __version__
 from segqc.config import ImageModelConfig, TabularModelConfig, TrainingConfig, from_mapping, load_yaml
-from segqc.errors import ConfigError, SegQCError
+from segqc.errors import ConfigError, InputError, SegQCError
 
 if TYPE_CHECKING:
     from segqc.train import StepInfo
@@ -208,6 +208,80 @@ def train(
                       f"labels {detector.labels_}; best step {detector.training_['best_step']}; "
                       f"review > {detector.calibration_.review:.4g}, fail > {detector.calibration_.fail:.4g})",
                       highlight=False)
+
+
+@app.command("score")
+@handle_errors
+def score(
+    predictions: Annotated[Path, typer.Argument(help="Folder of predicted masks, named like their images.")],
+    images: Annotated[Path, typer.Option("--images", "-i", help="Folder of the images the masks were predicted on.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model bundle written by 'segqc train'.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report directory to write (scores.csv, summary.json, "
+                                                          "report.html, heatmaps/, gallery/).")],
+    ground_truth: Annotated[Path | None, typer.Option(help="Folder of ground-truth masks: adds Dice, MSD, HD95 and "
+                                                           "how the score tracks them.")] = None,
+    top_k: Annotated[int, typer.Option(help="Cases in the gallery and the top-K correlations.")] = 50,
+    dice_threshold: Annotated[float, typer.Option(help="Dice below which a prediction counts as failed "
+                                                       "(failure-detection AUROC / AP).")] = 0.8,
+    fail_on: Annotated[int | None, typer.Option(help="Exit with code 3 when more than this many cases get the "
+                                                     "'fail' verdict (for cron / CI).")] = None,
+    history: Annotated[Path | None, typer.Option(help="SQLite file that keeps one row per run (trend chart).")] = None,
+    incremental: Annotated[bool, typer.Option(help="Skip cases scored before with the same model and unchanged "
+                                                   "files (needs --history).")] = False,
+    device: DeviceOption = None,
+) -> None:
+    """Score predicted masks against the learned distribution and write a report.
+
+    Every case gets a score (higher = more anomalous), a rank, a verdict (pass /
+    review / fail from the model's calibrated thresholds) and a heat map. A case
+    that cannot be read is listed with its error and the run goes on. Exit codes:
+    0 ok, 1 internal error, 2 bad input, 3 more than --fail-on cases failed QC.
+
+        segqc score preds/ --images imgs/ --model qc-model --out report/ --history qc.sqlite --fail-on 5
+    """
+    from segqc.detectors.image import ImageQC
+    from segqc.scoring import ScoreOptions, score_folder
+
+    if incremental and history is None:
+        raise ConfigError("--incremental needs --history FILE, where earlier results are kept")
+    if top_k < 1 or not 0 < dice_threshold <= 1:
+        raise ConfigError(f"--top-k must be >= 1 and --dice-threshold in (0, 1], got {top_k} and {dice_threshold}")
+    qc = ImageQC.load(model, device=device)
+    options = ScoreOptions(ground_truth, top_k, dice_threshold, fail_on, history, incremental)
+    with progress_bar("reading", "cases") as on_case:
+        run = score_folder(qc, model, predictions, images, out, options, on_case)
+    summary = run.summary
+    counts = summary["verdicts"]
+    console.print(f"[green]{summary['run']['cases']} cases[/] ({summary['run']['skipped_unchanged']} unchanged, "
+                  f"reused): {counts['pass']} pass, {counts['review']} review, {counts['fail']} fail, "
+                  f"{counts['error']} error -> {out / 'report.html'}", highlight=False)
+    detection = summary.get("failure_detection")
+    if detection:
+        console.print(f"failure detection (Dice < {dice_threshold}): AUROC {detection['auroc']}, "
+                      f"AP {detection['average_precision']}, AURC {detection['aurc']}", highlight=False)
+    if run.exit_code:
+        console.print(f"[bold red]{counts['fail']} cases failed QC[/] (more than --fail-on {fail_on})")
+    raise typer.Exit(run.exit_code)
+
+
+@app.command("report")
+@handle_errors
+def report(
+    directory: Annotated[Path, typer.Argument(help="Report directory written by 'segqc score'.")],
+    history: Annotated[Path | None, typer.Option(help="SQLite history for the trend chart.")] = None,
+) -> None:
+    """Re-render report.html from a report directory's scores.csv and summary.json."""
+    from segqc.history import RunHistory
+    from segqc.report import render_report
+    from segqc.report.html import read_summary
+
+    runs = None
+    if history is not None:
+        if not history.is_file():
+            raise InputError(f"{history}: history database not found")
+        runs = RunHistory(history).runs(read_summary(directory / "summary.json")["model"]["id"])
+    path = render_report(directory, runs)
+    console.print(f"[green]report written to[/] {path}", highlight=False)
 
 
 @tabular_app.command("fit")

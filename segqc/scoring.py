@@ -1,0 +1,286 @@
+"""Scoring a folder of predicted masks: the job behind ``segqc score``.
+
+For every case: pair the prediction with its image (same rules as training),
+preprocess both exactly as the bundle says, score, rank, give a verdict and a
+heat map; with ground truth also Dice / MSD / HD95 and the summary figures of
+:mod:`segqc.evaluation`. A case that cannot be read or does not match the model
+becomes an ``error`` row and the run goes on. The report directory is written
+to a temporary sibling and renamed, so an interrupted run never leaves a broken
+report; the history row is appended only after the report is in place.
+The layout is documented in ``docs/report-format.md``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segqc import __version__, evaluation, heatmaps
+from segqc.atomic import atomic_directory
+from segqc.bundle import WEIGHTS_FILE
+from segqc.data.images import CaseFiles, pair_cases, read_mask
+from segqc.data.preprocess import PreparedCase, PreprocessConfig, label_indices, prepare_case
+from segqc.density import ranks
+from segqc.detectors.image import ImageQC
+from segqc.errors import SchemaError, SegQCError
+from segqc.history import RunHistory, fingerprint
+from segqc.metrics import case_metrics
+from segqc.report import render_report
+
+logger = logging.getLogger(__name__)
+
+FAILED_QC_EXIT_CODE = 3
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass
+class ScoreOptions:
+    """Options of a scoring run.
+
+    Attributes:
+        ground_truth: Folder of ground-truth masks (paired by case id), or ``None``.
+        top_k: Cases in the gallery and in the top-K correlations.
+        dice_threshold: Dice below which a prediction counts as failed.
+        fail_on: Exit with :data:`FAILED_QC_EXIT_CODE` when more than this many
+            cases get the ``fail`` verdict (``None``: never).
+        history: SQLite file the run is appended to (``None``: no history).
+        incremental: Reuse results of cases scored before with the same model
+            and unchanged files (needs ``history``).
+    """
+
+    ground_truth: Path | None = None
+    top_k: int = 50
+    dice_threshold: float = 0.8
+    fail_on: int | None = None
+    history: Path | None = None
+    incremental: bool = False
+
+
+@dataclass
+class ScoreRun:
+    """Outcome of :func:`score_folder`."""
+
+    table: pd.DataFrame
+    summary: dict[str, Any]
+    report: Path
+    exit_code: int
+
+
+def model_id(model_dir: Path) -> str:
+    """Short id of a bundle: the first 12 hex digits of its weights' SHA-256."""
+    meta = json.loads((model_dir / "segqc.json").read_text(encoding="utf-8"))
+    return meta["checksums"][WEIGHTS_FILE][:12]
+
+
+def _file_name(case_id: str) -> str:
+    return SAFE_NAME.sub("_", case_id)
+
+
+def _error_row(case_id: str, files: CaseFiles, message: str) -> dict[str, Any]:
+    return {"case_id": case_id, "status": "error", "message": message, "verdict": "error",
+            "image": str(files.images[0]) if files.images else "", "prediction": str(files.mask or "")}
+
+
+def _ground_truth_metrics(case: PreparedCase, truth_path: Path, labels: list[int],
+                          preprocess: PreprocessConfig) -> dict[str, float]:
+    """Dice / MSD / HD95 of one case.
+
+    Whole cases are compared in the original file grid with the files' voxel
+    spacing; slices of volumes (2D models) in the model grid, with the in-plane
+    spacing scaled by the resize.
+    """
+    if "#" not in case.case_id:
+        truth = read_mask(truth_path)
+        prediction = read_mask(case.source.mask)
+        truth_indices = label_indices(truth.array[0], labels, truth_path)
+        prediction_indices = label_indices(prediction.array[0], labels, case.source.mask)
+        if prediction_indices.shape != truth_indices.shape:
+            raise SchemaError(f"{truth_path}: ground truth shape {truth_indices.shape} differs from the "
+                              f"prediction's {prediction_indices.shape} ({case.source.mask})")
+        return case_metrics(prediction_indices, truth_indices, labels, truth.spacing)
+    truth_cases = prepare_case(CaseFiles(case.source.case_id, case.source.images, truth_path), preprocess, labels)
+    truth_slice = next(c.mask for c in truth_cases if c.case_id == case.case_id)
+    spacing = read_mask(truth_path).spacing
+    in_plane = [axis for axis in range(len(case.original_shape)) if axis != preprocess.slice_axis]
+    scaled = tuple(spacing[a] * case.original_shape[a] / size for a, size in zip(in_plane, case.mask.shape))
+    return case_metrics(case.mask, truth_slice, labels, scaled)
+
+
+def score_folder(qc: ImageQC, model_dir: Path, predictions_dir: Path, images_dir: Path, out: Path,
+                 options: ScoreOptions | None = None,
+                 on_case: Callable[[int, int], None] | None = None) -> ScoreRun:
+    """Score every predicted mask of a folder and write a report directory.
+
+    Args:
+        qc: The loaded detector.
+        model_dir: Its bundle directory (for the model id).
+        predictions_dir: Folder of predicted masks.
+        images_dir: Folder of the matching images.
+        out: Report directory to write (replaced atomically).
+        options: Run options.
+        on_case: Progress callback ``(done, total)``.
+
+    Returns:
+        The scores table, the summary and the exit code for cron / CI.
+    """
+    options = options or ScoreOptions()
+    started, clock = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
+    identifier = model_id(model_dir)
+    cases = pair_cases(images_dir, predictions_dir, require_masks=False)
+    truths = {}
+    if options.ground_truth:
+        truths = {c.case_id: c.mask for c in pair_cases(images_dir, options.ground_truth, require_masks=False)
+                  if c.mask is not None}
+    history = RunHistory(options.history) if options.history else None
+    rows, prepared, fingerprints, reused = [], [], {}, 0
+    for done, files in enumerate(cases, start=1):
+        if files.mask is None:
+            rows.append(_error_row(files.case_id, files, f"no predicted mask for this image in {predictions_dir}"))
+        else:
+            key = fingerprint([*files.images, files.mask, *([truths[files.case_id]] if files.case_id in truths
+                                                            else [])])
+            cached = history.cached_case(identifier, files.case_id, key) if history and options.incremental else None
+            if cached is not None:
+                rows.append(cached)
+                fingerprints[files.case_id] = key
+                reused += 1
+            else:
+                try:
+                    for case in prepare_case(files, qc.preprocess, qc.labels_):
+                        prepared.append(case)
+                        fingerprints[case.case_id] = key
+                except SegQCError as err:
+                    rows.append(_error_row(files.case_id, files, str(err)))
+        if on_case:
+            on_case(done, len(cases))
+    scored_rows, heat = _score_prepared(qc, prepared, truths)
+    table = _rank(pd.DataFrame(rows + scored_rows), qc)
+    previous = out if out.is_dir() else None
+    with atomic_directory(out) as staging:
+        table = _write_images(qc, table, prepared, heat, truths, staging, previous, options.top_k)
+        summary = _summary(qc, table, options, identifier, model_dir, started, time.perf_counter() - clock, reused)
+        table.to_csv(staging / "scores.csv", index=False)
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        render_report(staging, history.runs(identifier) + [summary] if history else None)
+    if history:
+        history.append({**summary, "report": str(out)},
+                       cases=[{**row, "fingerprint": fingerprints[row["case_id"]]} for row in table.to_dict("records")
+                              if row["status"] == "ok" and row["case_id"] in fingerprints])
+    return ScoreRun(table, summary, out, summary["exit"]["code"])
+
+
+def _score_prepared(qc: ImageQC, prepared: list[PreparedCase],
+                    truths: dict[str, Path]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Rows and heat maps ``{case_id: (*spatial)}`` of the cases that were read."""
+    if not prepared:
+        return [], {}
+    scores, norms, heat = qc.score_pairs(np.stack([c.image for c in prepared]), np.stack([c.mask for c in prepared]))
+    rows = []
+    for index, case in enumerate(prepared):
+        row = {"case_id": case.case_id, "status": "ok", "message": "", "score": float(scores[index]),
+               "image": str(case.source.images[0]), "prediction": str(case.source.mask)}
+        row.update({f"norm_{level + 1}": float(v) for level, v in enumerate(norms[index])})
+        truth = truths.get(case.source.case_id)
+        if truth is not None:
+            row["ground_truth"] = str(truth)
+            try:
+                row.update(_ground_truth_metrics(case, truth, qc.labels_, qc.preprocess))
+            except SegQCError as err:
+                row["message"] = f"ground truth not used: {err}"
+        rows.append(row)
+    return rows, {case.case_id: heat[index] for index, case in enumerate(prepared)}
+
+
+def _rank(table: pd.DataFrame, qc: ImageQC) -> pd.DataFrame:
+    """Ranks and verdicts of ok cases; ranked cases first, then errors."""
+    ok = table["status"] == "ok"
+    table["rank"] = pd.Series(pd.NA, index=table.index, dtype="Int64")
+    if ok.any():
+        table.loc[ok, "rank"] = ranks(table.loc[ok, "score"].to_numpy())
+        table.loc[ok, "verdict"] = qc.verdicts(table.loc[ok, "score"].to_numpy())
+    first = ["case_id", "status", "message", "score", "rank", "verdict"]
+    ordered = first + [c for c in table.columns if c not in first]
+    return table[ordered].sort_values(["rank", "case_id"], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _write_images(qc: ImageQC, table: pd.DataFrame, prepared: list[PreparedCase], heat: dict[str, np.ndarray],
+                  truths: dict[str, Path], staging: Path, previous: Path | None, top_k: int) -> pd.DataFrame:
+    """Heat maps of every scored case and gallery panels of the top-K; returns the table with their paths."""
+    (staging / "heatmaps").mkdir()
+    (staging / "gallery").mkdir()
+    by_id = {case.case_id: case for case in prepared}
+    num_classes = len(qc.labels_)
+    volumes = qc.preprocess.spatial_dims == 3
+    table["heatmap"], table["gallery"] = "", ""
+    for index, row in table.iterrows():
+        if row["status"] != "ok":
+            continue
+        name = _file_name(row["case_id"])
+        heat_file = f"heatmaps/{name}.{'nii.gz' if volumes else 'png'}"
+        gallery_file = f"gallery/{name}.png"
+        case = by_id.get(row["case_id"])
+        if case is None:  # reused from an earlier run: carry its files over when they exist
+            for column, relative in (("heatmap", heat_file), ("gallery", gallery_file)):
+                if previous is not None and (previous / relative).is_file():
+                    shutil.copy2(previous / relative, staging / relative)
+                    table.at[index, column] = relative
+            continue
+        if volumes:
+            heatmaps.heat_volume_nifti(staging / heat_file, heat[case.case_id], case.original_shape, case.affine,
+                                       qc.preprocess.orientation)
+        else:
+            heatmaps.overlay_png(staging / heat_file, case.image, case.mask, heat[case.case_id], num_classes)
+        table.at[index, "heatmap"] = heat_file
+        if int(row["rank"]) <= top_k:
+            truth = _truth_in_model_grid(case, truths, qc)
+            title = f"#{int(row['rank'])} {case.case_id}  score {row['score']:.3g}  {row['verdict']}"
+            heatmaps.gallery_png(staging / gallery_file, title, case.image, case.mask, truth, heat[case.case_id],
+                                 num_classes)
+            table.at[index, "gallery"] = gallery_file
+    return table
+
+
+def _truth_in_model_grid(case: PreparedCase, truths: dict[str, Path], qc: ImageQC) -> np.ndarray | None:
+    path = truths.get(case.source.case_id)
+    if path is None:
+        return None
+    try:
+        prepared = prepare_case(CaseFiles(case.source.case_id, case.source.images, path), qc.preprocess, qc.labels_)
+    except SegQCError:
+        return None
+    return next((c.mask for c in prepared if c.case_id == case.case_id), None)
+
+
+def _summary(qc: ImageQC, table: pd.DataFrame, options: ScoreOptions, identifier: str, model_dir: Path,
+             started: datetime.datetime, seconds: float, reused: int) -> dict[str, Any]:
+    ok = table[table["status"] == "ok"]
+    verdicts = table["verdict"].value_counts()
+    failed = int(verdicts.get("fail", 0))
+    code = FAILED_QC_EXIT_CODE if options.fail_on is not None and failed > options.fail_on else 0
+    summary: dict[str, Any] = {
+        "segqc_version": __version__,
+        "model": {"path": str(model_dir), "id": identifier, "labels": qc.labels_},
+        "run": {"started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 3),
+                "cases": len(table), "scored": len(ok), "errors": int((table["status"] != "ok").sum()),
+                "skipped_unchanged": reused},
+        "thresholds": {"review": qc.calibration_.review, "fail": qc.calibration_.fail},
+        "verdicts": {v: int(verdicts.get(v, 0)) for v in ("pass", "review", "fail", "error")},
+        "score_quantiles": evaluation.score_quantiles(ok["score"].to_numpy()) if len(ok) else None,
+        "top_k": options.top_k,
+        "ground_truth": options.ground_truth is not None,
+        "exit": {"fail_on": options.fail_on, "failed_cases": failed, "code": code},
+    }
+    if options.ground_truth is not None and "dice_mean" in table:
+        summary.update(evaluation.summarise_metrics(table, options.top_k, options.dice_threshold))
+    return summary

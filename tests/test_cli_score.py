@@ -1,0 +1,113 @@
+"""`segqc score` and `segqc report` end to end on phantom files the tests write."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from segqc import phantoms
+from segqc.cli import app
+from segqc.history import RunHistory
+from segqc.scoring import FAILED_QC_EXIT_CODE
+
+runner = CliRunner()
+CONFIG = """
+data: {spatial_dims: 2, spatial_size: [32, 32]}
+model:
+  levels: 3
+  max_components: 1
+  network: {nf: 8, ch_mult: [1, 2], num_res_blocks: 1}
+training: {steps: 40, batch_size: 8, val_every: 20, checkpoint_every: 0, device: cpu}
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("score")
+    phantoms.write_cases(phantoms.make_training_set(24, (32, 32), seed=0), root / "train", fmt="png")
+    (root / "config.yaml").write_text(CONFIG)
+    result = runner.invoke(app, ["train", "--images", str(root / "train/images"), "--masks",
+                                 str(root / "train/masks"), "--out", str(root / "model"), "--config",
+                                 str(root / "config.yaml")])
+    assert result.exit_code == 0, result.output
+    cases = phantoms.make_prediction_set(12, (32, 32), seed=1, failure_fraction=0.5)
+    phantoms.write_cases(cases, root / "test", fmt="png")
+    predictions = root / "test" / "predictions"
+    (predictions / f"{cases[0].case_id}.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # corrupt file
+    odd = np.asarray(Image.open(predictions / f"{cases[1].case_id}.png")).copy()
+    odd[:4, :4] = 7  # a label the model never saw
+    Image.fromarray(odd).save(predictions / f"{cases[1].case_id}.png")
+    return root, cases
+
+
+def score_args(root, out="report", *extra: str) -> list[str]:
+    return ["score", str(root / "test/predictions"), "--images", str(root / "test/images"), "--model",
+            str(root / "model"), "--out", str(root / out), "--ground-truth", str(root / "test/masks"),
+            "--top-k", "5", *extra]
+
+
+def test_score_writes_the_full_report(setup) -> None:
+    root, cases = setup
+    result = runner.invoke(app, score_args(root, "report", "--history", str(root / "history.sqlite")))
+    assert result.exit_code == 0, result.output
+    report = root / "report"
+    table = pd.read_csv(report / "scores.csv", keep_default_na=False)
+    assert len(table) == 12
+    errors = table[table["status"] == "error"]
+    assert set(errors["case_id"]) == {cases[0].case_id, cases[1].case_id}
+    assert errors["message"].str.contains("7").any() and (errors["verdict"] == "error").all()
+    ok = table[table["status"] == "ok"]
+    assert sorted(ok["rank"].astype(int)) == list(range(1, 11))
+    assert set(ok["verdict"]) <= {"pass", "review", "fail"}
+    for column in ("dice_mean", "dice_1", "dice_2", "msd", "hd95", "norm_1", "norm_3"):
+        assert column in table
+    assert all((report / p).is_file() for p in ok["heatmap"])
+    assert sum(bool(p) for p in ok["gallery"]) == 5
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["verdicts"]["error"] == 2 and summary["run"]["scored"] == 10
+    assert set(summary["correlations"]) >= {"dice_mean", "msd", "hd95"}
+    assert "auroc" in summary["failure_detection"] and summary["exit"]["code"] == 0
+    html = (report / "report.html").read_text()
+    assert cases[5].case_id in html and "data:image/png;base64" in html
+    assert not list(root.glob(".report*")), "no temporary directories left"
+
+
+def test_fail_on_gives_a_distinct_exit_code(setup) -> None:
+    root, _ = setup
+    result = runner.invoke(app, score_args(root, "report-strict", "--fail-on", "-1"))
+    assert result.exit_code == FAILED_QC_EXIT_CODE, result.output
+
+
+def test_history_and_incremental_runs(setup) -> None:
+    root, _ = setup
+    database = root / "nightly.sqlite"
+    first = runner.invoke(app, score_args(root, "nightly", "--history", str(database), "--incremental"))
+    second = runner.invoke(app, score_args(root, "nightly", "--history", str(database), "--incremental"))
+    assert first.exit_code == 0 and second.exit_code == 0, second.output
+    summary = json.loads((root / "nightly" / "summary.json").read_text())
+    assert summary["run"]["skipped_unchanged"] == 10
+    first_table = pd.read_csv(root / "report" / "scores.csv")
+    second_table = pd.read_csv(root / "nightly" / "scores.csv")
+    np.testing.assert_allclose(np.sort(first_table["score"].dropna()), np.sort(second_table["score"].dropna()))
+    runs = RunHistory(database).runs()
+    assert len(runs) == 2 and runs[-1]["run"]["cases"] == 12 and runs[-1]["verdicts"]["error"] == 2
+    rerender = runner.invoke(app, ["report", str(root / "nightly"), "--history", str(database)])
+    assert rerender.exit_code == 0, rerender.output
+
+
+def test_incremental_needs_history(setup) -> None:
+    root, _ = setup
+    result = runner.invoke(app, score_args(root, "x", "--incremental"))
+    assert result.exit_code == 2 and "--history" in result.output
+
+
+def test_missing_model_is_bad_input(setup) -> None:
+    root, _ = setup
+    result = runner.invoke(app, ["score", str(root / "test/predictions"), "--images", str(root / "test/images"),
+                                 "--model", str(root / "nope"), "--out", str(root / "r")])
+    assert result.exit_code == 2 and "not a segqc model bundle" in result.output
