@@ -75,11 +75,12 @@ def progress_bar(description: str, unit: str) -> Iterator[Callable[[int, int, st
                TextColumn("{task.fields[status]}"), TextColumn(f"{{task.fields[rate]}} {unit}/s"),
                TimeElapsedColumn(), TimeRemainingColumn())
     progress = Progress(*columns, console=console)
-    task = progress.add_task(description, total=None, status="", rate="-")
+    task = progress.add_task(description, total=None, status="", rate="-", start=False)
 
     def update(done: int, total: int, status: str = "") -> None:
         if not progress.live.is_started:
             progress.start()
+            progress.start_task(task)
         elapsed = progress.tasks[task].elapsed or 0.0
         rate = f"{done / elapsed:.1f}" if elapsed > 0 else "-"
         progress.update(task, total=total, completed=done, status=status, rate=rate)
@@ -149,6 +150,48 @@ TRAINING_DEFAULTS = TrainingConfig()
 DeviceOption = Annotated[str | None, typer.Option(help=f"auto, cpu or cuda. (default: {TRAINING_DEFAULTS.device})")]
 SeedOption = Annotated[int | None, typer.Option(help="Seed of every random choice (CPU runs are reproducible). "
                                                      f"(default: {TRAINING_DEFAULTS.seed})")]
+
+
+@app.command("demo")
+@handle_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the generated data, model and report.")]
+    = Path("segqc-demo"),
+    fast: Annotated[bool, typer.Option(help="A smaller run that finishes in under a minute.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the data and the training.")] = 0,
+    device: DeviceOption = None,
+) -> None:
+    """See segqc work on built-in data: generate phantoms, train, score, report.
+
+    Writes synthetic CT-like (image, mask) pairs and predictions with labelled
+    failures (over/under-segmentation, missing structures, shifts, class swaps,
+    empty masks...), trains the small 2D model, scores the predictions against
+    ground truth and writes OUT/report/report.html.
+    """
+    from segqc.demo import run_demo
+
+    with training_progress() as on_step, progress_bar("scoring", "cases") as on_case:
+        run = run_demo(out, fast, seed, device or "auto", on_stage=lambda text: console.print(f"[bold]>[/] {text}"),
+                       on_step=on_step, on_case=on_case)
+    counts = run.summary["verdicts"]
+    console.print(f"[bold]verdicts:[/] {counts['pass']} pass, {counts['review']} review, {counts['fail']} fail, "
+                  f"{counts['error']} error", highlight=False)
+    table = Table(title="how the anomaly score tracks ground-truth metrics")
+    for column in ("metric", "Pearson", "Spearman", "Pearson top-K", "Spearman top-K"):
+        table.add_column(column)
+    for metric, values in run.summary.get("correlations", {}).items():
+        table.add_row(metric, *[_number(values.get(k)) for k in ("pearson", "spearman", "pearson_top_k",
+                                                                  "spearman_top_k")])
+    console.print(table)
+    detection = run.summary.get("failure_detection", {})
+    console.print(f"failure detection (Dice < {detection.get('dice_threshold')}): AUROC "
+                  f"{_number(detection.get('auroc'))}, average precision {_number(detection.get('average_precision'))}, "
+                  f"AURC {_number(detection.get('aurc'))}", highlight=False)
+    console.print(f"[green]report:[/] {run.report / 'report.html'}", highlight=False)
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 @app.command("train")
@@ -249,7 +292,7 @@ def score(
     qc = ImageQC.load(model, device=device)
     options = ScoreOptions(ground_truth, top_k, dice_threshold, fail_on, history, incremental)
     with progress_bar("reading", "cases") as on_case:
-        run = score_folder(qc, model, predictions, images, out, options, on_case)
+        run = score_folder(qc, predictions, images, out, options, on_case)
     summary = run.summary
     counts = summary["verdicts"]
     console.print(f"[green]{summary['run']['cases']} cases[/] ({summary['run']['skipped_unchanged']} unchanged, "

@@ -28,12 +28,12 @@ import pandas as pd
 
 from segqc import __version__, evaluation, heatmaps
 from segqc.atomic import atomic_directory
-from segqc.bundle import WEIGHTS_FILE
+from segqc.bundle import METADATA_FILE, WEIGHTS_FILE
 from segqc.data.images import CaseFiles, pair_cases, read_mask
 from segqc.data.preprocess import PreparedCase, PreprocessConfig, label_indices, prepare_case
 from segqc.density import ranks
 from segqc.detectors.image import ImageQC
-from segqc.errors import SchemaError, SegQCError
+from segqc.errors import ConfigError, SchemaError, SegQCError
 from segqc.history import RunHistory, fingerprint
 from segqc.metrics import case_metrics
 from segqc.report import render_report
@@ -77,9 +77,11 @@ class ScoreRun:
     exit_code: int
 
 
-def model_id(model_dir: Path) -> str:
-    """Short id of a bundle: the first 12 hex digits of its weights' SHA-256."""
-    meta = json.loads((model_dir / "segqc.json").read_text(encoding="utf-8"))
+def model_id(qc: ImageQC) -> str:
+    """Short id of a loaded bundle: the first 12 hex digits of its weights' SHA-256."""
+    if getattr(qc, "bundle_", None) is None:
+        raise ConfigError("score a saved model: ImageQC.load(path), so reports can name the model")
+    meta = json.loads((qc.bundle_ / METADATA_FILE).read_text(encoding="utf-8"))
     return meta["checksums"][WEIGHTS_FILE][:12]
 
 
@@ -117,14 +119,13 @@ def _ground_truth_metrics(case: PreparedCase, truth_path: Path, labels: list[int
     return case_metrics(case.mask, truth_slice, labels, scaled)
 
 
-def score_folder(qc: ImageQC, model_dir: Path, predictions_dir: Path, images_dir: Path, out: Path,
+def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Path, out: str | Path,
                  options: ScoreOptions | None = None,
                  on_case: Callable[[int, int], None] | None = None) -> ScoreRun:
     """Score every predicted mask of a folder and write a report directory.
 
     Args:
-        qc: The loaded detector.
-        model_dir: Its bundle directory (for the model id).
+        qc: A detector read with :meth:`ImageQC.load`.
         predictions_dir: Folder of predicted masks.
         images_dir: Folder of the matching images.
         out: Report directory to write (replaced atomically).
@@ -135,8 +136,9 @@ def score_folder(qc: ImageQC, model_dir: Path, predictions_dir: Path, images_dir
         The scores table, the summary and the exit code for cron / CI.
     """
     options = options or ScoreOptions()
+    predictions_dir, images_dir, out = Path(predictions_dir), Path(images_dir), Path(out)
     started, clock = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
-    identifier = model_id(model_dir)
+    identifier = model_id(qc)
     cases = pair_cases(images_dir, predictions_dir, require_masks=False)
     truths = {}
     if options.ground_truth:
@@ -169,7 +171,7 @@ def score_folder(qc: ImageQC, model_dir: Path, predictions_dir: Path, images_dir
     previous = out if out.is_dir() else None
     with atomic_directory(out) as staging:
         table = _write_images(qc, table, prepared, heat, truths, staging, previous, options.top_k)
-        summary = _summary(qc, table, options, identifier, model_dir, started, time.perf_counter() - clock, reused)
+        summary = _summary(qc, table, options, identifier, started, time.perf_counter() - clock, reused)
         table.to_csv(staging / "scores.csv", index=False)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         render_report(staging, history.runs(identifier) + [summary] if history else None)
@@ -262,7 +264,7 @@ def _truth_in_model_grid(case: PreparedCase, truths: dict[str, Path], qc: ImageQ
     return next((c.mask for c in prepared if c.case_id == case.case_id), None)
 
 
-def _summary(qc: ImageQC, table: pd.DataFrame, options: ScoreOptions, identifier: str, model_dir: Path,
+def _summary(qc: ImageQC, table: pd.DataFrame, options: ScoreOptions, identifier: str,
              started: datetime.datetime, seconds: float, reused: int) -> dict[str, Any]:
     ok = table[table["status"] == "ok"]
     verdicts = table["verdict"].value_counts()
@@ -270,7 +272,7 @@ def _summary(qc: ImageQC, table: pd.DataFrame, options: ScoreOptions, identifier
     code = FAILED_QC_EXIT_CODE if options.fail_on is not None and failed > options.fail_on else 0
     summary: dict[str, Any] = {
         "segqc_version": __version__,
-        "model": {"path": str(model_dir), "id": identifier, "labels": qc.labels_},
+        "model": {"path": str(qc.bundle_), "id": identifier, "labels": qc.labels_},
         "run": {"started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 3),
                 "cases": len(table), "scored": len(ok), "errors": int((table["status"] != "ok").sum()),
                 "skipped_unchanged": reused},

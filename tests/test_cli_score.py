@@ -111,3 +111,14 @@ def test_missing_model_is_bad_input(setup) -> None:
     result = runner.invoke(app, ["score", str(root / "test/predictions"), "--images", str(root / "test/images"),
                                  "--model", str(root / "nope"), "--out", str(root / "r")])
     assert result.exit_code == 2 and "not a segqc model bundle" in result.output
+
+
+def test_python_api_mirrors_the_cli(setup) -> None:
+    import segqc
+
+    root, _ = setup
+    run = segqc.ImageQC.load(root / "model").score_folder(root / "test/predictions", root / "test/images",
+                                                          root / "api-report", ground_truth=root / "test/masks")
+    cli = pd.read_csv(root / "report" / "scores.csv")
+    np.testing.assert_allclose(np.sort(run.table["score"].dropna()), np.sort(cli["score"].dropna()), rtol=1e-6)
+    assert run.exit_code == 0 and (root / "api-report" / "report.html").is_file()

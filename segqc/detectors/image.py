@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from segqc.detectors.base import BaseDetector, split_rows
 from segqc.errors import InputError, SchemaError
 from segqc.scoremodels.image import ImageScoreModel
 from segqc.train import StepInfo, resolve_device
+
+if TYPE_CHECKING:
+    from segqc.scoring import ScoreRun
 
 MIN_CASES = 10
 
@@ -49,6 +52,7 @@ class ImageQC(BaseDetector):
         calibration_: Review / fail thresholds from held-out pairs.
         decision_scores_: Anomaly scores of the training pairs.
         labels_: Label value of each class.
+        bundle_: The bundle directory the detector was loaded from (set by :meth:`load`).
         training_: Summary of the training run.
     """
 
@@ -194,4 +198,22 @@ class ImageQC(BaseDetector):
                                     arch["input_size"])
             detector.labels_ = list(meta["labels"])
             detector._restore(content, model)
+        detector.bundle_ = Path(path)
         return detector
+
+    def score_folder(self, predictions: str | Path, images: str | Path, out: str | Path,
+                     **options: Any) -> ScoreRun:
+        """Score a folder of predicted masks and write a report (see :func:`segqc.scoring.score_folder`).
+
+        Args:
+            predictions: Folder of predicted masks.
+            images: Folder of the matching images.
+            out: Report directory.
+            **options: Fields of :class:`segqc.scoring.ScoreOptions` (ground_truth, top_k, fail_on, ...).
+
+        Returns:
+            A :class:`segqc.scoring.ScoreRun` (table, summary, report path, exit code).
+        """
+        from segqc.scoring import ScoreOptions, score_folder
+
+        return score_folder(self, predictions, images, out, ScoreOptions(**options))
