@@ -253,14 +253,74 @@ def train(
                       highlight=False)
 
 
+SegmenterOption = Annotated[str | None, typer.Option(
+    "--segmenter", help="deeplabv3_mobilenet_v3_large | deeplabv3_resnet50 | deeplabv3_resnet101 | torchscript:PATH | "
+                        "monai:NAME (e.g. monai:UNet) | python:module:callable | an installed plugin name.")]
+WeightsOption = Annotated[Path | None, typer.Option(help="Segmenter weights: a state_dict file (read with "
+                                                         "weights_only=True; nothing is downloaded).")]
+SegmenterOptionsOption = Annotated[Path | None, typer.Option(
+    "--segmenter-options", help="JSON/YAML with the segmenter's settings: MONAI network 'args', 'class_names', "
+                                "'roi_size' for sliding-window inference...")]
+ClassMapOption = Annotated[Path | None, typer.Option(help="JSON/YAML mapping segmenter classes (index or name) to "
+                                                          "label values, e.g. {map: {background: 0, person: 1}, "
+                                                          "default: 0}.")]
+
+
+def run_segmenter(spec: str, images: Path, out: Path, weights: Path | None, options: Path | None,
+                  class_map: Path | None, batch_size: int, device: str | None,
+                  model_labels: list[int] | None = None) -> Any:
+    """Load a segmenter and write its masks for every image (shared by 'segment' and 'score')."""
+    from segqc.segmenters import load_class_map, load_segmenter, segment_folder
+    from segqc.train import resolve_device
+
+    torch_device = resolve_device(device or "auto")
+    segmenter = load_segmenter(spec, weights, options, torch_device)
+    mapping = load_class_map(class_map, segmenter.class_names) if class_map else None
+    if mapping is None and model_labels is not None and len(segmenter.class_names) > len(model_labels):
+        raise ConfigError(f"--segmenter {spec} has {len(segmenter.class_names)} classes but the QC model knows "
+                          f"labels {model_labels}; give --class-map FILE mapping segmenter classes to those labels")
+    with progress_bar("segmenting", "images") as update:
+        run = segment_folder(segmenter, images, out, batch_size, torch_device, mapping,
+                             on_case=lambda _case, done, total: update(done, total))
+    for case_id, message in run.failures:
+        console.print(f"[yellow]skipped[/] {case_id}: {message}", highlight=False, soft_wrap=True)
+    if not run.written:
+        raise InputError(f"{images}: the segmenter produced no mask ({len(run.failures)} image(s) failed)")
+    return run
+
+
+@app.command("segment")
+@handle_errors
+def segment(
+    images: Annotated[Path, typer.Option("--images", "-i", help="Folder of images to segment.")],
+    segmenter: Annotated[str, typer.Option(help="Segmenter spec (see 'segqc score --help' for the forms).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the masks: one per image, same case id, same "
+                                                          "format and grid (palette PNG for 2D images, NIfTI with the "
+                                                          "image affine for volumes).")],
+    weights: WeightsOption = None,
+    segmenter_options: SegmenterOptionsOption = None,
+    class_map: ClassMapOption = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 4,
+    device: DeviceOption = None,
+) -> None:
+    """Run a pretrained segmenter over a folder of images and write its masks.
+
+        segqc segment --images imgs/ --segmenter deeplabv3_mobilenet_v3_large --weights dlv3.pth --out preds/
+    """
+    run = run_segmenter(segmenter, images, out, weights, segmenter_options, class_map, batch_size, device)
+    console.print(f"[green]{len(run.written)} masks written[/] to {out}"
+                  + (f"; {len(run.failures)} image(s) skipped" if run.failures else ""), highlight=False)
+
+
 @app.command("score")
 @handle_errors
 def score(
-    predictions: Annotated[Path, typer.Argument(help="Folder of predicted masks, named like their images.")],
     images: Annotated[Path, typer.Option("--images", "-i", help="Folder of the images the masks were predicted on.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Model bundle written by 'segqc train'.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report directory to write (scores.csv, summary.json, "
                                                           "report.html, heatmaps/, gallery/).")],
+    predictions: Annotated[Path | None, typer.Argument(help="Folder of predicted masks, named like their images "
+                                                              "(or use --segmenter).")] = None,
     ground_truth: Annotated[Path | None, typer.Option(help="Folder of ground-truth masks: adds Dice, MSD, HD95 and "
                                                            "how the score tracks them.")] = None,
     top_k: Annotated[int, typer.Option(help="Cases in the gallery and the top-K correlations.")] = 50,
@@ -271,6 +331,11 @@ def score(
     history: Annotated[Path | None, typer.Option(help="SQLite file that keeps one row per run (trend chart).")] = None,
     incremental: Annotated[bool, typer.Option(help="Skip cases scored before with the same model and unchanged "
                                                    "files (needs --history).")] = False,
+    segmenter: SegmenterOption = None,
+    weights: WeightsOption = None,
+    segmenter_options: SegmenterOptionsOption = None,
+    class_map: ClassMapOption = None,
+    batch_size: Annotated[int, typer.Option(help="Images per segmenter forward pass.")] = 4,
     device: DeviceOption = None,
 ) -> None:
     """Score predicted masks against the learned distribution and write a report.
@@ -279,8 +344,10 @@ def score(
     review / fail from the model's calibrated thresholds) and a heat map. A case
     that cannot be read is listed with its error and the run goes on. Exit codes:
     0 ok, 1 internal error, 2 bad input, 3 more than --fail-on cases failed QC.
+    With --segmenter, the images are segmented first (masks in OUT.predictions/).
 
         segqc score preds/ --images imgs/ --model qc-model --out report/ --history qc.sqlite --fail-on 5
+        segqc score --segmenter monai:UNet --weights unet.pt --segmenter-options unet.yaml --images imgs/ ...
     """
     from segqc.detectors.image import ImageQC
     from segqc.scoring import ScoreOptions, score_folder
@@ -289,7 +356,13 @@ def score(
         raise ConfigError("--incremental needs --history FILE, where earlier results are kept")
     if top_k < 1 or not 0 < dice_threshold <= 1:
         raise ConfigError(f"--top-k must be >= 1 and --dice-threshold in (0, 1], got {top_k} and {dice_threshold}")
+    if (predictions is None) == (segmenter is None):
+        raise ConfigError("give either a PREDICTIONS folder or --segmenter SPEC (not both)")
     qc = ImageQC.load(model, device=device)
+    if segmenter is not None:
+        predictions = out.with_name(f"{out.name}.predictions")
+        run_segmenter(segmenter, images, predictions, weights, segmenter_options, class_map, batch_size, device,
+                      qc.labels_)
     options = ScoreOptions(ground_truth, top_k, dice_threshold, fail_on, history, incremental)
     with progress_bar("reading", "cases") as on_case:
         run = score_folder(qc, predictions, images, out, options, on_case)

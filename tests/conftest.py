@@ -49,3 +49,31 @@ def tiny_training() -> TrainingConfig:
 @pytest.fixture
 def train_frame() -> pd.DataFrame:
     return chained_table(600, seed=0)[0]
+
+
+TINY_IMAGE_CONFIG = """
+data: {spatial_dims: 2, spatial_size: [32, 32]}
+model:
+  levels: 3
+  max_components: 1
+  network: {nf: 8, ch_mult: [1, 2], num_res_blocks: 1}
+training: {steps: 40, batch_size: 8, val_every: 20, checkpoint_every: 0, device: cpu}
+"""
+
+
+@pytest.fixture(scope="session")
+def image_model(tmp_path_factory):
+    """A tiny 2D QC model (labels 0, 1, 2) trained with `segqc train` on 24 phantom PNGs: (root, bundle)."""
+    from typer.testing import CliRunner
+
+    from segqc import phantoms
+    from segqc.cli import app
+
+    root = tmp_path_factory.mktemp("image-model")
+    phantoms.write_cases(phantoms.make_training_set(24, (32, 32), seed=0), root / "train", fmt="png")
+    (root / "config.yaml").write_text(TINY_IMAGE_CONFIG)
+    result = CliRunner().invoke(app, ["train", "--images", str(root / "train/images"), "--masks",
+                                      str(root / "train/masks"), "--out", str(root / "model"), "--config",
+                                      str(root / "config.yaml")])
+    assert result.exit_code == 0, result.output
+    return root, root / "model"

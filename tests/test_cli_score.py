@@ -16,25 +16,11 @@ from segqc.history import RunHistory
 from segqc.scoring import FAILED_QC_EXIT_CODE
 
 runner = CliRunner()
-CONFIG = """
-data: {spatial_dims: 2, spatial_size: [32, 32]}
-model:
-  levels: 3
-  max_components: 1
-  network: {nf: 8, ch_mult: [1, 2], num_res_blocks: 1}
-training: {steps: 40, batch_size: 8, val_every: 20, checkpoint_every: 0, device: cpu}
-"""
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(image_model, tmp_path_factory):
+    model_root, model = image_model
     root = tmp_path_factory.mktemp("score")
-    phantoms.write_cases(phantoms.make_training_set(24, (32, 32), seed=0), root / "train", fmt="png")
-    (root / "config.yaml").write_text(CONFIG)
-    result = runner.invoke(app, ["train", "--images", str(root / "train/images"), "--masks",
-                                 str(root / "train/masks"), "--out", str(root / "model"), "--config",
-                                 str(root / "config.yaml")])
-    assert result.exit_code == 0, result.output
+    (root / "model").symlink_to(model, target_is_directory=True)
     cases = phantoms.make_prediction_set(12, (32, 32), seed=1, failure_fraction=0.5)
     phantoms.write_cases(cases, root / "test", fmt="png")
     predictions = root / "test" / "predictions"
