@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from segqc import __version__
-from segqc.config import ImageModelConfig, TabularModelConfig, TrainingConfig, from_mapping, load_yaml
+from segqc.config import ImageModelConfig, TabularModelConfig, TrainingConfig, from_mapping, read_mapping_file
 from segqc.errors import ConfigError, InputError, SegQCError
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ def train(
     from segqc.detectors.image import ImageQC
     from segqc.train import distributed_context, init_distributed_from_env, resolve_device
 
-    sections = load_yaml(config, ("data", "model", "training")) if config else {}
+    sections = read_mapping_file(config, ("data", "model", "training"), "config file") if config else {}
     preprocess = merged_config(PreprocessConfig, sections, "data", {"slice_axis": slice_axis})
     model_cfg = merged_config(ImageModelConfig, sections, "model", {})
     train_cfg = merged_config(TrainingConfig, sections, "training", {
@@ -447,7 +447,7 @@ def tabular_fit(
     """
     from segqc.detectors.tabular import TabularQC
 
-    sections = load_yaml(config, ("model", "training")) if config else {}
+    sections = read_mapping_file(config, ("model", "training"), "config file") if config else {}
     model_cfg = merged_config(TabularModelConfig, sections, "model", {
         "method": method, "width": width, "depth": depth, "levels": levels, "loss": loss,
         "review_quantile": review_quantile, "fail_quantile": fail_quantile})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -213,31 +214,38 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, section: str) -> 
         raise ConfigError(f"{section}: {err}") from None
 
 
-def load_yaml(path: str | Path, sections: Sequence[str]) -> dict[str, Any]:
-    """Read a YAML config file into a dict of sections.
+def read_mapping_file(path: str | Path, allowed: Sequence[str], what: str) -> dict[str, Any]:
+    """Read a JSON (``.json``) or YAML file holding one mapping with known keys.
 
     Args:
-        path: The YAML file.
-        sections: The section names allowed at the top level.
+        path: The file.
+        allowed: The keys the mapping may have.
+        what: What the file is, for messages (e.g. ``"config file"``).
 
     Returns:
-        The top-level mapping (empty for an empty file).
+        The mapping (empty for an empty file).
+
+    Raises:
+        InputError: The file is missing.
+        ConfigError: Invalid JSON / YAML, not a mapping, or an unknown key.
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: config file not found")
+        raise InputError(f"{path}: {what} not found")
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid {kind} ({str(err).splitlines()[0]})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        raise ConfigError(f"{path}: expected a mapping in the {what}, found {type(data).__name__}")
     for key in data:
-        if key not in sections:
-            raise ConfigError(f"{path}: unknown section {key!r}{did_you_mean(str(key), sections)}; "
-                              f"expected {', '.join(map(repr, sections))}")
+        if key not in allowed:
+            raise ConfigError(f"{path}: unknown key {key!r} in the {what}{did_you_mean(str(key), allowed)}; "
+                              f"expected {', '.join(map(repr, allowed))}")
     return data
 
 

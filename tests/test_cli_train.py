@@ -9,24 +9,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import TINY_IMAGE_CONFIG
 from segqc import phantoms
 from segqc.cli import app
 
 runner = CliRunner()
-CONFIG = """
-data: {spatial_dims: 2, spatial_size: [32, 32]}
-model:
-  levels: 3
-  max_components: 1
-  network: {nf: 8, ch_mult: [1, 2], num_res_blocks: 1}
-training: {steps: 30, batch_size: 8, val_every: 15, checkpoint_every: 15, device: cpu}
-"""
 
 
 @pytest.fixture
 def dataset(tmp_path):
     phantoms.write_cases(phantoms.make_training_set(24, (32, 32), seed=0), tmp_path / "data", fmt="png")
-    (tmp_path / "config.yaml").write_text(CONFIG)
+    (tmp_path / "config.yaml").write_text(TINY_IMAGE_CONFIG)
     return tmp_path
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segqc.config import from_mapping, load_yaml
+from segqc.config import from_mapping, read_mapping_file
 from segqc.data.images import case_id_of, pair_cases, read_image, read_mask
 from segqc.data.preprocess import (
     SECTION,
@@ -487,7 +487,7 @@ def test_config_validation(values: dict, field: str) -> None:
 @pytest.mark.parametrize("name", ["image2d-small", "image2d-paper", "image3d-small"])
 def test_shipped_configs_load(name: str) -> None:
     path = Path(__file__).parents[1] / "configs" / f"{name}.yaml"
-    config = from_mapping(PreprocessConfig, load_yaml(path, ["data", "model", "training"])["data"], SECTION)
+    config = from_mapping(PreprocessConfig, read_mapping_file(path, ["data", "model", "training"], "config file")["data"], SECTION)
     assert len(config.spatial_size) == config.spatial_dims
 
 

@@ -9,7 +9,6 @@ indices) of the same spatial size. Built-ins wrap a ``torch.nn.Module`` with
 
 from __future__ import annotations
 
-import json
 import pickle
 import struct
 from collections.abc import Mapping, Sequence
@@ -18,9 +17,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
-import yaml
 
-from segqc.errors import ConfigError, InputError, SchemaError, did_you_mean
+from segqc.config import read_mapping_file
+from segqc.errors import ConfigError, InputError, SchemaError
 
 WEIGHTS_OPTION = "--weights"
 """Command-line option that gives a segmenter's weights file (named in error messages)."""
@@ -216,22 +215,7 @@ def read_options(path: Path | None, allowed: Sequence[str], name: str) -> dict[s
     """
     if path is None:
         return {}
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: segmenter options file not found ({OPTIONS_OPTION})")
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as err:
-        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
-        raise ConfigError(f"{path}: not valid {kind} ({str(err).splitlines()[0]})") from None
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of options for {name}, found {type(data).__name__}")
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(f"{path}: unknown option {key!r} for {name}{did_you_mean(str(key), allowed)}; "
-                              f"expected {', '.join(map(repr, allowed))}")
+    data = read_mapping_file(path, allowed, f"segmenter options file of {name} ({OPTIONS_OPTION})")
     names = data.get("class_names")
     if names is not None and (not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)):
         raise ConfigError(f"{path}: 'class_names' must be a non-empty list of strings")

@@ -11,16 +11,15 @@ are an error.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from segqc.errors import ConfigError, InputError, SchemaError, did_you_mean
+from segqc.config import read_mapping_file
+from segqc.errors import ConfigError, SchemaError, did_you_mean
 
 _KEYS = ("map", "default")
 
@@ -115,22 +114,10 @@ def load_class_map(path: Path, class_names: Sequence[str] | None = None) -> Clas
         ConfigError: Invalid JSON/YAML, unknown keys, non-integer values, or one class mapped twice.
         SchemaError: A class name or index the segmenter does not have.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: class map file not found")
-    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid {kind} ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("map"), dict) or not data["map"]:
+    data = read_mapping_file(path, _KEYS, "class map file")
+    if not isinstance(data.get("map"), dict) or not data["map"]:
         raise ConfigError(f"{path}: expected {{\"map\": {{CLASS: LABEL, ...}}, \"default\": LABEL}} with a "
                           f"non-empty 'map'")
-    unknown = [key for key in data if key not in _KEYS]
-    if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r}{did_you_mean(str(unknown[0]), _KEYS)}; "
-                          f"expected 'map' and optionally 'default'")
     mapping: dict[int, int] = {}
     for key, value in data["map"].items():
         index = _class_index(key, class_names, path)
