@@ -40,6 +40,11 @@ class BaseDetector:
     """Shared behaviour; subclasses implement ``fit`` and ``decision_function``."""
 
     calibration_: Calibration
+    training: TrainingConfig | None
+
+    @property
+    def _training_config(self) -> TrainingConfig:
+        return self.training or TrainingConfig()
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "calibration_"):

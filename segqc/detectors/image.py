@@ -68,10 +68,6 @@ class ImageQC(BaseDetector):
         return self.model or ImageModelConfig()
 
     @property
-    def _training_config(self) -> TrainingConfig:
-        return self.training or TrainingConfig()
-
-    @property
     def _preprocess_config(self) -> PreprocessConfig:
         return self.preprocess or PreprocessConfig()
 

@@ -74,10 +74,6 @@ class TabularQC(BaseDetector):
     def _model_config(self) -> TabularModelConfig:
         return self.model or TabularModelConfig()
 
-    @property
-    def _training_config(self) -> TrainingConfig:
-        return self.training or TrainingConfig()
-
     def fit(self, data: TableLike, y: None = None, on_step: Callable[[StepInfo], None] | None = None,
             checkpoint_dir: str | Path | None = None, resume: bool = False) -> TabularQC:
         """Learn the distribution of the rows of ``data``.

@@ -9,8 +9,8 @@ indices) of the same spatial size. Built-ins wrap a ``torch.nn.Module`` with
 
 from __future__ import annotations
 
-import pickle
 import struct
+from pickle import UnpicklingError  # the exception class only: torch.load(weights_only=True) raises it
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -249,7 +249,7 @@ def load_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
         raise InputError(f"{path}: weights file for {name} not found ({WEIGHTS_OPTION})")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, struct.error) as err:
+    except (RuntimeError, OSError, EOFError, ValueError, UnpicklingError, struct.error) as err:
         reason = " ".join(str(err).split())[:200]
         if "Weights only load failed" in reason:
             reason = "it pickles Python objects, not only tensors; save model.state_dict() instead"
