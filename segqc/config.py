@@ -214,6 +214,23 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, section: str) -> 
         raise ConfigError(f"{section}: {err}") from None
 
 
+def merged_config(cls: type[T], file_sections: Mapping[str, Any], section: str, overrides: Mapping[str, Any]) -> T:
+    """Build a config dataclass: defaults < ``file_sections[section]`` < the overrides that are not ``None``.
+
+    Args:
+        cls: The dataclass type.
+        file_sections: Sections read from a config file (see :func:`read_mapping_file`).
+        section: The section to use, e.g. ``"training"``.
+        overrides: Values given elsewhere (command-line options); ``None`` means not given.
+
+    Returns:
+        An instance of ``cls``.
+    """
+    values = dict(file_sections.get(section) or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return from_mapping(cls, values, section)
+
+
 def read_mapping_file(path: str | Path, allowed: Sequence[str], what: str) -> dict[str, Any]:
     """Read a JSON (``.json``) or YAML file holding one mapping with known keys.
 

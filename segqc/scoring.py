@@ -139,16 +139,18 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
     predictions_dir, images_dir, out = Path(predictions_dir), Path(images_dir), Path(out)
     started, clock = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     identifier = model_id(qc)
-    cases = pair_cases(images_dir, predictions_dir, require_masks=False)
+    cases = pair_cases(images_dir, predictions_dir, require_masks=False, require_images=False)
     truths = {}
     if options.ground_truth:
-        truths = {c.case_id: c.mask for c in pair_cases(images_dir, options.ground_truth, require_masks=False)
-                  if c.mask is not None}
+        truths = {c.case_id: c.mask for c in pair_cases(images_dir, options.ground_truth, require_masks=False,
+                                                            require_images=False) if c.mask is not None}
     history = RunHistory(options.history) if options.history else None
     rows, prepared, fingerprints, reused = [], [], {}, 0
     for done, files in enumerate(cases, start=1):
         if files.mask is None:
             rows.append(_error_row(files.case_id, files, f"no predicted mask for this image in {predictions_dir}"))
+        elif not files.images:
+            rows.append(_error_row(files.case_id, files, f"no image for this predicted mask in {images_dir}"))
         else:
             key = fingerprint([*files.images, files.mask, *([truths[files.case_id]] if files.case_id in truths
                                                             else [])])

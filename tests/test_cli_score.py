@@ -37,6 +37,24 @@ def score_args(root, out="report", *extra: str) -> list[str]:
             "--top-k", "5", *extra]
 
 
+def test_unpaired_files_become_error_rows(setup, tmp_path) -> None:
+    root, cases = setup
+    for name in ("images", "predictions", "masks"):
+        (tmp_path / name).mkdir()
+        for case in cases[2:6]:
+            source = root / "test" / name / f"{case.case_id}.png"
+            (tmp_path / name / source.name).write_bytes(source.read_bytes())
+    (tmp_path / "images" / f"{cases[2].case_id}.png").rename(tmp_path / "images" / "no_prediction.png")
+    result = runner.invoke(app, ["score", str(tmp_path / "predictions"), "--images", str(tmp_path / "images"),
+                                 "--model", str(root / "model"), "--out", str(tmp_path / "report"),
+                                 "--ground-truth", str(tmp_path / "masks")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "report" / "scores.csv", keep_default_na=False).set_index("case_id")
+    assert table.loc[cases[2].case_id, "message"].startswith("no image for this predicted mask")
+    assert table.loc["no_prediction", "message"].startswith("no predicted mask for this image")
+    assert (table["status"] == "ok").sum() == 3
+
+
 def test_score_writes_the_full_report(setup) -> None:
     root, cases = setup
     result = runner.invoke(app, score_args(root, "report", "--history", str(root / "history.sqlite")))

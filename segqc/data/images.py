@@ -172,7 +172,9 @@ def _assign_images(images: dict[str, Path], masks: dict[str, Path] | None) -> tu
 
 
 def _channel_list(case_id: str, files: dict[int | None, Path]) -> list[Path]:
-    """Image files of a case in channel order, rejecting gaps in nnU-Net channels."""
+    """Image files of a case in channel order (none for a mask without image), rejecting gaps in nnU-Net channels."""
+    if not files:
+        return []
     if None in files:
         return [files[None]]
     channels = sorted(c for c in files if c is not None)
@@ -190,15 +192,17 @@ def _few(names: Sequence[str]) -> str:
     return f"{len(names)} ({shown})"
 
 
-def pair_cases(images_dir: Path, masks_dir: Path | None, require_masks: bool = True) -> list[CaseFiles]:
+def pair_cases(images_dir: Path, masks_dir: Path | None, require_masks: bool = True,
+               require_images: bool = True) -> list[CaseFiles]:
     """Pair image files with mask files by case id.
 
     Args:
         images_dir: Folder of image files (see :data:`IMAGE_SUFFIXES`).
         masks_dir: Folder of mask files (see :data:`MASK_SUFFIXES`), or ``None``.
         require_masks: Whether an image without a mask is an error; when
-            false such cases get ``mask=None``. A mask without an image is
-            always an error.
+            false such cases get ``mask=None``.
+        require_images: Whether a mask without an image is an error; when
+            false such cases get ``images=[]``.
 
     Returns:
         The cases sorted by case id.
@@ -219,9 +223,10 @@ def pair_cases(images_dir: Path, masks_dir: Path | None, require_masks: bool = T
         grouped.update({stem: {None: images[stem]} for stem in orphans})
     if masks is not None:
         unmatched = sorted(set(masks) - set(grouped))
-        if unmatched:
+        if unmatched and require_images:
             raise InputError(f"{images_dir}: no image for {_few(unmatched)} mask case(s) of {masks_dir}; "
                              f"expected image files with the same case id (or nnU-Net <case>_0000)")
+        grouped.update({stem: {} for stem in unmatched})
     return [
         CaseFiles(case_id, _channel_list(case_id, files), None if masks is None else masks.get(case_id))
         for case_id, files in sorted(grouped.items())

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from segqc import bundle, noise
-from segqc.config import ImageModelConfig, TrainingConfig
+from segqc.config import ImageModelConfig, TrainingConfig, merged_config, read_mapping_file
 from segqc.data.images import pair_cases
 from segqc.data.preprocess import PreprocessConfig, prepare_dataset, stack
 from segqc.detectors.base import BaseDetector, split_rows
@@ -62,6 +62,25 @@ class ImageQC(BaseDetector):
         self.training = training
         self.labels = labels
         self.preprocess = preprocess
+
+    @classmethod
+    def from_config(cls, path: str | Path | None, labels: Sequence[int] | None = None,
+                    data: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> ImageQC:
+        """An unfitted detector from a config file (``data``, ``model``, ``training`` sections).
+
+        Args:
+            path: YAML / JSON config such as ``configs/image2d-small.yaml``; ``None`` for all defaults.
+            labels: Label value of each class (default: learned from the masks).
+            data: Preprocessing options overriding the file's ``data`` section (``None`` values ignored).
+            training: Training options overriding the file's ``training`` section (``None`` values ignored).
+
+        Returns:
+            The detector.
+        """
+        sections = read_mapping_file(path, ("data", "model", "training"), "config file") if path else {}
+        return cls(merged_config(ImageModelConfig, sections, "model", {}),
+                   merged_config(TrainingConfig, sections, "training", training or {}), labels,
+                   merged_config(PreprocessConfig, sections, "data", data or {}))
 
     @property
     def _model_config(self) -> ImageModelConfig:
