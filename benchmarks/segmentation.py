@@ -110,8 +110,8 @@ def evaluate(scores: np.ndarray, dice: np.ndarray, hd95: np.ndarray, top_k: int)
 def segqc_scores(qc_set: realdata.QCSet, seed: int, steps: int | None, workdir: Path) -> pd.DataFrame:
     """Train and score with segqc on the set's files; the report's ``scores.csv`` in case order."""
     folder = realdata.write_set(qc_set, workdir / qc_set.name)
-    detector = ImageQC.from_config(qc_set.config, qc_set.labels, training={
-        "steps": steps, "seed": seed, "device": "cpu", "val_every": 100, "checkpoint_every": 0})
+    detector = ImageQC.from_config(qc_set.config, qc_set.labels, training={"steps": steps, "seed": seed,
+                                                                            "device": "cpu"})
     detector.fit_folders(folder / "train" / "images", folder / "train" / "masks").save(folder / "model")
     run = ImageQC.load(folder / "model").score_folder(folder / "test" / "predictions", folder / "test" / "images",
                                                       folder / "report", ground_truth=folder / "test" / "ground-truth")

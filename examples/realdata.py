@@ -384,10 +384,10 @@ def run_workflow(qc_set: QCSet, out: str | Path, steps: int | None = None, seed:
         arguments = [str(a) for a in arguments]
         print(f"\n$ segqc {shlex.join(arguments)}", flush=True)
         subprocess.run([sys.executable, "-m", "segqc", *arguments], check=True)
-    scores = pd.read_csv(out / "report" / "scores.csv").merge(pd.read_csv(data / "test" / "provenance.csv"),
-                                                               on="case_id")
+    scores = pd.read_csv(data / "test" / "provenance.csv").merge(pd.read_csv(out / "report" / "scores.csv"),
+                                                                  on="case_id")
     scores["group"] = scores["source"].where(scores["source"] != "unet", "unet " + scores["detail"])
-    groups = scores.groupby("group").agg(cases=("case_id", "size"), dice=("dice_mean", "mean"),
+    groups = scores.groupby("group", sort=False).agg(cases=("case_id", "size"), dice=("dice_mean", "mean"),
                                          score=("score", "median"), failed=("verdict", lambda v: (v == "fail").mean()))
     print("\nper provenance group (mean Dice, median score, fraction with verdict 'fail'):")
     print(groups.round(3).to_string())

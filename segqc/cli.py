@@ -120,6 +120,15 @@ def parse_labels(text: str) -> list[int]:
     return values
 
 
+def _print_failure_detection(summary: dict[str, Any]) -> None:
+    """One line with the run's failure-detection figures (only when ground truth was given)."""
+    detection = summary.get("failure_detection")
+    if detection:
+        console.print(f"failure detection (Dice < {detection['dice_threshold']}): "
+                      f"AUROC {_number(detection['auroc'])}, average precision {_number(detection['average_precision'])}, "
+                      f"AURC {_number(detection['aurc'])}", highlight=False)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"segqc {__version__}")
@@ -176,10 +185,7 @@ def demo(
         table.add_row(metric, *[_number(values.get(k)) for k in ("pearson", "spearman", "pearson_top_k",
                                                                   "spearman_top_k")])
     console.print(table)
-    detection = run.summary.get("failure_detection", {})
-    console.print(f"failure detection (Dice < {detection.get('dice_threshold')}): AUROC "
-                  f"{_number(detection.get('auroc'))}, average precision {_number(detection.get('average_precision'))}, "
-                  f"AURC {_number(detection.get('aurc'))}", highlight=False)
+    _print_failure_detection(run.summary)
     console.print(f"[green]report:[/] {run.report / 'report.html'}", highlight=False)
 
 
@@ -358,10 +364,7 @@ def score(
     console.print(f"[green]{summary['run']['cases']} cases[/] ({summary['run']['skipped_unchanged']} unchanged, "
                   f"reused): {counts['pass']} pass, {counts['review']} review, {counts['fail']} fail, "
                   f"{counts['error']} error -> {out / 'report.html'}", highlight=False)
-    detection = summary.get("failure_detection")
-    if detection:
-        console.print(f"failure detection (Dice < {dice_threshold}): AUROC {detection['auroc']}, "
-                      f"AP {detection['average_precision']}, AURC {detection['aurc']}", highlight=False)
+    _print_failure_detection(summary)
     if run.exit_code:
         console.print(f"[bold red]{counts['fail']} cases failed QC[/] (more than --fail-on {fail_on})")
     raise typer.Exit(run.exit_code)
