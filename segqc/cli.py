@@ -124,9 +124,9 @@ def _print_failure_detection(summary: dict[str, Any]) -> None:
     """One line with the run's failure-detection figures (only when ground truth was given)."""
     detection = summary.get("failure_detection")
     if detection:
-        console.print(f"failure detection (Dice < {detection['dice_threshold']}): "
-                      f"AUROC {_number(detection['auroc'])}, average precision {_number(detection['average_precision'])}, "
-                      f"AURC {_number(detection['aurc'])}", highlight=False)
+        figures = {"AUROC": "auroc", "average precision": "average_precision", "AURC": "aurc"}
+        values = ", ".join(f"{name} {_number(detection[key])}" for name, key in figures.items())
+        console.print(f"failure detection (Dice < {detection['dice_threshold']}): {values}", highlight=False)
 
 
 def _version_callback(value: bool) -> None:
