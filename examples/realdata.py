@@ -292,6 +292,11 @@ def _tiles(array: np.ndarray, size: int, stride: int) -> np.ndarray:
     return np.stack([array[r:r + size, c:c + size] for r in rows for c in cols])
 
 
+def _dihedral(stack: np.ndarray) -> np.ndarray:
+    """The 8 flips / 90-degree rotations of each ``(n, H, W)`` tile, ``(8 n, H, W)`` (identity first)."""
+    return np.concatenate([np.rot90(tiles, k, axes=(1, 2)) for tiles in (stack, stack[:, ::-1]) for k in range(4)])
+
+
 def nuclei_set(budgets: Sequence[int] = (15, 40, 150), seed: int = 0, tile: int = 64,
                picture: tuple[np.ndarray, np.ndarray] | None = None,
                on_budget: Callable[[int], None] | None = None) -> QCSet:
@@ -317,9 +322,7 @@ def nuclei_set(budgets: Sequence[int] = (15, 40, 150), seed: int = 0, tile: int 
     test_images, truths = _tiles(image[:, half:], tile, tile // 2), _tiles(mask[:, half:], tile, tile // 2)
     snapshots = unet_predictions(train_images, train_masks, test_images, 2, budgets, seed, None, on_budget)
     cases = _test_cases("tile", test_images, truths, snapshots, corrupted_predictions(truths, 2, seed))
-    symmetric = [np.rot90(train, k, axes=(1, 2)) for train in (train_images, train_images[:, ::-1]) for k in range(4)]
-    symmetric_masks = [np.rot90(m, k, axes=(1, 2)) for m in (train_masks, train_masks[:, ::-1]) for k in range(4)]
-    return QCSet("nuclei", [0, 1], np.concatenate(symmetric), np.concatenate(symmetric_masks), cases,
+    return QCSet("nuclei", [0, 1], _dihedral(train_images), _dihedral(train_masks), cases,
                  CONFIGS / "nuclei-tiles.yaml")
 
 

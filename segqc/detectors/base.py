@@ -118,6 +118,11 @@ class BaseDetector:
             raise BundleError(f"{path}: inconsistent bundle contents ({type(err).__name__}: "
                               f"{str(err).splitlines()[0] if str(err) else ''})") from None
 
+    @staticmethod
+    def _saved_training(metadata: dict[str, Any], device: str | None) -> TrainingConfig:
+        """The training config stored in a bundle, with ``device`` (when given) replacing the saved one."""
+        return TrainingConfig(**{**metadata["training"], **({"device": device} if device else {})})
+
     def _restore(self, content: bundle.Bundle, model: nn.Module) -> None:
         """Set the fitted attributes shared by every detector from a read bundle."""
         meta = content.metadata

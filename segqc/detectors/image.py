@@ -205,8 +205,7 @@ class ImageQC(BaseDetector):
         content = bundle.read_bundle(path, "image")
         meta = content.metadata
         with cls._bundle_errors(path):
-            training = TrainingConfig(**{**meta["training"], **({"device": device} if device else {})})
-            detector = cls(ImageModelConfig(**meta["model"]), training, meta["labels"],
+            detector = cls(ImageModelConfig(**meta["model"]), cls._saved_training(meta, device), meta["labels"],
                            PreprocessConfig(**meta["preprocess"]))
             arch = meta["architecture"]
             model = detector._build(arch["image_channels"], arch["num_classes"], arch["spatial_dims"],

@@ -190,9 +190,8 @@ class TabularQC(BaseDetector):
         meta = content.metadata
         with cls._bundle_errors(path):
             model_cfg = TabularModelConfig(**meta["model"])
-            training_cfg = TrainingConfig(**{**meta["training"], **({"device": device} if device else {})})
             schema = TabularSchema.from_dict(meta["schema"])
-            detector = cls(model_cfg, training_cfg, id_column=schema.id_column,
+            detector = cls(model_cfg, cls._saved_training(meta, device), id_column=schema.id_column,
                            max_integer_categories=meta.get("max_integer_categories", 20))
             detector.schema_ = schema
             model = TabularScoreModel(schema.cardinalities, content.tensors["taus"], content.tensors["sigmas"],
