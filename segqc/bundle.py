@@ -4,13 +4,18 @@ Layout::
 
     MODEL/
       segqc.json          format version, segqc version, mode, config, schema,
-                          calibration, sha256 of every other file
+                          calibration, sha256 of every other file, and a
+                          digest sealing all of it
       weights.safetensors network weights (never unpickled)
       arrays.npz          density parameters and other arrays (allow_pickle=False)
+      .segqc-output       marker: a folder segqc wrote (see :mod:`segqc.outputs`)
 
 A bundle is written to a temporary sibling directory and renamed into place,
-so an interrupted write never leaves a half-written bundle; reading checks the
-format version and the checksums, so a tampered bundle gives a clear error.
+so an interrupted write never leaves a half-written bundle. The digest is the
+SHA-256 of the canonical JSON of the metadata (sorted keys, without the digest
+itself), which includes every file's checksum; reading recomputes it and the
+checksums, so a bundle whose thresholds, config or arrays were edited is refused
+with a clear error. Only a folder segqc wrote as a model is ever replaced.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from safetensors.torch import load_file, save_file
 from segqc import __version__
 from segqc.atomic import atomic_directory
 from segqc.errors import BundleError
+from segqc.outputs import OutputKind, check_output_dir, write_marker
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA_FILE = "segqc.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS_FILE = "arrays.npz"
@@ -58,7 +64,7 @@ def write_bundle(path: str | Path, mode: str, metadata: dict[str, Any], tensors:
     """Write a bundle atomically.
 
     Args:
-        path: Target directory (replaced if it exists).
+        path: Target directory (replaced if it is a bundle segqc wrote).
         mode: ``"tabular"`` or ``"image"``.
         metadata: JSON-serialisable metadata (config, schema, calibration...).
         tensors: Network weights.
@@ -66,13 +72,13 @@ def write_bundle(path: str | Path, mode: str, metadata: dict[str, Any], tensors:
 
     Returns:
         The bundle directory.
+
+    Raises:
+        OutputError: ``path`` is a file or a folder segqc did not write as a model.
     """
-    target = Path(path)
-    try:
-        with atomic_directory(target) as staging:
-            _write_contents(staging, mode, metadata, tensors, arrays)
-    except NotADirectoryError:
-        raise BundleError(f"{target}: exists and is not a directory; choose another output path") from None
+    target = check_output_dir(path, OutputKind.MODEL)
+    with atomic_directory(target) as staging:
+        _write_contents(staging, mode, metadata, tensors, arrays)
     return target
 
 
@@ -83,8 +89,17 @@ def _write_contents(staging: Path, mode: str, metadata: dict[str, Any], tensors:
         np.savez(handle, **{k: np.asarray(v) for k, v in arrays.items()})
     document = {"format_version": FORMAT_VERSION, "segqc_version": __version__, "mode": mode, **metadata,
                 "checksums": {name: _sha256(staging / name) for name in (WEIGHTS_FILE, ARRAYS_FILE)}}
-    (staging / METADATA_FILE).write_text(json.dumps(document, indent=2, default=_json_default),
-                                         encoding="utf-8")
+    document = json.loads(json.dumps(document, default=_json_default))  # the form a reader will see
+    document["digest"] = metadata_digest(document)
+    (staging / METADATA_FILE).write_text(json.dumps(document, indent=2), encoding="utf-8")
+    write_marker(staging, OutputKind.MODEL)
+
+
+def metadata_digest(document: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a bundle's metadata (every key but ``digest``)."""
+    canonical = json.dumps({k: v for k, v in document.items() if k != "digest"}, sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _json_default(value: Any) -> Any:
@@ -120,20 +135,26 @@ def read_bundle(path: str | Path, mode: str) -> Bundle:
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BundleError(f"{meta_path}: damaged metadata ({err})") from None
+    if not isinstance(metadata, dict):
+        raise BundleError(f"{meta_path}: damaged metadata (expected a JSON object)")
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise BundleError(f"{root}: bundle format version {version!r} is not supported by segqc {__version__} "
                           f"(expected {FORMAT_VERSION}); retrain the model with this version")
     if metadata.get("mode") != mode:
         raise BundleError(f"{root}: a {metadata.get('mode')!r} model, expected a {mode!r} model")
-    for name, expected in metadata.get("checksums", {}).items():
+    if metadata.get("digest") != metadata_digest(metadata):
+        raise BundleError(f"{meta_path}: the metadata was modified after segqc wrote the bundle (digest "
+                          f"mismatch); restore the original bundle or retrain")
+    checksums = metadata.get("checksums")
+    if not isinstance(checksums, dict) or set(checksums) != {WEIGHTS_FILE, ARRAYS_FILE}:
+        raise BundleError(f"{meta_path}: checksums missing; the bundle was modified or damaged")
+    for name, expected in checksums.items():
         file = root / name
         if not file.is_file():
             raise BundleError(f"{file}: missing from the bundle")
         if _sha256(file) != expected:
             raise BundleError(f"{file}: checksum mismatch; the bundle was modified or damaged")
-    if set(metadata.get("checksums", {})) != {WEIGHTS_FILE, ARRAYS_FILE}:
-        raise BundleError(f"{meta_path}: checksums missing; the bundle was modified or damaged")
     try:
         tensors = load_file(str(root / WEIGHTS_FILE))
         with np.load(root / ARRAYS_FILE, allow_pickle=False) as data:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,28 +16,63 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from segqc import __version__
 from segqc.config import TabularModelConfig, TrainingConfig, merged_config, read_mapping_file
+from segqc.data.images import DEFAULT_MAX_VOXELS, MAX_VOXELS_ENV, set_max_voxels
 from segqc.errors import ConfigError, InputError, SegQCError
+from segqc.outputs import OutputKind, check_output_dir, check_output_file
+from segqc.threads import THREADS_ENV, limit_threads
 
 if TYPE_CHECKING:
     from segqc.train import StepInfo
-
-app = typer.Typer(help="segqc: find failed segmentations and anomalous table rows without ground truth.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich")
-tabular_app = typer.Typer(help="Anomaly scores for rows of a CSV / Parquet table (GNSM).", no_args_is_help=True)
-app.add_typer(tabular_app, name="tabular")
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _error_line(message: str) -> None:
+    """The one line a user sees for bad input (white space folded, no markup read from the message)."""
+    console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (unknown option, bad value, missing argument) as one line and exit code 2."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.TyperException as err:  # Typer's (vendored Click's) ClickException family
+            if type(err).__name__ == "NoArgsIsHelpError":  # a bare command group: show its help
+                err.show()
+            else:
+                context = getattr(err, "ctx", None)
+                where = f"{context.command_path}: " if context is not None else ""
+                hint = f" (see '{context.command_path} --help')" if context is not None else ""
+                _error_line(f"{where}{err.format_message()}{hint}")
+            sys.exit(getattr(err, "exit_code", 2))
+        except typer.Abort:
+            console.print("[bold red]aborted[/]")
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich",
+                  help="segqc: find failed segmentations and anomalous table rows without ground truth.")
+tabular_app = typer.Typer(help="Anomaly scores for rows of a CSV / Parquet table (GNSM).", no_args_is_help=True)
+app.add_typer(tabular_app, name="tabular")
+
+
 def _setup_logging(verbose: bool) -> None:
+    """Warnings by default; with --verbose, progress details and (for internal errors) the traceback."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=console, show_time=False, show_path=False)], force=True)
+    logging.getLogger("segqc").setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
 def handle_errors(command: F) -> F:
@@ -48,7 +83,7 @@ def handle_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except SegQCError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            _error_line(str(err))
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             console.print("[bold red]interrupted[/]; nothing was written (a resumable checkpoint may exist)")
@@ -57,8 +92,9 @@ def handle_errors(command: F) -> F:
             raise
         except Exception as err:  # noqa: BLE001 - the CLI must never print a traceback by default
             logging.getLogger("segqc").debug("internal error", exc_info=True)
-            console.print(f"[bold red]internal error:[/] {type(err).__name__}: {err} "
-                          "(run with --verbose for the traceback)", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]internal error:[/] {escape(type(err).__name__)}: "
+                          f"{escape(' '.join(str(err).split()))} (run with --verbose for the traceback)",
+                          highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -152,6 +188,43 @@ TRAINING_DEFAULTS = TrainingConfig()
 DeviceOption = Annotated[str | None, typer.Option(help=f"auto, cpu or cuda. (default: {TRAINING_DEFAULTS.device})")]
 SeedOption = Annotated[int | None, typer.Option(help="Seed of every random choice (CPU runs are reproducible). "
                                                      f"(default: {TRAINING_DEFAULTS.seed})")]
+ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads to compute with (PyTorch and BLAS); on a machine "
+                                                        "shared with other jobs, cores / jobs. (default: "
+                                                        f"${THREADS_ENV} when set, else all cores)")]
+MaxVoxelsOption = Annotated[int | None, typer.Option(help="Refuse image / mask files holding more values than this "
+                                                          "(checked before decoding). (default: "
+                                                          f"${MAX_VOXELS_ENV} when set, else "
+                                                          f"{DEFAULT_MAX_VOXELS[2]:,} for 2D and "
+                                                          f"{DEFAULT_MAX_VOXELS[3]:,} for 3D files)")]
+
+
+def computing(threads: int | None, max_voxels: int | None = None) -> None:
+    """Settings every computing command applies first: the thread cap and the file-size limit."""
+    limit_threads(threads)
+    if max_voxels is not None:
+        if max_voxels < 1:
+            raise ConfigError(f"--max-voxels {max_voxels}: expected at least 1")
+        set_max_voxels(max_voxels)
+
+
+@contextmanager
+def checkpoints_for(out: Path, is_writer: bool = True) -> Iterator[Path]:
+    """The checkpoint folder beside a model ``out``: removed after success, and after bad input if this run made it.
+
+    An interrupted run (Ctrl-C, a crash) keeps its checkpoint for ``--resume``.
+    """
+    from segqc.train import checkpoint_folder, discard_checkpoints
+
+    folder = checkpoint_folder(out)
+    existed = folder.exists()
+    try:
+        yield folder
+    except SegQCError:
+        if is_writer and not existed:
+            discard_checkpoints(folder)
+        raise
+    if is_writer:
+        discard_checkpoints(folder)
 
 
 @app.command("demo")
@@ -162,6 +235,7 @@ def demo(
     fast: Annotated[bool, typer.Option(help="A smaller run that finishes in under a minute.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the data and the training.")] = 0,
     device: DeviceOption = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """See segqc work on built-in data: generate phantoms, train, score, report.
 
@@ -172,6 +246,8 @@ def demo(
     """
     from segqc.demo import run_demo
 
+    computing(threads)
+    check_output_dir(out, OutputKind.DEMO)
     with training_progress() as on_step, progress_bar("scoring", "cases") as on_case:
         run = run_demo(out, fast, seed, device or "auto", on_stage=lambda text: console.print(f"[bold]>[/] {text}"),
                        on_step=on_step, on_case=on_case)
@@ -215,6 +291,8 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from OUT's checkpoint.")] = False,
     seed: SeedOption = None,
     device: DeviceOption = None,
+    threads: ThreadsOption = None,
+    max_voxels: MaxVoxelsOption = None,
 ) -> None:
     """Learn what correct (image, mask) pairs look like and write a QC model bundle.
 
@@ -228,18 +306,20 @@ def train(
     from segqc.detectors.image import ImageQC
     from segqc.train import distributed_context, init_distributed_from_env, resolve_device
 
+    computing(threads, max_voxels)
+    check_output_dir(out, OutputKind.MODEL, [images, masks, config])
     detector = ImageQC.from_config(config, parse_labels(labels) if labels else None, data={"slice_axis": slice_axis},
                                    training={"steps": steps, "batch_size": batch_size, "seed": seed, "device": device,
                                              "contaminated": contaminated or None})
     init_distributed_from_env(resolve_device(detector.training.device))
     rank, _ = distributed_context()
-    checkpoints = out.with_name(f"{out.name}.checkpoints")
-    with progress_bar("preparing", "cases") as on_case, training_progress() as on_step:
-        detector.fit_folders(images, masks, on_case=on_case, on_step=on_step, checkpoint_dir=checkpoints,
-                             resume=resume)
+    with checkpoints_for(out, is_writer=rank == 0) as checkpoints:
+        with progress_bar("preparing", "cases") as on_case, training_progress() as on_step:
+            detector.fit_folders(images, masks, on_case=on_case, on_step=on_step, checkpoint_dir=checkpoints,
+                                 resume=resume)
+        if rank == 0:
+            detector.save(out)
     if rank == 0:
-        detector.save(out)
-        shutil.rmtree(checkpoints, ignore_errors=True)
         console.print(f"[green]model written to[/] {out}  ({len(detector.decision_scores_)} training cases, "
                       f"labels {detector.labels_}; best step {detector.training_['best_step']}; "
                       f"review > {detector.calibration_.review:.4g}, fail > {detector.calibration_.fail:.4g})",
@@ -295,11 +375,15 @@ def segment(
     class_map: ClassMapOption = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 4,
     device: DeviceOption = None,
+    threads: ThreadsOption = None,
+    max_voxels: MaxVoxelsOption = None,
 ) -> None:
     """Run a pretrained segmenter over a folder of images and write its masks.
 
         segqc segment --images imgs/ --segmenter deeplabv3_mobilenet_v3_large --weights dlv3.pth --out preds/
     """
+    computing(threads, max_voxels)
+    check_output_dir(out, OutputKind.MASKS, [images, weights, segmenter_options, class_map])
     run = run_segmenter(segmenter, images, out, weights, segmenter_options, class_map, batch_size, device)
     console.print(f"[green]{len(run.written)} masks written[/] to {out}"
                   + (f"; {len(run.failures)} image(s) skipped" if run.failures else ""), highlight=False)
@@ -330,6 +414,8 @@ def score(
     class_map: ClassMapOption = None,
     batch_size: Annotated[int, typer.Option(help="Images per segmenter forward pass.")] = 4,
     device: DeviceOption = None,
+    threads: ThreadsOption = None,
+    max_voxels: MaxVoxelsOption = None,
 ) -> None:
     """Score predicted masks against the learned distribution and write a report.
 
@@ -343,20 +429,30 @@ def score(
         segqc score --segmenter monai:UNet --weights unet.pt --segmenter-options unet.yaml --images imgs/ ...
     """
     from segqc.detectors.image import ImageQC
-    from segqc.scoring import ScoreOptions, score_folder
+    from segqc.scoring import ScoreOptions, check_report_output, score_folder
 
+    computing(threads, max_voxels)
     if incremental and history is None:
         raise ConfigError("--incremental needs --history FILE, where earlier results are kept")
-    if top_k < 1 or not 0 < dice_threshold <= 1:
-        raise ConfigError(f"--top-k must be >= 1 and --dice-threshold in (0, 1], got {top_k} and {dice_threshold}")
+    if top_k < 1:
+        raise ConfigError(f"--top-k {top_k}: expected at least 1")
+    if not 0 < dice_threshold <= 1:
+        raise ConfigError(f"--dice-threshold {dice_threshold}: expected a Dice in (0, 1]")
+    if fail_on is not None and fail_on < 0:
+        raise ConfigError(f"--fail-on {fail_on}: expected a number of cases >= 0")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size}: expected at least 1")
     if (predictions is None) == (segmenter is None):
         raise ConfigError("give either a PREDICTIONS folder or --segmenter SPEC (not both)")
+    options = ScoreOptions(ground_truth, top_k, dice_threshold, fail_on, history, incremental)
     qc = ImageQC.load(model, device=device)
+    check_report_output(qc, predictions, images, out, options)
     if segmenter is not None:
         predictions = out.with_name(f"{out.name}.predictions")
+        check_output_dir(predictions, OutputKind.MASKS, [images, model, weights, segmenter_options, class_map],
+                         option="--out (segmenter masks)")
         run_segmenter(segmenter, images, predictions, weights, segmenter_options, class_map, batch_size, device,
                       qc.labels_)
-    options = ScoreOptions(ground_truth, top_k, dice_threshold, fail_on, history, incremental)
     with progress_bar("reading", "cases") as on_case:
         run = score_folder(qc, predictions, images, out, options, on_case)
     summary = run.summary
@@ -426,6 +522,7 @@ def tabular_fit(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from OUT's checkpoint.")] = False,
     seed: SeedOption = None,
     device: DeviceOption = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Learn what normal rows look like from a table and write a model bundle.
 
@@ -437,6 +534,8 @@ def tabular_fit(
     """
     from segqc.detectors.tabular import TabularQC
 
+    computing(threads)
+    check_output_dir(out, OutputKind.MODEL, [data, config])
     sections = read_mapping_file(config, ("model", "training"), "config file") if config else {}
     model_cfg = merged_config(TabularModelConfig, sections, "model", {
         "method": method, "width": width, "depth": depth, "levels": levels, "loss": loss,
@@ -446,11 +545,10 @@ def tabular_fit(
         "device": device, "contaminated": contaminated or None})
     detector = TabularQC(model_cfg, train_cfg, split_names(categorical), split_names(continuous),
                          split_names(ignore), id_column)
-    checkpoints = out.with_name(f"{out.name}.checkpoints")
-    with training_progress() as on_step:
-        detector.fit(data, on_step=on_step, checkpoint_dir=checkpoints, resume=resume)
-    detector.save(out)
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    with checkpoints_for(out) as checkpoints:
+        with training_progress() as on_step:
+            detector.fit(data, on_step=on_step, checkpoint_dir=checkpoints, resume=resume)
+        detector.save(out)
     schema = detector.schema_
     console.print(f"[green]model written to[/] {out}  ({len(schema.categorical)} categorical, "
                   f"{len(schema.continuous)} continuous columns; best step {detector.training_['best_step']}; "
@@ -467,6 +565,7 @@ def tabular_score(
                                                           "rank, verdict, unseen_categories, norm_1..L.")],
     device: DeviceOption = None,
     top: Annotated[int, typer.Option(help="Most anomalous rows to show on the terminal.")] = 5,
+    threads: ThreadsOption = None,
 ) -> None:
     """Score every row of a table: higher = more anomalous.
 
@@ -478,6 +577,10 @@ def tabular_score(
     from segqc.atomic import atomic_file
     from segqc.detectors.tabular import TabularQC
 
+    computing(threads)
+    if top < 0:
+        raise ConfigError(f"--top {top}: expected a number of rows >= 0")
+    check_output_file(out, [data, model])
     detector = TabularQC.load(model, device=device)
     result = detector.score_table(data)
     with atomic_file(out) as temporary:

@@ -16,6 +16,7 @@ from segqc import phantoms
 from segqc.config import ImageModelConfig, TrainingConfig
 from segqc.data.preprocess import PreprocessConfig
 from segqc.detectors.image import ImageQC
+from segqc.outputs import OutputKind, check_output_dir, write_marker
 from segqc.scoring import ScoreOptions, ScoreRun, score_folder
 from segqc.train import StepInfo
 
@@ -41,7 +42,7 @@ def run_demo(out: str | Path, fast: bool = False, seed: int = 0, device: str = "
     """Generate data, train, score and report.
 
     Args:
-        out: Directory for ``data/``, ``model/`` and ``report/``.
+        out: Directory for ``data/``, ``model/`` and ``report/`` (new, empty, or an earlier demo's).
         fast: A smaller run (under a minute), e.g. for tests.
         seed: Seed of the data and the training.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -53,7 +54,9 @@ def run_demo(out: str | Path, fast: bool = False, seed: int = 0, device: str = "
         The scoring run (table, summary, report path).
     """
     size = FAST if fast else FULL
-    out = Path(out)
+    out = check_output_dir(out, OutputKind.DEMO)
+    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, OutputKind.DEMO)
     say = on_stage or (lambda _: None)
     say(f"writing {size.training_cases} training pairs and {size.prediction_cases} predictions to {out / 'data'}")
     training = phantoms.make_training_set(size.training_cases, size.spatial_size, seed=seed)

@@ -29,6 +29,10 @@ class ConfigError(SegQCError):
     """A configuration value or command-line option is invalid."""
 
 
+class OutputError(ConfigError):
+    """An output path cannot be written without losing something segqc did not write."""
+
+
 class BundleError(SegQCError):
     """A model bundle is missing, damaged, tampered with or of another format version."""
 

@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform  # noqa: E402
 
+from segqc.data.preprocess import PreprocessConfig, fit_input_shape, restore_spatial  # noqa: E402
+
 MASK_COLOURS = matplotlib.colormaps["tab10"]
 
 
@@ -85,28 +87,33 @@ def gallery_png(path: Path, title: str, image: np.ndarray, prediction: np.ndarra
 
 
 def heat_volume_nifti(path: Path, heat: np.ndarray, original_shape: tuple[int, ...], affine: np.ndarray,
-                      orientation: str | None) -> None:
+                      config: PreprocessConfig) -> None:
     """Write a 3D heat map in the original image grid.
 
-    The heat map lives in the model grid (reoriented to ``orientation`` and
-    resized); it is resized back to the reoriented original shape (trilinear) and
-    reoriented back to the file's orientation, then saved with the file's affine.
+    The heat map lives in the model grid (reoriented to ``config.orientation``,
+    respaced to ``config.spacing``, then resized or centre-cropped/padded). It
+    goes back to the grid it had before fitting (:func:`restore_spatial`:
+    trilinear for ``resize``, exact un-crop/un-pad for ``crop_or_pad``), then
+    (when respaced) trilinear to the reoriented original shape, and is
+    reoriented back to the file's orientation and saved with the file's affine.
 
     Args:
         path: Target ``.nii.gz``.
         heat: ``(*spatial_size)`` model-grid heat map.
-        original_shape: Spatial shape of the image file.
+        original_shape: Spatial shape ``(X, Y, Z)`` of the image file.
         affine: ``(4, 4)`` affine of the image file.
-        orientation: Axis codes the preprocessing reoriented to (``None``: none).
+        config: The preprocessing settings that made the model grid.
     """
     to_file = None
     oriented_shape = tuple(original_shape)
-    if orientation:
-        from_file = ornt_transform(io_orientation(affine), axcodes2ornt(tuple(orientation)))
+    if config.orientation:
+        from_file = ornt_transform(io_orientation(affine), axcodes2ornt(tuple(config.orientation)))
         oriented_shape = apply_orientation(np.zeros(original_shape, dtype=np.uint8), from_file).shape
-        to_file = ornt_transform(axcodes2ornt(tuple(orientation)), io_orientation(affine))
-    resized = torch.nn.functional.interpolate(torch.as_tensor(heat, dtype=torch.float32)[None, None],
-                                              size=oriented_shape, mode="trilinear", align_corners=False)[0, 0].numpy()
+        to_file = ornt_transform(axcodes2ornt(tuple(config.orientation)), io_orientation(affine))
+    restored = restore_spatial(heat[None], config, fit_input_shape(original_shape, affine, config))[0]
+    if restored.shape != oriented_shape:  # respaced: back to the file's voxel size
+        restored = torch.nn.functional.interpolate(torch.from_numpy(restored)[None, None], size=oriented_shape,
+                                                   mode="trilinear", align_corners=False)[0, 0].numpy()
     if to_file is not None:
-        resized = apply_orientation(resized, to_file)
-    nib.save(nib.Nifti1Image(np.ascontiguousarray(resized, dtype=np.float32), affine), str(path))
+        restored = apply_orientation(restored, to_file)
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(restored, dtype=np.float32), affine), str(path))

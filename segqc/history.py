@@ -33,6 +33,8 @@ import pandas as pd
 from segqc.errors import InputError
 
 SCHEMA_VERSION = 1
+# Concurrent nightly runs on one history file wait this long for each other's write transaction.
+LOCK_TIMEOUT_S = 120.0
 VERDICTS = ("pass", "review", "fail", "error")
 QUANTILES = ("p25", "median", "p75", "p95")
 
@@ -157,7 +159,7 @@ class RunHistory:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._connection = sqlite3.connect(self.path, isolation_level=None)
+            self._connection = sqlite3.connect(self.path, isolation_level=None, timeout=LOCK_TIMEOUT_S)
         except sqlite3.Error as error:
             raise InputError(f"{self.path}: cannot open history database ({error})") from error
         try:

@@ -13,6 +13,7 @@ The layout is documented in ``docs/report-format.md``.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import logging
 import re
@@ -33,15 +34,17 @@ from segqc.data.images import CaseFiles, pair_cases, read_mask
 from segqc.data.preprocess import PreparedCase, PreprocessConfig, label_indices, prepare_case
 from segqc.density import ranks
 from segqc.detectors.image import ImageQC
-from segqc.errors import ConfigError, SchemaError, SegQCError
+from segqc.errors import ConfigError, InputError, SchemaError, SegQCError
 from segqc.history import RunHistory, fingerprint
 from segqc.metrics import case_metrics
+from segqc.outputs import OutputKind, check_output_dir, write_marker
 from segqc.report import render_report
 
 logger = logging.getLogger(__name__)
 
 FAILED_QC_EXIT_CODE = 3
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_NAME = 120
 
 
 @dataclass
@@ -85,13 +88,35 @@ def model_id(qc: ImageQC) -> str:
     return meta["checksums"][WEIGHTS_FILE][:12]
 
 
-def _file_name(case_id: str) -> str:
-    return SAFE_NAME.sub("_", case_id)
+def file_name(case_id: str) -> str:
+    """A file name for a case's heat map / gallery panel, unique per case id.
+
+    Safe characters are kept; an id that had to be changed (spaces, ``#`` of
+    slices, non-ASCII letters) or shortened gets a hash of the original id, so
+    ``"a b"`` and ``"a_b"`` never share a file.
+    """
+    safe = SAFE_NAME.sub("_", case_id)
+    if safe != case_id or len(safe) > _MAX_NAME:
+        safe = f"{safe[:_MAX_NAME]}-{hashlib.sha256(case_id.encode('utf-8')).hexdigest()[:10]}"
+    return safe
 
 
 def _error_row(case_id: str, files: CaseFiles, message: str) -> dict[str, Any]:
-    return {"case_id": case_id, "status": "error", "message": message, "verdict": "error",
+    return {"case_id": case_id, "status": "error", "message": message, "verdict": "error", "score": np.nan,
             "image": str(files.images[0]) if files.images else "", "prediction": str(files.mask or "")}
+
+
+def check_report_output(qc: ImageQC, predictions_dir: Path | None, images_dir: Path, out: Path,
+                        options: ScoreOptions) -> None:
+    """Refuse a report path that would lose something segqc did not write (before any work).
+
+    Raises:
+        OutputError: ``out`` is a file, a folder segqc did not write as a
+            report, or overlaps an input (predictions, images, ground truth,
+            model, history).
+    """
+    check_output_dir(out, OutputKind.REPORT, [predictions_dir, images_dir, options.ground_truth,
+                                              getattr(qc, "bundle_", None), options.history])
 
 
 def _ground_truth_metrics(case: PreparedCase, truth_path: Path, labels: list[int],
@@ -134,11 +159,17 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
 
     Returns:
         The scores table, the summary and the exit code for cron / CI.
+
+    Raises:
+        OutputError: ``out`` would replace something segqc did not write.
+        InputError: Input folders are unusable, or no case could be scored
+            (the report listing each case's error is written first).
     """
     options = options or ScoreOptions()
     predictions_dir, images_dir, out = Path(predictions_dir), Path(images_dir), Path(out)
     started, clock = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     identifier = model_id(qc)
+    check_report_output(qc, predictions_dir, images_dir, out, options)
     cases = pair_cases(images_dir, predictions_dir, require_masks=False, require_images=False)
     truths = {}
     if options.ground_truth:
@@ -147,7 +178,9 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
     history = RunHistory(options.history) if options.history else None
     rows, prepared, fingerprints, reused = [], [], {}, 0
     for done, files in enumerate(cases, start=1):
-        if files.mask is None:
+        if files.problem:
+            rows.append(_error_row(files.case_id, files, files.problem))
+        elif files.mask is None:
             rows.append(_error_row(files.case_id, files, f"no predicted mask for this image in {predictions_dir}"))
         elif not files.images:
             rows.append(_error_row(files.case_id, files, f"no image for this predicted mask in {images_dir}"))
@@ -172,11 +205,16 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
     table = _rank(pd.DataFrame(rows + scored_rows), qc)
     previous = out if out.is_dir() else None
     with atomic_directory(out) as staging:
+        write_marker(staging, OutputKind.REPORT)
         table = _write_images(qc, table, prepared, heat, truths, staging, previous, options.top_k)
         summary = _summary(qc, table, options, identifier, started, time.perf_counter() - clock, reused)
         table.to_csv(staging / "scores.csv", index=False)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         render_report(staging, history.runs(identifier) + [summary] if history else None)
+    if not summary["run"]["scored"]:
+        first = table["message"].iloc[0]
+        raise InputError(f"{predictions_dir}: no case could be scored ({len(table)} error(s); first: "
+                         f"{table['case_id'].iloc[0]}: {first}); every case's error is in {out / 'scores.csv'}")
     if history:
         history.append({**summary, "report": str(out)},
                        cases=[{**row, "fingerprint": fingerprints[row["case_id"]]} for row in table.to_dict("records")
@@ -230,7 +268,7 @@ def _write_images(qc: ImageQC, table: pd.DataFrame, prepared: list[PreparedCase]
     for index, row in table.iterrows():
         if row["status"] != "ok":
             continue
-        name = _file_name(row["case_id"])
+        name = file_name(row["case_id"])
         heat_file = f"heatmaps/{name}.{'nii.gz' if volumes else 'png'}"
         gallery_file = f"gallery/{name}.png"
         case = by_id.get(row["case_id"])
@@ -242,7 +280,7 @@ def _write_images(qc: ImageQC, table: pd.DataFrame, prepared: list[PreparedCase]
             continue
         if volumes:
             heatmaps.heat_volume_nifti(staging / heat_file, heat[case.case_id], case.original_shape, case.affine,
-                                       qc.preprocess.orientation)
+                                       qc.preprocess)
         else:
             heatmaps.overlay_png(staging / heat_file, case.image, case.mask, heat[case.case_id], num_classes)
         table.at[index, "heatmap"] = heat_file

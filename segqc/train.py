@@ -32,12 +32,40 @@ from torch import nn
 
 from segqc.atomic import atomic_file
 from segqc.config import TrainingConfig
-from segqc.errors import InputError
+from segqc.errors import InputError, OutputError
+from segqc.torchfile import load_torch_file
 
 logger = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, ...]
 CHECKPOINT_NAME = "last.pt"
+
+
+def checkpoint_folder(out: str | Path) -> Path:
+    """The folder of resumable checkpoints beside a model bundle ``out`` (``OUT.checkpoints``).
+
+    Raises:
+        OutputError: The folder exists and holds anything but segqc's checkpoint,
+            so using (and later removing) it could lose a user's files.
+    """
+    out = Path(out)
+    folder = out.with_name(f"{out.name}.checkpoints")
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise OutputError(f"--out {out}: {folder} (where checkpoints go) exists and is not a folder; move it away")
+    if folder.is_dir():
+        foreign = sorted(p.name for p in folder.iterdir() if p.name != CHECKPOINT_NAME)
+        if foreign:
+            raise OutputError(f"--out {out}: {folder} (where checkpoints go) holds {foreign[0]!r}, which segqc did "
+                              "not write; move it away or choose another --out")
+    return folder
+
+
+def discard_checkpoints(folder: str | Path) -> None:
+    """Remove segqc's checkpoint from ``folder``, and the folder once it is empty (nothing else is touched)."""
+    folder = Path(folder)
+    (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 @dataclass
@@ -267,16 +295,19 @@ class Trainer:
         if path is None or not path.is_file():
             logger.info("no checkpoint to resume from; starting at step 0")
             return
+        payload = load_torch_file(path, "a segqc training checkpoint", "delete it to start over")
         try:
-            payload = torch.load(path, map_location=self.device, weights_only=True)
             self.model.load_state_dict(payload["model"])
             ema.load_state_dict(payload["ema"])
             optimizer.load_state_dict(payload["optimizer"])
             scheduler.load_state_dict(payload["scheduler"])
-        except (RuntimeError, KeyError, EOFError, ValueError) as err:
-            raise InputError(f"{path}: cannot resume from this checkpoint ({err}); "
+            generator.set_state(payload["generator"].to(generator.get_state().device))
+            for key in ("step", "best_val", "best_step", "best_state", "history"):
+                state[key] = payload[key]
+            if not 0 <= int(state["step"]) <= self.config.steps:
+                raise ValueError(f"step {state['step']} outside 0..{self.config.steps}")
+        except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:
+            reason = " ".join(str(err).split())[:160] or type(err).__name__
+            raise InputError(f"{path}: cannot resume from this checkpoint; it does not fit this run ({reason}); "
                              "delete it to start over") from None
-        generator.set_state(payload["generator"].to(generator.get_state().device))
-        for key in ("step", "best_val", "best_step", "best_state", "history"):
-            state[key] = payload[key]
         logger.info("resuming from step %d", state["step"])

@@ -83,7 +83,7 @@ def test_score_writes_the_full_report(setup) -> None:
 
 def test_fail_on_gives_a_distinct_exit_code(setup) -> None:
     root, _ = setup
-    result = runner.invoke(app, score_args(root, "report-strict", "--fail-on", "-1"))
+    result = runner.invoke(app, score_args(root, "report-strict", "--fail-on", "0"))
     assert result.exit_code == FAILED_QC_EXIT_CODE, result.output
 
 

@@ -74,19 +74,21 @@ def test_bad_training_files_exit_2_with_one_line_and_no_output(tmp_path, name: s
 
 
 def test_directory_instead_of_a_file(tmp_path) -> None:
-    result = runner.invoke(app, ["tabular", "fit", str(tmp_path), "--out", str(tmp_path / "model")])
+    (tmp_path / "folder").mkdir()
+    result = runner.invoke(app, ["tabular", "fit", str(tmp_path / "folder"), "--out", str(tmp_path / "model")])
     assert result.exit_code == 2 and "is a directory" in _one_error_line(result)
 
 
 def test_score_with_wrong_columns_keeps_old_output(fitted, tmp_path) -> None:
     root, _ = fitted
     out = tmp_path / "scores.csv"
-    out.write_text("previous results\n")
+    previous = "row,score,rank,verdict,unseen_categories\n0,1.5,1,pass,0\n"
+    out.write_text(previous)
     pd.DataFrame({"id": ["x"], "a": [1]}).to_csv(tmp_path / "wrong.csv", index=False)
     result = runner.invoke(app, ["tabular", "score", str(tmp_path / "wrong.csv"), "--model", str(root / "model"),
                                  "--out", str(out)])
     assert result.exit_code == 2 and "missing column" in _one_error_line(result)
-    assert out.read_text() == "previous results\n"
+    assert out.read_text() == previous
 
 
 def test_unknown_column_and_option_values(tmp_path) -> None:

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from segqc.data.images import read_mask
-from segqc.errors import ConfigError, InputError, SchemaError
+from segqc.errors import ConfigError, InputError, OutputError, SchemaError
 from segqc.segmenters import (
     ClassMap,
     apply_class_map,
@@ -264,7 +264,7 @@ def test_class_map_and_unreadable_image_in_folder(tmp_path: Path) -> None:
     assert [case for case, _ in run.failures] == ["broken"] and "cannot read as PNG" in run.failures[0][1]
     unmatched = segment_folder(segmenter, images, tmp_path / "masks2", class_map=ClassMap({0: 0}))
     assert unmatched.written == [] and "15" in dict(unmatched.failures)["good"]
-    with pytest.raises(ConfigError, match="must differ"):
+    with pytest.raises(OutputError, match="is the input"):
         segment_folder(segmenter, images, images)
 
 

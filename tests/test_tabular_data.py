@@ -119,3 +119,82 @@ def test_parquet_and_tsv(tmp_path) -> None:
     (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(InputError, match="cannot read as Parquet"):
         read_table(tmp_path / "broken.parquet")
+
+
+@pytest.mark.parametrize(("name", "text", "delimiter"), [
+    ("semi.csv", "kind;value\na;1,5\nb;2,5\n", ";"),
+    ("tab.csv", "kind\tvalue\na\t1.5\nb\t2.5\n", "\t"),
+    ("pipe.csv", "kind|value\na|1.5\nb|2.5\n", "|"),
+    ("comma.tsv", "kind,value\na,1.5\nb,2.5\n", ","),
+])
+def test_other_delimiters_are_detected_with_a_warning(tmp_path, caplog: pytest.LogCaptureFixture, name: str,
+                                                      text: str, delimiter: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="segqc.data.tabular"):
+        frame = read_table(path)
+    assert list(frame.columns) == ["kind", "value"] and frame["kind"].tolist() == ["a", "b"]
+    assert f"{path}: read with {delimiter!r} as the column delimiter" in caplog.text
+
+
+@pytest.mark.parametrize(("name", "text", "columns"), [
+    ("quoted.csv", '"weight;kg",kind\n"1;2",a\n"3;4",b\n', ["weight;kg", "kind"]),
+    ("quoted_last.csv", 'kind,"a;b;c;d"\na,1\nb,2\n', ["kind", "a;b;c;d"]),
+    ("mixed.tsv", "kind\tprice,eur,usd\na\t1\nb\t2\n", ["kind", "price,eur,usd"]),
+    ("single.csv", "value\n1.5\n2.5\n", ["value"]),
+    ("single.tsv", "value\n1.5\n2.5\n", ["value"]),
+])
+def test_usual_delimiter_is_kept_without_a_warning(tmp_path, caplog: pytest.LogCaptureFixture, name: str,
+                                                   text: str, columns: list[str]) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="segqc.data.tabular"):
+        frame = read_table(path)
+    assert list(frame.columns) == columns and len(frame) == 2
+    assert "delimiter" not in caplog.text
+
+
+def test_semicolon_header_with_quoted_comma_is_read_with_semicolons(tmp_path) -> None:
+    path = tmp_path / "eu.csv"
+    path.write_text('"price, eur";kind\n1;a\n2;b\n', encoding="utf-8")
+    assert list(read_table(path).columns) == ["price, eur", "kind"]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("dup.csv", "id,age,x,y,age\n1,2,3,4,5\n",
+     "dup.csv: column name 'age' appears 2 times (columns 2 and 5); column names must be unique"),
+    ("dup_semi.csv", "a;b;a;a\n1;2;3;4\n", "dup_semi.csv: column name 'a' appears 3 times (columns 1, 3 and 4)"),
+    ("dup_bom.csv", "\ufeffa,b,a\n1,2,3\n", "dup_bom.csv: column name 'a' appears 2 times (columns 1 and 3)"),
+])
+def test_duplicate_column_names_in_a_file_are_refused(tmp_path, name: str, text: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SchemaError) as info:
+        read_table(path)
+    assert message in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_duplicate_column_names_in_parquet_are_refused(tmp_path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "dup.parquet"
+    pq.write_table(pa.table([[1, 2], [3, 4], [5, 6]], names=["age", "x", "age"]), path)
+    with pytest.raises(SchemaError) as info:
+        read_table(path)
+    assert str(info.value) == f"{path}: column name 'age' appears 2 times (columns 1 and 3); column names must be unique"
+
+
+def test_unnamed_columns_are_not_duplicates(tmp_path) -> None:
+    path = tmp_path / "unnamed.csv"
+    path.write_text(",a,\n1,2,3\n", encoding="utf-8")
+    assert read_table(path).shape == (1, 3)
+
+
+def test_duplicate_column_names_in_a_dataframe_are_refused() -> None:
+    from segqc.detectors.tabular import TabularQC
+
+    frame = pd.DataFrame([[1, "a", 3]] * 30, columns=["age", "kind", "age"])
+    with pytest.raises(SchemaError) as info:
+        TabularQC().fit(frame)
+    assert str(info.value) == ("input table: column name 'age' appears 2 times (columns 1 and 3); "
+                               "column names must be unique")

@@ -10,13 +10,21 @@ Arrays: images are read as float32 ``(C, *spatial)``; masks as ``(1, *spatial)``
 with their integer dtype kept. The affine maps voxel indices to millimetres; it
 is the file's affine for NIfTI and the identity (1 mm pixels, array axes = world
 axes) for the other formats.
+
+Size limit: a file whose header announces more values than
+:func:`max_voxels` allows is refused before its pixels are decoded, so one
+huge (or hostile) file cannot take the process down. The limit is
+``SEGQC_MAX_VOXELS`` or ``--max-voxels`` when set, else :data:`DEFAULT_MAX_VOXELS`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 import re
 import struct
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +50,46 @@ _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _AFFINE_TOLERANCE = 1e-3
 # Errors the readers raise on corrupt or truncated files (PIL raises SyntaxError for broken PNG chunks).
 _READ_ERRORS = (OSError, EOFError, ValueError, SyntaxError, struct.error, zlib.error, IndexError, KeyError)
+# Values (voxels x channels) a file may hold, by its number of spatial axes: 2D 32 Mi (e.g. 5,792^2),
+# 3D 256 Mi (e.g. 512 x 512 x 1,024). Decoding and preprocessing take several times that in memory.
+DEFAULT_MAX_VOXELS = {2: 1 << 25, 3: 1 << 28}
+MAX_VOXELS_ENV = "SEGQC_MAX_VOXELS"
+_max_voxels_override: int | None = None
+
+
+def set_max_voxels(limit: int | None) -> None:
+    """Set the size limit of every image / mask file read from now on (``None``: back to the default)."""
+    global _max_voxels_override
+    _max_voxels_override = limit
+
+
+def max_voxels(spatial_ndim: int) -> int:
+    """The largest number of values (voxels x channels) a file with ``spatial_ndim`` axes may hold."""
+    if _max_voxels_override is not None:
+        return _max_voxels_override
+    text = os.environ.get(MAX_VOXELS_ENV)
+    if text:
+        try:
+            return max(int(text), 1)
+        except ValueError:
+            raise InputError(f"{MAX_VOXELS_ENV}={text!r}: expected a whole number of voxels") from None
+    return DEFAULT_MAX_VOXELS[3 if spatial_ndim >= 3 else 2]
+
+
+def _check_size(path: Path, shape: Sequence[int], spatial_ndim: int) -> None:
+    """Refuse a file whose header announces more values than :func:`max_voxels` allows."""
+    count, limit = math.prod(int(v) for v in shape), max_voxels(spatial_ndim)
+    if count > limit:
+        raise InputError(f"{path}: {' x '.join(str(int(v)) for v in shape)} = {count:,} values exceeds the limit of "
+                         f"{limit:,} (raise it with --max-voxels or {MAX_VOXELS_ENV} if this is intended)")
+
+
+def _check_link(path: Path) -> None:
+    """A clear error for a dangling symbolic link or a link loop (``Path.exists`` is false for both)."""
+    if not path.exists():
+        if path.is_symlink():
+            raise InputError(f"{path}: broken symbolic link or link loop; expected a readable file")
+        raise InputError(f"{path}: file not found")
 
 
 def suffix_of(path: Path) -> str:
@@ -81,11 +129,15 @@ class CaseFiles:
         case_id: Identifier shared by the image and mask files.
         images: Image files in channel order (nnU-Net ``_0000, _0001, ...``) or one file.
         mask: Mask file, or ``None`` when no masks were given.
+        problem: Why the case's files cannot be used (e.g. a missing nnU-Net
+            channel file), when :func:`pair_cases` was asked to report such
+            cases instead of failing; ``None`` otherwise.
     """
 
     case_id: str
     images: list[Path]
     mask: Path | None
+    problem: str | None = None
 
 
 def _list_files(folder: Path, suffixes: Sequence[str], role: str) -> list[Path]:
@@ -98,7 +150,9 @@ def _list_files(folder: Path, suffixes: Sequence[str], role: str) -> list[Path]:
         raise InputError(f"{folder}: {role} folder not found")
     if not folder.is_dir():
         raise InputError(f"{folder}: expected a folder of {role} files, found a file")
-    entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    # Dangling links and link loops are listed too, so that reading them gives a clear error.
+    entries = sorted(p for p in folder.iterdir() if (p.is_file() or (p.is_symlink() and not p.exists()))
+                     and not p.name.startswith("."))
     files = [p for p in entries if suffix_of(p) in suffixes]
     if role == "mask":
         jpeg = [p for p in entries if suffix_of(p) in _JPEG_SUFFIXES]
@@ -201,8 +255,9 @@ def pair_cases(images_dir: Path, masks_dir: Path | None, require_masks: bool = T
         masks_dir: Folder of mask files (see :data:`MASK_SUFFIXES`), or ``None``.
         require_masks: Whether an image without a mask is an error; when
             false such cases get ``mask=None``.
-        require_images: Whether a mask without an image is an error; when
-            false such cases get ``images=[]``.
+        require_images: Whether a mask without an image, or a case with a
+            gap in its nnU-Net channels, is an error; when false such cases
+            get ``images=[]`` (and the reason in ``problem``).
 
     Returns:
         The cases sorted by case id.
@@ -227,10 +282,16 @@ def pair_cases(images_dir: Path, masks_dir: Path | None, require_masks: bool = T
             raise InputError(f"{images_dir}: no image for {_few(unmatched)} mask case(s) of {masks_dir}; "
                              f"expected image files with the same case id (or nnU-Net <case>_0000)")
         grouped.update({stem: {} for stem in unmatched})
-    return [
-        CaseFiles(case_id, _channel_list(case_id, files), None if masks is None else masks.get(case_id))
-        for case_id, files in sorted(grouped.items())
-    ]
+    cases = []
+    for case_id, files in sorted(grouped.items()):
+        mask = None if masks is None else masks.get(case_id)
+        try:
+            cases.append(CaseFiles(case_id, _channel_list(case_id, files), mask))
+        except InputError as err:
+            if require_images:
+                raise
+            cases.append(CaseFiles(case_id, [], mask, problem=str(err)))
+    return cases
 
 
 @dataclass
@@ -284,8 +345,10 @@ def _read_nifti(path: Path, as_float: bool) -> tuple[np.ndarray, np.ndarray]:
     """NIfTI data (file axes, channels last if any) and affine."""
     import nibabel as nib
 
+    _check_link(path)
     try:
         image = nib.load(path)
+        _check_size(path, image.shape, len(image.shape))
         data = image.get_fdata(dtype=np.float32) if as_float else np.asanyarray(image.dataobj)
     except (*_READ_ERRORS, nib.filebasedimages.ImageFileError) as err:
         raise _cannot_read(path, err) from None
@@ -301,10 +364,16 @@ def _read_pil(path: Path, mask: bool) -> tuple[np.ndarray, bool]:
     """
     from PIL import Image
 
+    _check_link(path)
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # segqc's own size limit applies, checked before decoding
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            frames_count = getattr(image, "n_frames", 1)
+            _check_size(path, (frames_count, *image.size, len(image.getbands())), 3 if frames_count > 1 else 2)
             frames = []
-            for index in range(getattr(image, "n_frames", 1)):
+            for index in range(frames_count):
                 image.seek(index)
                 image.load()
                 frames.append(_pil_pixels(image, mask))
@@ -324,13 +393,16 @@ def _pil_pixels(image: PILImage, mask: bool) -> np.ndarray:
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    """A NumPy array, without unpickling."""
+    """A NumPy array, without unpickling; its size is checked from the header before the data are read."""
+    _check_link(path)
     try:
-        array = np.load(path, allow_pickle=False)
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        if not isinstance(mapped, np.ndarray):
+            raise InputError(f"{path}: expected a .npy array, found an .npz archive")
+        _check_size(path, mapped.shape, mapped.ndim)
+        array = np.array(mapped)
     except _READ_ERRORS as err:
         raise _cannot_read(path, err) from None
-    if not isinstance(array, np.ndarray):
-        raise InputError(f"{path}: expected a .npy array, found an .npz archive")
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
         raise SchemaError(f"{path}: expected a real numeric array, found dtype {array.dtype}")
     return array

@@ -367,6 +367,82 @@ def _fit(array: np.ndarray, config: PreprocessConfig, is_mask: bool) -> np.ndarr
     return _to_numpy(ResizeWithPadOrCrop(size)(array - floor)) + floor
 
 
+def _kept_span(length: int, size: int) -> tuple[slice, slice]:
+    """Where ``ResizeWithPadOrCrop`` puts an axis of ``length`` voxels when fitting it to ``size``.
+
+    Pushes the index ramp ``1..length`` through the transform (padding reads
+    0), so the offsets are MONAI's own, also for odd differences.
+
+    Returns:
+        The kept voxels as a slice of the axis before fitting and the slice of
+        the fitted axis they land in.
+    """
+    from monai.transforms import ResizeWithPadOrCrop
+
+    ramp = np.arange(1, length + 1, dtype=np.float64)[None]
+    moved = _to_numpy(ResizeWithPadOrCrop((size,))(ramp))[0]
+    landed = np.flatnonzero(moved)
+    first, last = int(moved[landed[0]]) - 1, int(moved[landed[-1]])
+    return slice(first, last), slice(int(landed[0]), int(landed[-1]) + 1)
+
+
+def restore_spatial(array: np.ndarray, config: PreprocessConfig, before_shape: Sequence[int]) -> np.ndarray:
+    """Invert :func:`_fit` for continuous maps such as heat maps.
+
+    ``resize`` interpolates back (bi/trilinear). ``crop_or_pad`` undoes the
+    centre crop or pad with the offsets MONAI used going forward: padding is
+    dropped and voxels that were cropped away get 0.
+
+    Args:
+        array: ``(N, *spatial_size)`` maps in the model grid.
+        config: The preprocessing settings that fitted them.
+        before_shape: Spatial shape the maps had before :func:`_fit`.
+
+    Returns:
+        float32 ``(N, *before_shape)``.
+    """
+    from monai.transforms import Resize
+
+    before_shape = tuple(int(n) for n in before_shape)
+    array = np.asarray(array, dtype=np.float32)
+    if tuple(array.shape[1:]) == before_shape:
+        return array
+    if config.resize == "resize":
+        linear = "bilinear" if len(before_shape) == 2 else "trilinear"
+        return _to_numpy(Resize(before_shape, mode=linear)(array)).astype(np.float32)
+    spans = [_kept_span(length, size) for length, size in zip(before_shape, config.spatial_size)]
+    restored = np.zeros((len(array), *before_shape), np.float32)
+    restored[(slice(None), *(before for before, _ in spans))] = array[(slice(None), *(fitted for _, fitted in spans))]
+    return restored
+
+
+def fit_input_shape(spatial_shape: Sequence[int], affine: np.ndarray, config: PreprocessConfig) -> tuple[int, ...]:
+    """Spatial shape a NIfTI file reaches :func:`_fit` with, for a model of its own dimensionality.
+
+    Replays the reorientation (``config.orientation``) and respacing
+    (``config.spacing``) of :func:`prepare_case` lazily: MONAI computes the
+    output grid without resampling a voxel.
+
+    Args:
+        spatial_shape: Spatial shape of the file, ``spatial_dims`` integers.
+        affine: ``(4, 4)`` affine of the file.
+        config: The preprocessing settings.
+
+    Returns:
+        The spatial shape after reorientation and respacing (each only when set).
+    """
+    from monai.data import MetaTensor
+    from monai.transforms import Orientation, Spacing
+
+    grid = MetaTensor(torch.zeros((1,) * (len(spatial_shape) + 1)).expand(1, *spatial_shape),
+                      affine=torch.as_tensor(affine, dtype=torch.float64))
+    if config.orientation is not None:
+        grid = Orientation(axcodes=config.orientation[: len(spatial_shape)], labels=_AXIS_LABELS, lazy=True)(grid)
+    if config.spacing is not None:
+        grid = Spacing(pixdim=config.spacing, mode="bilinear", lazy=True)(grid)
+    return tuple(int(n) for n in grid.peek_pending_shape())
+
+
 def _slices(image: np.ndarray, indices: np.ndarray | None, axis: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Cut ``(C, *spatial3)`` and ``(1, *spatial3)`` into ``(S, C, *spatial2)`` and ``(S, *spatial2)``."""
     image_slices = np.moveaxis(image, axis + 1, 0)

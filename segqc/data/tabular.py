@@ -20,6 +20,7 @@ raise the anomaly score; a warning counts them.
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from segqc.errors import ConfigError, InputError, SchemaError, did_you_mean
 
@@ -34,10 +36,15 @@ logger = logging.getLogger(__name__)
 
 MISSING = "<missing>"
 PARQUET_SUFFIXES = (".parquet", ".pq")
+DELIMITERS = (",", ";", "\t", "|")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV (comma, or tab for ``.tsv``) or Parquet file.
+    """Read a CSV-like (comma, or tab for ``.tsv``) or Parquet file.
+
+    The column delimiter of a CSV-like file is detected from its header row
+    (see :func:`_choose_delimiter`); a delimiter other than the suffix's usual
+    one is logged as a warning.
 
     Args:
         path: The file.
@@ -48,6 +55,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     Raises:
         InputError: The path is missing, a directory, empty, not UTF-8,
             malformed, or has no data rows.
+        SchemaError: Two or more columns have the same name.
     """
     path = Path(path)
     if path.is_dir():
@@ -56,26 +64,134 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file; expected a header row and data rows")
+    parquet = path.suffix.lower() in PARQUET_SUFFIXES
     try:
-        if path.suffix.lower() in PARQUET_SUFFIXES:
+        if parquet:
+            check_unique_columns(pq.read_schema(path).names, str(path))
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", encoding="utf-8")
+            usual = "\t" if path.suffix.lower() == ".tsv" else ","
+            delimiter, header = _choose_delimiter(path, usual)
+            if delimiter != usual:
+                logger.warning("%s: read with %r as the column delimiter", path, delimiter)
+            check_unique_columns(header, str(path))
+            frame = pd.read_csv(path, sep=delimiter, encoding="utf-8")
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not UTF-8 text (invalid byte at position {err.start}); "
                          "re-save the file as UTF-8") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: no columns found; expected a header row and data rows") from None
-    except pd.errors.ParserError as err:
+    except (pd.errors.ParserError, csv.Error) as err:
         raise InputError(f"{path}: malformed CSV ({str(err).strip().splitlines()[-1]})") from None
     except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read as {'Parquet' if path.suffix.lower() in PARQUET_SUFFIXES else 'CSV'}"
+        raise InputError(f"{path}: cannot read as {'Parquet' if parquet else 'CSV'}"
                          f" ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
     if frame.shape[1] == 0:
         raise InputError(f"{path}: no columns found; expected a header row and data rows")
     if frame.shape[0] == 0:
         raise InputError(f"{path}: has a header but no data rows")
     return frame
+
+
+def _header_row(path: Path, delimiter: str, strict: bool) -> list[str]:
+    """The first non-empty row of a CSV-like file, parsed by the ``csv`` module.
+
+    Args:
+        path: The file.
+        delimiter: Column delimiter.
+        strict: Raise ``csv.Error`` on bad quoting instead of reading on.
+
+    Returns:
+        The header names (``[]`` when the file has only blank lines).
+    """
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+        return next((row for row in csv.reader(handle, delimiter=delimiter, strict=strict) if row), [])
+
+
+def _parse_header(path: Path, delimiter: str) -> tuple[list[str], bool]:
+    """Parse the header row with one delimiter and say whether the parse is clean.
+
+    A parse is clean when it follows strict quoting rules and leaves no quote
+    character in a name, i.e. every quote opened or closed a field. A
+    delimiter that occurs only inside quoted names gives an unclean parse.
+
+    Args:
+        path: The file.
+        delimiter: Column delimiter.
+
+    Returns:
+        The header names and whether the parse is clean.
+
+    Raises:
+        csv.Error: The row cannot be parsed even leniently (e.g. a field over
+            the ``csv`` module's size limit).
+    """
+    try:
+        header = _header_row(path, delimiter, strict=True)
+    except csv.Error:
+        return _header_row(path, delimiter, strict=False), False
+    return header, not any('"' in name for name in header)
+
+
+def _choose_delimiter(path: Path, usual: str) -> tuple[str, list[str]]:
+    """Pick the column delimiter of a CSV-like file from its header row.
+
+    Clean parses (see :func:`_parse_header`) beat unclean ones, then more
+    columns win (the most frequent delimiter outside quotes), then ``usual``,
+    then the order of :data:`DELIMITERS`. A header with a tab keeps the tab
+    when ``usual`` is a tab (``.tsv``). A header without any candidate stays
+    one column with ``usual``.
+
+    Args:
+        path: The file.
+        usual: The suffix's usual delimiter (``","``, or ``"\\t"`` for ``.tsv``).
+
+    Returns:
+        The delimiter and the header row as it parses with it.
+
+    Raises:
+        csv.Error: The header row cannot be parsed with any candidate.
+    """
+    parsed: dict[str, tuple[list[str], bool]] = {}
+    failures: list[csv.Error] = []
+    for delimiter in (usual, *(d for d in DELIMITERS if d != usual)):
+        try:
+            parsed[delimiter] = _parse_header(path, delimiter)
+        except csv.Error as err:
+            failures.append(err)
+    if not parsed:
+        raise failures[-1]
+
+    def rank(delimiter: str) -> tuple[bool, bool, int]:
+        header, clean = parsed[delimiter]
+        return delimiter == "\t" == usual and len(header) > 1, clean, len(header)
+
+    best = max(parsed, key=rank)
+    return best, parsed[best][0]
+
+
+def check_unique_columns(names: Sequence[object], where: str) -> None:
+    """Refuse a table whose column names are not unique.
+
+    Empty names are skipped: readers name such columns by position.
+
+    Args:
+        names: Column names in table order.
+        where: Name of the table for messages (e.g. the file path).
+
+    Raises:
+        SchemaError: A name occurs more than once; the message names each
+            duplicated column and its 1-based positions.
+    """
+    positions: dict[object, list[int]] = {}
+    for position, name in enumerate(names, start=1):
+        if name != "":
+            positions.setdefault(name, []).append(position)
+    repeated = [f"column name {name!r} appears {len(cols)} times "
+                f"(columns {', '.join(map(str, cols[:-1]))} and {cols[-1]})"
+                for name, cols in positions.items() if len(cols) > 1]
+    if repeated:
+        raise SchemaError(f"{where}: {', '.join(repeated)}; column names must be unique")
 
 
 def category_key(value: object) -> str:

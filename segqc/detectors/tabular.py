@@ -12,7 +12,7 @@ import torch
 
 from segqc import bundle, noise
 from segqc.config import TabularModelConfig, TrainingConfig
-from segqc.data.tabular import EncodedTable, TabularSchema, encode, infer_schema, read_table
+from segqc.data.tabular import EncodedTable, TabularSchema, check_unique_columns, encode, infer_schema, read_table
 from segqc.density import ranks
 from segqc.detectors.base import BaseDetector, split_rows
 from segqc.errors import InputError
@@ -26,9 +26,22 @@ TableLike = pd.DataFrame | str | Path
 
 
 def _as_frame(data: TableLike) -> tuple[pd.DataFrame, str]:
+    """The table and its name for messages (the file path, or ``"input table"``).
+
+    Args:
+        data: A DataFrame, or the path of a CSV / Parquet file.
+
+    Returns:
+        The table and where it came from.
+
+    Raises:
+        InputError: The DataFrame is empty, or the file cannot be read.
+        SchemaError: Two or more columns have the same name.
+    """
     if isinstance(data, pd.DataFrame):
         if data.empty:
             raise InputError("the table is empty; expected rows and columns")
+        check_unique_columns(list(data.columns), "input table")
         return data, "input table"
     return read_table(data), str(data)
 

@@ -9,8 +9,6 @@ indices) of the same spatial size. Built-ins wrap a ``torch.nn.Module`` with
 
 from __future__ import annotations
 
-import struct
-from pickle import UnpicklingError  # the exception class only: torch.load(weights_only=True) raises it
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -20,6 +18,7 @@ import torch.nn.functional as F
 
 from segqc.config import read_mapping_file
 from segqc.errors import ConfigError, InputError, SchemaError
+from segqc.torchfile import load_torch_file
 
 WEIGHTS_OPTION = "--weights"
 """Command-line option that gives a segmenter's weights file (named in error messages)."""
@@ -247,13 +246,7 @@ def load_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: weights file for {name} not found ({WEIGHTS_OPTION})")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, UnpicklingError, struct.error) as err:
-        reason = " ".join(str(err).split())[:200]
-        if "Weights only load failed" in reason:
-            reason = "it pickles Python objects, not only tensors; save model.state_dict() instead"
-        raise InputError(f"{path}: cannot read as a PyTorch state_dict for {name} ({reason})") from None
+    data = load_torch_file(path, f"a PyTorch state_dict for {name}")
     if isinstance(data, dict):
         data = next((data[key] for key in _CHECKPOINT_KEYS if isinstance(data.get(key), dict)), data)
     if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):

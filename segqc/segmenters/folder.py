@@ -12,6 +12,7 @@ import torch
 
 from segqc.data.images import Volume, pair_cases, read_image
 from segqc.errors import ConfigError, SchemaError, SegQCError
+from segqc.outputs import OutputKind, check_output_dir, write_marker
 from segqc.segmenters.base import Segmenter
 from segqc.segmenters.class_map import ClassMap
 from segqc.segmenters.writer import write_mask
@@ -108,14 +109,17 @@ def segment_folder(segmenter: Segmenter, images_dir: Path, out_dir: Path, batch_
 
     Raises:
         InputError: ``images_dir`` is missing or holds no images.
-        ConfigError: ``out_dir`` is ``images_dir`` or ``batch_size`` < 1.
+        ConfigError: ``batch_size`` < 1.
+        OutputError: ``out_dir`` overlaps ``images_dir``, or is a folder segqc
+            did not write as masks (see :mod:`segqc.outputs`).
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
-    if out_dir.resolve() == images_dir.resolve():
-        raise ConfigError(f"{out_dir}: the output folder must differ from the images folder (masks keep the case ids)")
+    check_output_dir(out_dir, OutputKind.MASKS, [images_dir])
     if batch_size < 1:
         raise ConfigError(f"batch size is {batch_size}; expected at least 1")
     cases = pair_cases(images_dir, None, require_masks=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_marker(out_dir, OutputKind.MASKS)
     segmenter.to(device)
     job = _Job(segmenter, out_dir, torch.device(device), class_map, palette, len(cases), on_case)
     pending: dict[tuple[int, ...], list[tuple[str, Volume]]] = {}
