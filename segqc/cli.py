@@ -105,12 +105,13 @@ def progress_bar(description: str, unit: str) -> Iterator[Callable[[int, int, st
     """A rich progress bar; yields ``update(done, total, status)``.
 
     The bar appears at the first update, so input errors found before the work
-    starts print alone.
+    starts print alone; it is shown on terminals only, so logs of unattended
+    runs hold just the result lines (and an error, one line).
     """
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[status]}"), TextColumn(f"{{task.fields[rate]}} {unit}/s"),
                TimeElapsedColumn(), TimeRemainingColumn())
-    progress = Progress(*columns, console=console)
+    progress = Progress(*columns, console=console, disable=not console.is_terminal)  # no bars in cron logs
     task = progress.add_task(description, total=None, status="", rate="-", start=False)
 
     def update(done: int, total: int, status: str = "") -> None:
@@ -201,10 +202,9 @@ MaxVoxelsOption = Annotated[int | None, typer.Option(help="Refuse image / mask f
 def computing(threads: int | None, max_voxels: int | None = None) -> None:
     """Settings every computing command applies first: the thread cap and the file-size limit."""
     limit_threads(threads)
-    if max_voxels is not None:
-        if max_voxels < 1:
-            raise ConfigError(f"--max-voxels {max_voxels}: expected at least 1")
-        set_max_voxels(max_voxels)
+    if max_voxels is not None and max_voxels < 1:
+        raise ConfigError(f"--max-voxels {max_voxels}: expected at least 1")
+    set_max_voxels(max_voxels)
 
 
 @contextmanager

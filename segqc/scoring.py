@@ -185,20 +185,21 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
         elif not files.images:
             rows.append(_error_row(files.case_id, files, f"no image for this predicted mask in {images_dir}"))
         else:
-            key = fingerprint([*files.images, files.mask, *([truths[files.case_id]] if files.case_id in truths
-                                                            else [])])
-            cached = history.cached_case(identifier, files.case_id, key) if history and options.incremental else None
-            if cached is not None:
-                rows.append(cached)
-                fingerprints[files.case_id] = key
-                reused += 1
-            else:
-                try:
+            try:
+                key = fingerprint([*files.images, files.mask, *([truths[files.case_id]] if files.case_id in truths
+                                                                else [])])
+                cached = (history.cached_case(identifier, files.case_id, key) if history and options.incremental
+                          else None)
+                if cached is not None:
+                    rows.append(cached)
+                    fingerprints[files.case_id] = key
+                    reused += 1
+                else:
                     for case in prepare_case(files, qc.preprocess, qc.labels_):
                         prepared.append(case)
                         fingerprints[case.case_id] = key
-                except SegQCError as err:
-                    rows.append(_error_row(files.case_id, files, str(err)))
+            except SegQCError as err:
+                rows.append(_error_row(files.case_id, files, str(err)))
         if on_case:
             on_case(done, len(cases))
     scored_rows, heat = _score_prepared(qc, prepared, truths)

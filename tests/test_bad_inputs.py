@@ -1,0 +1,519 @@
+"""A catalogue of bad inputs across every command: one clear line, exit code 2, nothing lost.
+
+Each catalogue entry starts from a fresh copy of a working folder (training and
+test images, a model bundle, a table and its model, a user's own files), makes
+one thing wrong, runs the command through Typer's CliRunner and checks that
+
+* the exit code is 2;
+* stderr is exactly one line, starting with ``error:`` and naming the file,
+  column or option at fault;
+* every file that existed before is byte-identical afterwards, and nothing was
+  left behind (no checkpoint folder, no staging folder, no half-written output).
+
+The tests after the catalogue cover bad cases that must *not* stop a nightly
+run (they become error rows), messages, threads and concurrent history writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import TINY_IMAGE_CONFIG, chained_table
+from segqc import phantoms
+from segqc.cli import app
+from segqc.config import TabularModelConfig, TrainingConfig
+from segqc.detectors.tabular import TabularQC
+
+runner = CliRunner()
+
+TRAIN = "train --images {w}/train/images --masks {w}/train/masks --config {w}/config.yaml --out {w}/qc-model"
+SCORE = "score {w}/test/predictions --images {w}/test/images --model {w}/model --out {w}/report"
+SEGMENT = ("segment --images {w}/test/images --segmenter python:segmenter_fixtures:threshold_segmenter "
+           "--segmenter-options {w}/python.yaml --out {w}/masks-out")
+TABULAR_FIT = "tabular fit {w}/tab/train.csv --out {w}/tab-model --steps 20 --device cpu"
+TABULAR_SCORE = "tabular score {w}/tab/train.csv --model {w}/tab/model --out {w}/tab-scores.csv"
+
+
+# ---------------------------------------------------------------- the working folder
+
+
+@pytest.fixture(scope="module")
+def template(image_model, tmp_path_factory) -> Path:
+    """The working folder every entry starts from (copied per entry)."""
+    _, bundle = image_model
+    root = tmp_path_factory.mktemp("bad-inputs") / "template"
+    phantoms.write_cases(phantoms.make_training_set(12, (32, 32), seed=3), root / "train", fmt="png")
+    phantoms.write_cases(phantoms.make_prediction_set(6, (32, 32), seed=4), root / "test", fmt="png")
+    shutil.copytree(bundle, root / "model")
+    (root / "config.yaml").write_text(TINY_IMAGE_CONFIG)
+    (root / "python.yaml").write_text("class_names: [background, organ, lesion]\n")
+    (root / "tab").mkdir()
+    chained_table(80, seed=2)[0].to_csv(root / "tab" / "train.csv", index=False)
+    TabularQC(TabularModelConfig(levels=3, width=16, depth=1, embedding_size=8, max_components=1),
+              TrainingConfig(steps=10, batch_size=32, val_every=5, checkpoint_every=0, device="cpu"),
+              id_column="id").fit(root / "tab" / "train.csv").save(root / "tab" / "model")
+    (root / "notes").mkdir()
+    (root / "notes" / "notes.txt").write_text("a user's own file\n")
+    return root
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Relative path -> content hash (link target for symbolic links, ``dir`` for folders)."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            key = str(path.relative_to(root))
+            if path.is_symlink():
+                found[key] = "link:" + os.readlink(path)
+            elif path.is_dir():
+                found[key] = "dir"
+            else:
+                found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def invoke(argv: str, work: Path):
+    return runner.invoke(app, shlex.split(argv.format(w=work)))
+
+
+# ---------------------------------------------------------------- ways to break things
+
+
+def write(relative: str, content: str | bytes) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        path = work / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return setup
+
+
+def remove(relative: str) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        path = work / relative
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return setup
+
+
+def edit_json(relative: str, change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        path = work / relative
+        data = json.loads(path.read_text())
+        change(data)
+        path.write_text(json.dumps(data, indent=2))
+    return setup
+
+
+def both(*steps: Callable[[Path], None]) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        for step in steps:
+            step(work)
+    return setup
+
+
+def first_case(work: Path, folder: str = "train/masks") -> Path:
+    return sorted((work / folder).iterdir())[0]
+
+
+def save_array(folder: str, array_of: Callable[[np.ndarray], np.ndarray], suffix: str = ".npy",
+               source: str = "train/masks") -> Callable[[Path], None]:
+    """Replace the first case of ``folder`` by an array derived from its ``source`` PNG."""
+    def setup(work: Path) -> None:
+        original = first_case(work, folder)
+        pixels = np.asarray(Image.open(first_case(work, source)))
+        original.unlink()
+        np.save(original.with_suffix(suffix), array_of(pixels))
+    return setup
+
+
+def png_mask(mode_of: Callable[[np.ndarray], Image.Image], folder: str = "train/masks") -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        path = first_case(work, folder)
+        mode_of(np.asarray(Image.open(path))).save(path)
+    return setup
+
+
+def corrupt(folder: str) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        first_case(work, folder).write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    return setup
+
+
+def rename_first(folder: str, name: str) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        path = first_case(work, folder)
+        path.rename(path.with_name(name))
+    return setup
+
+
+def link_loop(folder: str) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        path = first_case(work, folder)
+        path.unlink()
+        os.symlink(path.name, path)
+    return setup
+
+
+def keep_cases(count: int) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        for folder in ("train/images", "train/masks"):
+            for path in sorted((work / folder).iterdir())[count:]:
+                path.unlink()
+    return setup
+
+
+def nnunet_gap(work: Path) -> None:
+    """Training images in nnU-Net naming, one case missing channel 0001 of 0000..0002."""
+    for path in sorted((work / "train/images").iterdir()):
+        path.rename(path.with_name(f"{path.stem}_0000.png"))
+    first = sorted((work / "train/images").iterdir())[0]
+    shutil.copy(first, first.with_name(first.name.removesuffix("_0000.png") + "_0002.png"))
+
+
+def checkpoint(payload: object) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        (work / "qc-model.checkpoints").mkdir()
+        torch.save(payload, work / "qc-model.checkpoints" / "last.pt")
+    return setup
+
+
+class Hostile:
+    """An object a pickle-based checkpoint could smuggle in; weights_only loading must refuse it."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def truncated_checkpoint(work: Path) -> None:
+    checkpoint({"model": {"w": torch.zeros(100)}})(work)
+    path = work / "qc-model.checkpoints" / "last.pt"
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def huge_png(path: Path, width: int, height: int) -> None:
+    """A tiny file announcing a ``width x height`` 1-bit image (decoding it would need gigabytes)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = zlib.compress(b"\x00" * ((width + 7) // 8 + 1) * height, 9)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def bad_table(text: str) -> Callable[[Path], None]:
+    return write("tab/train.csv", text)
+
+
+def report_folder(work: Path) -> None:
+    """A report written by segqc earlier, in which the user then saved a file of their own."""
+    result = invoke(SCORE, work)
+    assert result.exit_code == 0, result.output
+    (work / "report" / "notes.txt").write_text("my notes\n")
+
+
+def _thresholds(data: dict) -> None:
+    data["calibration"]["review"] = data["calibration"]["fail"] = 1e9
+
+
+def _format(data: dict) -> None:
+    data["format_version"] = 1
+
+
+# ---------------------------------------------------------------- the catalogue
+
+
+@dataclass(frozen=True)
+class Bad:
+    """One bad input: the command line ({w} = working folder), what the error line must name, how to break it."""
+
+    name: str
+    argv: str
+    expect: str
+    setup: Callable[[Path], None] | None = None
+
+
+CATALOGUE = [
+    # --- segqc train: folders and files
+    Bad("train-images-missing", TRAIN.replace("train/images", "nowhere"), "{w}/nowhere: image folder not found"),
+    Bad("train-images-is-a-file", TRAIN.replace("train/images", "config.yaml"), "{w}/config.yaml: expected a folder"),
+    Bad("train-masks-empty", TRAIN.replace("train/masks", "empty"), "{w}/empty: no mask files",
+        lambda w: (w / "empty").mkdir()),
+    Bad("train-image-without-mask", TRAIN, "no mask for", rename_first("train/masks", "zzz.png")),
+    Bad("train-corrupt-mask", TRAIN, "cannot read as PNG", corrupt("train/masks")),
+    Bad("train-jpeg-mask", TRAIN, "JPEG masks are lossy", write("train/masks/extra.jpg", b"\xff\xd8\xff")),
+    Bad("train-colour-mask", TRAIN, "colour (RGB)",
+        png_mask(lambda m: Image.fromarray(np.stack([m * 40, m * 0, m * 90], -1).astype(np.uint8)))),
+    Bad("train-non-integer-mask", TRAIN, "non-integer value",
+        save_array("train/masks", lambda m: m.astype(np.float32) + 0.5)),
+    Bad("train-nan-image", TRAIN, "NaN or infinite",
+        save_array("train/images", lambda m: np.full(m.shape, np.nan, np.float32), source="train/images")),
+    Bad("train-shape-mismatch", TRAIN, "train/masks",
+        save_array("train/masks", lambda m: np.zeros((16, 16), np.uint8))),
+    Bad("train-too-few-cases", TRAIN, "need at least 10", keep_cases(5)),
+    Bad("train-mask-link-loop", TRAIN, "broken symbolic link or link loop", link_loop("train/masks")),
+    Bad("train-nnunet-channel-gap", TRAIN, "lacks channel file", nnunet_gap),
+    Bad("train-unexpected-labels", TRAIN + " --labels 0,1", "label"),
+    Bad("train-file-over-voxel-limit", TRAIN + " --max-voxels 500", "exceeds the limit of 500"),
+    # --- segqc train: config and options
+    Bad("train-config-missing", TRAIN.replace("config.yaml", "nope.yaml"), "nope.yaml"),
+    Bad("train-config-not-yaml", TRAIN, "config.yaml", write("config.yaml", "data: [unclosed\n")),
+    Bad("train-config-unknown-key", TRAIN, "did you mean 'steps'", write("config.yaml", "training: {stepz: 3}\n")),
+    Bad("train-labels-not-integers", TRAIN + " --labels a,b", "--labels"),
+    Bad("train-labels-one-value", TRAIN + " --labels 1", "--labels"),
+    Bad("train-steps-zero", TRAIN + " --steps 0", "steps"),
+    Bad("train-steps-not-a-number", TRAIN + " --steps many", "--steps"),
+    Bad("train-threads-zero", TRAIN + " --threads 0", "--threads"),
+    Bad("train-unknown-option", TRAIN + " --epochs 3", "--epochs"),
+    # --- segqc train: --out and checkpoints
+    Bad("train-out-is-a-file", TRAIN.replace("{w}/qc-model", "{w}/config.yaml"), "--out {w}/config.yaml"),
+    Bad("train-out-is-a-user-folder", TRAIN.replace("{w}/qc-model", "{w}/notes"), "not written by segqc"),
+    Bad("train-out-inside-images", TRAIN.replace("{w}/qc-model", "{w}/train/images/model"), "lies inside the input"),
+    Bad("train-out-is-masks", TRAIN.replace("{w}/qc-model", "{w}/train/masks"), "is the input"),
+    Bad("train-out-under-a-file", TRAIN.replace("{w}/qc-model", "{w}/notes/notes.txt/model"),
+        "is a file, not a folder"),
+    Bad("train-checkpoints-folder-holds-user-files", TRAIN, "holds 'notes.txt'",
+        write("qc-model.checkpoints/notes.txt", "mine\n")),
+    Bad("train-resume-text-checkpoint", TRAIN + " --resume", "found a text file",
+        write("qc-model.checkpoints/last.pt", "this is not a checkpoint\n")),
+    Bad("train-resume-hostile-checkpoint", TRAIN + " --resume", "pickles Python objects", checkpoint({"x": Hostile()})),
+    Bad("train-resume-truncated-checkpoint", TRAIN + " --resume", "damaged", truncated_checkpoint),
+    Bad("train-resume-foreign-checkpoint", TRAIN + " --resume", "does not fit this run",
+        checkpoint({"model": {"w": torch.zeros(3)}})),
+    # --- segqc score: the model bundle
+    Bad("score-model-missing", SCORE.replace("{w}/model", "{w}/nomodel"), "{w}/nomodel: not a segqc model bundle"),
+    Bad("score-model-is-tabular", SCORE.replace("{w}/model", "{w}/tab/model"), "a 'tabular' model"),
+    Bad("score-thresholds-edited", SCORE, "metadata was modified", edit_json("model/segqc.json", _thresholds)),
+    Bad("score-format-version-edited", SCORE, "format version 1", edit_json("model/segqc.json", _format)),
+    Bad("score-metadata-not-json", SCORE, "damaged metadata", write("model/segqc.json", "{not json")),
+    Bad("score-weights-edited", SCORE, "checksum mismatch", write("model/weights.safetensors", b"\x00" * 64)),
+    Bad("score-weights-missing", SCORE, "missing from the bundle", remove("model/weights.safetensors")),
+    Bad("score-arrays-missing", SCORE, "missing from the bundle", remove("model/arrays.npz")),
+    # --- segqc score: folders and options
+    Bad("score-images-missing", SCORE.replace("test/images", "nowhere"), "{w}/nowhere: image folder not found"),
+    Bad("score-predictions-empty", SCORE.replace("test/predictions", "empty"), "{w}/empty: no mask files",
+        lambda w: (w / "empty").mkdir()),
+    Bad("score-every-case-unreadable", SCORE.replace("{w}/report", "{w}/night"), "no case could be scored",
+        lambda w: [p.write_bytes(b"junk") for p in (w / "test/predictions").iterdir()]),
+    Bad("score-fail-on-negative", SCORE + " --fail-on -1", "--fail-on -1"),
+    Bad("score-top-k-zero", SCORE + " --top-k 0", "--top-k 0"),
+    Bad("score-dice-threshold-above-one", SCORE + " --dice-threshold 1.5", "--dice-threshold 1.5"),
+    Bad("score-incremental-without-history", SCORE + " --incremental", "--incremental"),
+    Bad("score-predictions-and-segmenter", SCORE + " --segmenter monai:UNet", "--segmenter"),
+    Bad("score-neither-predictions-nor-segmenter", SCORE.replace("score {w}/test/predictions", "score"),
+        "--segmenter"),
+    Bad("score-history-not-a-database", SCORE + " --history {w}/notes/notes.txt", "not a segqc history database"),
+    Bad("score-max-voxels-zero", SCORE + " --max-voxels 0", "--max-voxels"),
+    Bad("score-threads-negative", SCORE + " --threads -2", "--threads"),
+    Bad("score-top-k-not-a-number", SCORE + " --top-k ten", "--top-k"),
+    # --- segqc score: --out
+    Bad("score-out-is-predictions", SCORE.replace("{w}/report", "{w}/test/predictions"), "is the input"),
+    Bad("score-out-contains-images", SCORE.replace("{w}/report", "{w}/test"), "contains the input"),
+    Bad("score-out-inside-predictions", SCORE.replace("{w}/report", "{w}/test/predictions/r"), "lies inside"),
+    Bad("score-out-is-a-user-folder", SCORE.replace("{w}/report", "{w}/notes"), "not written by segqc"),
+    Bad("score-out-is-a-file", SCORE.replace("{w}/report", "{w}/config.yaml"), "exists and is not a folder"),
+    Bad("score-out-is-the-model", SCORE.replace("{w}/report", "{w}/model"), "is the input"),
+    Bad("score-out-contains-history", SCORE + " --history {w}/report/h.sqlite", "contains the input"),
+    Bad("score-out-report-with-user-file", SCORE, "holds 'notes.txt'", report_folder),
+    Bad("score-out-under-a-file", SCORE.replace("{w}/report", "{w}/notes/notes.txt/r"),
+        "is a file, not a folder"),
+    # --- segqc segment and segqc report
+    Bad("segment-out-is-images", SEGMENT.replace("{w}/masks-out", "{w}/test/images"), "is the input"),
+    Bad("segment-out-is-a-user-folder", SEGMENT.replace("{w}/masks-out", "{w}/notes"), "not written by segqc"),
+    Bad("segment-unknown-segmenter", SEGMENT.replace("python:segmenter_fixtures:threshold_segmenter", "deeplabv4"),
+        "deeplabv4"),
+    Bad("segment-weights-text-file", SEGMENT.replace("python:segmenter_fixtures:threshold_segmenter",
+                                                     "monai:UNet --weights {w}/notes/notes.txt"),
+        "found a text file", write("python.yaml", "args: {spatial_dims: 2, in_channels: 1, out_channels: 3, "
+                                                  "channels: [4, 8], strides: [2]}\n")),
+    Bad("segment-options-not-yaml", SEGMENT, "python.yaml", write("python.yaml", "class_names: [a, \n")),
+    Bad("report-not-a-report", "report {w}/notes", "{w}/notes"),
+    Bad("report-history-missing", "report {w}/notes --history {w}/none.sqlite", "none.sqlite"),
+    # --- segqc tabular fit
+    Bad("tabular-fit-missing-file", TABULAR_FIT.replace("tab/train.csv", "none.csv"), "none.csv: file not found"),
+    Bad("tabular-fit-empty-file", TABULAR_FIT, "empty file", bad_table("")),
+    Bad("tabular-fit-not-utf8", TABULAR_FIT, "not UTF-8", write("tab/train.csv", b"a,b\n\xff\xfe,1\n" * 30)),
+    Bad("tabular-fit-duplicate-columns", TABULAR_FIT, "'a' appears 2 times",
+        bad_table("a,b,a\n" + "1,x,2\n" * 30)),
+    Bad("tabular-fit-too-few-rows", TABULAR_FIT, "need at least", bad_table("a,b\n1,x\n2,y\n")),
+    Bad("tabular-fit-unknown-column", TABULAR_FIT + " --categorical vaule", "did you mean 'value'"),
+    Bad("tabular-fit-unknown-method", TABULAR_FIT + " --method magic", "magic"),
+    Bad("tabular-fit-val-fraction", TABULAR_FIT + " --val-fraction 1.5", "val_fraction"),
+    Bad("tabular-fit-out-holds-the-data", TABULAR_FIT.replace("{w}/tab-model", "{w}/tab"), "contains the input"),
+    Bad("tabular-fit-out-is-a-user-folder", TABULAR_FIT.replace("{w}/tab-model", "{w}/notes"),
+        "not written by segqc"),
+    Bad("tabular-fit-out-is-a-file", TABULAR_FIT.replace("{w}/tab-model", "{w}/config.yaml"),
+        "exists and is not a folder"),
+    Bad("tabular-fit-resume-text-checkpoint", TABULAR_FIT + " --resume", "found a text file",
+        write("tab-model.checkpoints/last.pt", "hello\n")),
+    # --- segqc tabular score
+    Bad("tabular-score-out-is-the-data", TABULAR_SCORE.replace("{w}/tab-scores.csv", "{w}/tab/train.csv"),
+        "is the input"),
+    Bad("tabular-score-out-is-a-user-csv", TABULAR_SCORE, "not a scores file written by segqc",
+        write("tab-scores.csv", "name,amount\nrent,900\n")),
+    Bad("tabular-score-out-is-a-folder", TABULAR_SCORE.replace("{w}/tab-scores.csv", "{w}/notes"), "is a folder"),
+    Bad("tabular-score-thresholds-edited", TABULAR_SCORE, "metadata was modified",
+        edit_json("tab/model/segqc.json", _thresholds)),
+    Bad("tabular-score-image-model", TABULAR_SCORE.replace("tab/model", "model"), "a 'image' model"),
+    Bad("tabular-score-missing-column", TABULAR_SCORE, "missing column", bad_table("id,a\nr1,1\n")),
+    Bad("tabular-score-top-negative", TABULAR_SCORE + " --top -1", "--top -1"),
+    # --- segqc demo
+    Bad("demo-out-is-a-user-folder", "demo --fast --out {w}/notes", "not written by segqc"),
+    Bad("demo-out-is-a-file", "demo --fast --out {w}/config.yaml", "exists and is not a folder"),
+]
+
+# New files a failed run may leave: the report that lists every case's error.
+WRITES_A_REPORT = {"score-every-case-unreadable": "night"}
+
+
+def test_the_catalogue_is_large_and_covers_every_command() -> None:
+    assert len(CATALOGUE) >= 60 and len({bad.name for bad in CATALOGUE}) == len(CATALOGUE)
+    commands = {shlex.split(bad.argv)[0] + (" " + shlex.split(bad.argv)[1] if bad.argv.startswith("tabular") else "")
+                for bad in CATALOGUE}
+    assert commands >= {"train", "score", "segment", "report", "tabular fit", "tabular score", "demo"}
+
+
+@pytest.mark.parametrize("bad", CATALOGUE, ids=[bad.name for bad in CATALOGUE])
+def test_bad_input_gives_one_line_exit_2_and_loses_nothing(bad: Bad, template: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    shutil.copytree(template, work, symlinks=True)
+    if bad.setup:
+        bad.setup(work)
+    before = tree(work)
+    result = invoke(bad.argv, work)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert bad.expect.format(w=work) in lines[0], lines[0]
+    after = tree(work)
+    changed = [path for path, digest in before.items() if after.get(path) != digest]
+    assert not changed, f"changed or removed: {changed}"
+    new = sorted(path for path in after if path not in before)
+    allowed = WRITES_A_REPORT.get(bad.name)
+    assert all(allowed and path.split(os.sep)[0] == allowed for path in new), f"left behind: {new}"
+
+
+# ---------------------------------------------------------------- bad cases that must not stop the night
+
+
+def scoring_work(template: Path, tmp_path: Path) -> Path:
+    work = tmp_path / "w"
+    shutil.copytree(template, work, symlinks=True)
+    return work
+
+
+def score_table(work: Path, out: str = "report", *extra: str) -> pd.DataFrame:
+    result = invoke(SCORE.replace("{w}/report", "{w}/" + out) + " " + " ".join(extra), work)
+    assert result.exit_code == 0, result.output
+    return pd.read_csv(work / out / "scores.csv", keep_default_na=False).set_index("case_id")
+
+
+def test_unreadable_cases_become_error_rows_and_the_run_goes_on(template: Path, tmp_path: Path) -> None:
+    work = scoring_work(template, tmp_path)
+    predictions, images = work / "test/predictions", work / "test/images"
+    cases = sorted(p.stem for p in predictions.iterdir())
+    huge_png(images / f"{cases[0]}.png", 10_000, 10_000)  # 97 KB on disk, 10^8 pixels: refused before decoding
+    (predictions / f"{cases[1]}.png").unlink()
+    os.symlink(f"{cases[1]}.png", predictions / f"{cases[1]}.png")  # a link loop
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), predictions / "vol.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), images / "vol.nii.gz")  # 3D for 2D
+    before = tree(work)
+    table = score_table(work)
+    assert "exceeds the limit" in table.loc[cases[0], "message"]
+    assert "symbolic link" in table.loc[cases[1], "message"]  # a loop, not "no predicted mask"
+    assert table.loc["vol", "status"] == "error"
+    assert (table.loc[cases[2:], "status"] == "ok").all()
+    assert all(tree(work)[path] == digest for path, digest in before.items())
+
+
+def test_a_case_missing_an_nnunet_channel_is_an_error_row(template: Path, tmp_path: Path) -> None:
+    work = scoring_work(template, tmp_path)
+    images = work / "test/images"
+    for path in sorted(images.iterdir()):
+        path.rename(path.with_name(f"{path.stem}_0000.png"))
+    gap = sorted(images.iterdir())[0]
+    shutil.copy(gap, gap.with_name(gap.name.removesuffix("_0000.png") + "_0002.png"))
+    table = score_table(work)
+    case = gap.name.removesuffix("_0000.png")
+    assert "lacks channel file" in table.loc[case, "message"] and table.loc[case, "verdict"] == "error"
+    assert (table.drop(index=case)["status"] == "ok").all()
+
+
+def test_case_ids_that_sanitise_alike_keep_their_own_heat_maps(template: Path, tmp_path: Path) -> None:
+    work = scoring_work(template, tmp_path)
+    predictions, images = work / "test/predictions", work / "test/images"
+    source = sorted(predictions.iterdir())[0].name
+    for case_id in ("a b", "a_b", "tumör"):
+        shutil.copy(predictions / source, predictions / f"{case_id}.png")
+        shutil.copy(images / source, images / f"{case_id}.png")
+    table = score_table(work)
+    maps = table.loc[["a b", "a_b", "tumör"], "heatmap"]
+    assert maps.nunique() == 3 and all((work / "report" / m).is_file() for m in maps)
+    assert table["heatmap"].nunique() == len(table)
+
+
+# ---------------------------------------------------------------- messages, threads, concurrency
+
+
+def test_verbose_shows_the_traceback_it_promises(template: Path, tmp_path: Path, monkeypatch) -> None:
+    work = scoring_work(template, tmp_path)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("something internal")
+
+    monkeypatch.setattr("segqc.scoring.score_folder", broken)
+    quiet = invoke(SCORE, work)
+    assert quiet.exit_code == 1 and "run with --verbose for the traceback" in quiet.stderr
+    assert "Traceback" not in quiet.stderr
+    verbose = runner.invoke(app, ["--verbose", *shlex.split(SCORE.format(w=work))])
+    assert verbose.exit_code == 1 and "Traceback" in verbose.stderr and "something internal" in verbose.stderr
+
+
+def test_threads_option_and_environment(template: Path, tmp_path: Path, monkeypatch) -> None:
+    from segqc.threads import limit_threads
+
+    threads = torch.get_num_threads()
+    try:
+        work = scoring_work(template, tmp_path)
+        torch.set_num_threads(2)
+        score_table(work, "report", "--threads", "1")
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert limit_threads(None) == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "lots")
+        with pytest.raises(Exception, match="OMP_NUM_THREADS='lots'"):
+            limit_threads(None)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_concurrent_nightly_runs_share_one_history(template: Path, tmp_path: Path) -> None:
+    work = scoring_work(template, tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    runs = [subprocess.Popen([sys.executable, "-m", "segqc", *shlex.split(
+        SCORE.replace("{w}/report", "{w}/report-" + name).format(w=work)), "--history", str(work / "qc.sqlite")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in ("a", "b")]
+    for process in runs:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr.decode()
+    from segqc.history import RunHistory
+
+    with RunHistory(work / "qc.sqlite") as history:
+        assert sorted(Path(run["report"]).name for run in history.runs()) == ["report-a", "report-b"]
