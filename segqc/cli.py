@@ -477,6 +477,7 @@ def report(
     from segqc.report import render_report
     from segqc.report.html import read_summary
 
+    check_output_dir(directory, OutputKind.REPORT, option="DIRECTORY")  # report.html is replaced: segqc's only
     runs = None
     if history is not None:
         if not history.is_file():

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-from threadpoolctl import threadpool_limits
-
 from segqc.errors import ConfigError
 
 THREADS_ENV = "OMP_NUM_THREADS"
@@ -41,6 +38,9 @@ def limit_threads(threads: int | None) -> int | None:
         threads = int(text)
     if threads < 1:
         raise ConfigError(f"--threads {threads}: expected at least 1")
+    import torch  # imported here so that `segqc --help` stays quick
+    from threadpoolctl import threadpool_limits
+
     torch.set_num_threads(threads)
     threadpool_limits(threads)
     return threads

@@ -222,10 +222,15 @@ def bad_table(text: str) -> Callable[[Path], None]:
     return write("tab/train.csv", text)
 
 
-def report_folder(work: Path) -> None:
-    """A report written by segqc earlier, in which the user then saved a file of their own."""
+def scored(work: Path) -> None:
+    """A report written by segqc earlier."""
     result = invoke(SCORE, work)
     assert result.exit_code == 0, result.output
+
+
+def report_folder(work: Path) -> None:
+    """A report written by segqc earlier, in which the user then saved a file of their own."""
+    scored(work)
     (work / "report" / "notes.txt").write_text("my notes\n")
 
 
@@ -344,8 +349,9 @@ CATALOGUE = [
         "found a text file", write("python.yaml", "args: {spatial_dims: 2, in_channels: 1, out_channels: 3, "
                                                   "channels: [4, 8], strides: [2]}\n")),
     Bad("segment-options-not-yaml", SEGMENT, "python.yaml", write("python.yaml", "class_names: [a, \n")),
-    Bad("report-not-a-report", "report {w}/notes", "{w}/notes"),
-    Bad("report-history-missing", "report {w}/notes --history {w}/none.sqlite", "none.sqlite"),
+    Bad("report-not-a-report", "report {w}/notes", "{w}/notes: folder exists and was not written by segqc"),
+    Bad("report-history-missing", "report {w}/report --history {w}/none.sqlite", "none.sqlite", scored),
+    Bad("report-files-missing", "report {w}/report", "scores.csv", both(scored, remove("report/scores.csv"))),
     # --- segqc tabular fit
     Bad("tabular-fit-missing-file", TABULAR_FIT.replace("tab/train.csv", "none.csv"), "none.csv: file not found"),
     Bad("tabular-fit-empty-file", TABULAR_FIT, "empty file", bad_table("")),
