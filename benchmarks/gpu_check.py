@@ -10,7 +10,7 @@ What it does (issue 12, item 4), on phantom PNGs (:mod:`segqc.phantoms`):
    model only (:meth:`ImageQC.score_pairs` on prepared arrays) on the CPU (fp32),
    on CUDA as the library runs it (fp32 weights, PyTorch's TF32 defaults), on CUDA
    with TF32 off, and on CUDA under a bf16 autocast; then end to end
-   (:meth:`ImageQC.score_folder`, report included) on CPU and CUDA;
+   (:func:`segqc.scoring.score_folder`, report included) on CPU and CUDA;
 4. compares every CUDA score vector with the CPU one (max |difference|, Spearman,
    verdict agreement) and checks NCCL (one-process ``nccl`` group, all_reduce
    and a DDP step; two ranks cannot share one GPU under NCCL).
@@ -51,6 +51,7 @@ from segqc.config import TrainingConfig  # noqa: E402
 from segqc.data.images import pair_cases  # noqa: E402
 from segqc.data.preprocess import prepare_dataset, stack  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
+from segqc.scoring import ScoreOptions, score_folder  # noqa: E402
 from segqc.train import StepInfo, Trainer  # noqa: E402
 
 WARMUP_STEPS = 5
@@ -321,8 +322,8 @@ def main() -> int:
         scorer = ImageQC.load(bundle, device=where)
         sync(where)
         started = time.perf_counter()
-        run = scorer.score_folder(test / "predictions", test / "images", out / f"report-{name}",
-                                  ground_truth=test / "masks")
+        run = score_folder(scorer, test / "predictions", test / "images", out / f"report-{name}",
+                           ScoreOptions(ground_truth=test / "masks"))
         sync(where)
         seconds = time.perf_counter() - started
         tables[name] = run.table.set_index("case_id")["score"]

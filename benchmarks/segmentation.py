@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from examples import realdata  # noqa: E402
 from segqc import evaluation, phantoms  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
+from segqc.scoring import ScoreOptions, score_folder  # noqa: E402
 
 # segqc training steps per set unless --steps is given; None: the set's config (examples/configs/*.yaml).
 DEFAULT_STEPS = {"phantoms": 500, "lits": None, "nuclei": None}
@@ -113,8 +114,8 @@ def segqc_scores(qc_set: realdata.QCSet, seed: int, steps: int | None, workdir: 
     detector = ImageQC.from_config(qc_set.config, qc_set.labels, training={"steps": steps, "seed": seed,
                                                                             "device": "cpu"})
     detector.fit_folders(folder / "train" / "images", folder / "train" / "masks").save(folder / "model")
-    run = ImageQC.load(folder / "model").score_folder(folder / "test" / "predictions", folder / "test" / "images",
-                                                      folder / "report", ground_truth=folder / "test" / "ground-truth")
+    run = score_folder(ImageQC.load(folder / "model"), folder / "test" / "predictions", folder / "test" / "images",
+                       folder / "report", ScoreOptions(ground_truth=folder / "test" / "ground-truth"))
     return run.table.set_index("case_id").loc[[case.case_id for case in qc_set.cases]]
 
 

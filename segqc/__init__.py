@@ -2,9 +2,9 @@
 
 Python API (imported lazily, so the command line starts fast)::
 
-    from segqc import ImageQC
+    from segqc import ImageQC, ScoreOptions, score_folder
     qc = ImageQC.load("qc-model")
-    run = qc.score_folder("predictions/", "images/", "report/", ground_truth="labels/")
+    run = score_folder(qc, "predictions/", "images/", "report/", ScoreOptions(ground_truth="labels/"))
     run.summary["verdicts"], run.table.head(), run.exit_code
 
     from segqc import TabularQC

@@ -166,6 +166,19 @@ def _print_failure_detection(summary: dict[str, Any]) -> None:
         console.print(f"failure detection (Dice < {detection['dice_threshold']}): {values}", highlight=False)
 
 
+def _print_predicted_dice(summary: dict[str, Any]) -> None:
+    """How predicted Dice matched the ground truth, and how often verdicts were wrong (ground truth given)."""
+    agreement, verdicts = summary.get("predicted_dice"), summary.get("verdict_quality")
+    if agreement:
+        console.print(f"predicted Dice vs true Dice: MAE {_number(agreement['mae'])}, Spearman "
+                      f"{_number(agreement['spearman'])}, interval coverage {_number(agreement['coverage'])}",
+                      highlight=False)
+    if verdicts:
+        console.print(f"verdicts vs true Dice: false alarms {_number(verdicts['false_alarms'])} of "
+                      f"{verdicts['good']} good (Dice >= 0.9), misses {_number(verdicts['misses'])} of "
+                      f"{verdicts['failed']} failed", highlight=False)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"segqc {__version__}")
@@ -288,6 +301,11 @@ def train(
                                                         "axis (after reorientation to RAS: 0 sagittal, 1 coronal, "
                                                         "2 axial).")] = None,
     contaminated: Annotated[bool, typer.Option(help="Some training masks may be wrong: EMA-teacher filtering.")] = False,
+    group_pattern: Annotated[str | None, typer.Option(help="Regular expression naming each case's source in its case "
+                                                           "id (first group, or the whole match), so files cut from "
+                                                           "one volume / image stay on one side of the held-out "
+                                                           "split, e.g. '(patient\\d+)'. Slices cut by --slice-axis "
+                                                           "are always grouped.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from OUT's checkpoint.")] = False,
     seed: SeedOption = None,
     device: DeviceOption = None,
@@ -316,14 +334,18 @@ def train(
     with checkpoints_for(out, is_writer=rank == 0) as checkpoints:
         with progress_bar("preparing", "cases") as on_case, training_progress() as on_step:
             detector.fit_folders(images, masks, on_case=on_case, on_step=on_step, checkpoint_dir=checkpoints,
-                                 resume=resume)
+                                 resume=resume, group_pattern=group_pattern)
         if rank == 0:
             detector.save(out)
     if rank == 0:
-        console.print(f"[green]model written to[/] {out}  ({len(detector.decision_scores_)} training cases, "
-                      f"labels {detector.labels_}; best step {detector.training_['best_step']}; "
-                      f"review > {detector.calibration_.review:.4g}, fail > {detector.calibration_.fail:.4g})",
-                      highlight=False)
+        summary = detector.training_
+        verdicts = (f"verdicts from predicted Dice vs {detector._model_config.dice_threshold:g}"
+                    if detector.quality_ is not None else
+                    f"review > {detector.calibration_.review:.4g}, fail > {detector.calibration_.fail:.4g}")
+        console.print(f"[green]model written to[/] {out}  ({summary['train_rows']} training / {summary['val_rows']} "
+                      f"held-out cases from {summary['train_sources']} / {summary['val_sources']} sources, labels "
+                      f"{detector.labels_}; best step {summary['best_step']}; {verdicts}; "
+                      f"{summary['seconds']:.0f} s)", highlight=False)
 
 
 SegmenterOption = Annotated[str | None, typer.Option(
@@ -401,8 +423,13 @@ def score(
     ground_truth: Annotated[Path | None, typer.Option(help="Folder of ground-truth masks: adds Dice, MSD, HD95 and "
                                                            "how the score tracks them.")] = None,
     top_k: Annotated[int, typer.Option(help="Cases in the gallery and the top-K correlations.")] = 50,
-    dice_threshold: Annotated[float, typer.Option(help="Dice below which a prediction counts as failed "
-                                                       "(failure-detection AUROC / AP).")] = 0.8,
+    dice_threshold: Annotated[float | None, typer.Option(help="Dice below which a prediction counts as failed: "
+                                                              "verdicts and failure-detection figures. (default: "
+                                                              "the model's, 0.8 unless trained otherwise)")] = None,
+    verdicts: Annotated[str | None, typer.Option(help="quality: fail when the predicted-Dice interval lies below "
+                                                      "--dice-threshold, review when it straddles it, else pass; "
+                                                      "score: the held-out score quantiles. (default: the "
+                                                      "model's, quality)")] = None,
     fail_on: Annotated[int | None, typer.Option(help="Exit with code 3 when more than this many cases get the "
                                                      "'fail' verdict (for cron / CI).")] = None,
     history: Annotated[Path | None, typer.Option(help="SQLite file that keeps one row per run (trend chart).")] = None,
@@ -429,14 +456,14 @@ def score(
         segqc score --segmenter monai:UNet --weights unet.pt --segmenter-options unet.yaml --images imgs/ ...
     """
     from segqc.detectors.image import ImageQC
-    from segqc.scoring import ScoreOptions, check_report_output, score_folder
+    from segqc.scoring import ScoreOptions, check_report_output, resolved_options, score_folder
 
     computing(threads, max_voxels)
     if incremental and history is None:
         raise ConfigError("--incremental needs --history FILE, where earlier results are kept")
     if top_k < 1:
         raise ConfigError(f"--top-k {top_k}: expected at least 1")
-    if not 0 < dice_threshold <= 1:
+    if dice_threshold is not None and not 0 < dice_threshold <= 1:
         raise ConfigError(f"--dice-threshold {dice_threshold}: expected a Dice in (0, 1]")
     if fail_on is not None and fail_on < 0:
         raise ConfigError(f"--fail-on {fail_on}: expected a number of cases >= 0")
@@ -444,8 +471,9 @@ def score(
         raise ConfigError(f"--batch-size {batch_size}: expected at least 1")
     if (predictions is None) == (segmenter is None):
         raise ConfigError("give either a PREDICTIONS folder or --segmenter SPEC (not both)")
-    options = ScoreOptions(ground_truth, top_k, dice_threshold, fail_on, history, incremental)
     qc = ImageQC.load(model, device=device)
+    options = resolved_options(qc, ScoreOptions(ground_truth, top_k, dice_threshold, verdicts, fail_on, history,
+                                                incremental))
     check_report_output(qc, predictions, images, out, options)
     if segmenter is not None:
         predictions = out.with_name(f"{out.name}.predictions")
@@ -461,6 +489,7 @@ def score(
                   f"reused): {counts['pass']} pass, {counts['review']} review, {counts['fail']} fail, "
                   f"{counts['error']} error -> {out / 'report.html'}", highlight=False)
     _print_failure_detection(summary)
+    _print_predicted_dice(summary)
     if run.exit_code:
         console.print(f"[bold red]{counts['fail']} cases failed QC[/] (more than --fail-on {fail_on})")
     raise typer.Exit(run.exit_code)

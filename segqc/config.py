@@ -13,6 +13,8 @@ import yaml
 from segqc.errors import ConfigError, InputError, did_you_mean
 
 T = TypeVar("T")
+# How verdicts are given: from the predicted-Dice interval, or from held-out score quantiles.
+VERDICT_RULES = ("quality", "score")
 
 
 def _reject_invalid(config: Any, section: str, checks: dict[str, bool]) -> None:
@@ -158,9 +160,19 @@ class ImageModelConfig:
         network: Keyword arguments of :class:`segqc.nets.ncsnpp.NCSNpp`
             (nf, ch_mult, num_res_blocks, attn_resolutions, dropout, ...).
         max_components: Most GaussianMixture components tried (BIC chooses).
-        review_quantile: Held-out inlier quantile above which a case is ``review``.
-        fail_quantile: Held-out inlier quantile above which a case is ``fail``.
+        review_quantile: Held-out inlier quantile above which a case is ``review``
+            (``verdicts: score``).
+        fail_quantile: Held-out inlier quantile above which a case is ``fail``
+            (``verdicts: score``).
         score_batch_size: Cases per scoring batch.
+        verdicts: ``quality``: from the predicted-Dice interval against
+            ``dice_threshold``; ``score``: from the held-out score quantiles.
+        dice_threshold: Dice below which a mask counts as failed (overridable
+            when scoring).
+        quality_coverage: Share of true Dice values the predicted-Dice interval
+            should hold on held-out degradations.
+        degradations_per_case: Degraded copies of each held-out mask that teach
+            the quality estimator.
     """
 
     levels: int = 10
@@ -175,8 +187,15 @@ class ImageModelConfig:
     review_quantile: float = 0.95
     fail_quantile: float = 0.99
     score_batch_size: int = 16
+    verdicts: str = "quality"
+    dice_threshold: float = 0.8
+    quality_coverage: float = 0.8
+    degradations_per_case: int = 24
 
     def __post_init__(self) -> None:
+        if self.verdicts not in VERDICT_RULES:
+            raise ConfigError(f"model.verdicts: {self.verdicts!r} is not one of {', '.join(VERDICT_RULES)}"
+                              f"{did_you_mean(str(self.verdicts), VERDICT_RULES)}")
         if self.loss not in ("kl", "mse"):
             raise ConfigError(f"model.loss: {self.loss!r} is not one of kl, mse{did_you_mean(self.loss, ('kl', 'mse'))}")
         checks = {
@@ -187,6 +206,9 @@ class ImageModelConfig:
             "max_components": self.max_components >= 1,
             "review_quantile": 0 < self.review_quantile <= self.fail_quantile < 1,
             "score_batch_size": self.score_batch_size >= 1,
+            "dice_threshold": 0 < self.dice_threshold <= 1,
+            "quality_coverage": 0 < self.quality_coverage < 1,
+            "degradations_per_case": self.degradations_per_case >= 1,
         }
         _reject_invalid(self, "model", checks)
 

@@ -38,10 +38,20 @@ def _to_2d(image: np.ndarray, masks: list[np.ndarray | None], heat: np.ndarray):
     return channel, masks, heat
 
 
-def _show_mask(axis, mask: np.ndarray, num_classes: int) -> None:
+def _show_mask(axis, mask: np.ndarray, num_classes: int, style: str = "solid") -> None:
+    """Contours of each foreground class over an image (``mask`` in display orientation).
+
+    The mask is padded with background first, so a mask filling the whole frame
+    still shows its outline; an empty mask is labelled "empty".
+    """
+    rows, cols = mask.shape
     for label in range(1, num_classes):
-        if (mask == label).any():
-            axis.contour(mask == label, levels=[0.5], colors=[MASK_COLOURS(label % 10)], linewidths=1.2)
+        region = np.pad(mask == label, 1)
+        if region.any():
+            axis.contour(np.arange(-1, cols + 1), np.arange(-1, rows + 1), region, levels=[0.5],
+                         colors=[MASK_COLOURS(label % 10)], linewidths=1.2, linestyles=style)
+    if not (mask > 0).any() and style == "solid":
+        axis.text(0.5, 0.06, "empty mask", color="white", fontsize=8, ha="center", transform=axis.transAxes)
 
 
 def overlay_png(path: Path, image: np.ndarray, prediction: np.ndarray, heat: np.ndarray, num_classes: int) -> None:
@@ -65,16 +75,34 @@ def overlay_png(path: Path, image: np.ndarray, prediction: np.ndarray, heat: np.
 
 
 def gallery_png(path: Path, title: str, image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None,
-                heat: np.ndarray, num_classes: int) -> None:
-    """Write the panels image | prediction | ground truth (when given) | heat overlay."""
-    channel, (pred2d, truth2d), heat2d = _to_2d(image, [prediction, truth], heat)
-    panels = [("image", None), ("prediction", pred2d)] + ([("ground truth", truth2d)] if truth2d is not None else [])
+                heat: np.ndarray, num_classes: int, reconstruction: np.ndarray | None = None) -> None:
+    """Write the panels image | prediction (and segqc's reconstruction) | ground truth | heat overlay.
+
+    Masks are drawn as contours over the image (solid: the prediction and the
+    ground truth; dashed: segqc's own reconstruction), so a reviewer sees an
+    empty or a full mask at a glance.
+
+    Args:
+        path: Target PNG.
+        title: Title line (rank, case, score, predicted Dice, verdict).
+        image: ``(C, *spatial)`` model-grid image.
+        prediction: ``(*spatial)`` class indices.
+        truth: ``(*spatial)`` ground truth, or ``None``.
+        heat: ``(*spatial)`` heat map.
+        num_classes: ``K``.
+        reconstruction: ``(*spatial)`` segqc's reconstruction, or ``None``.
+    """
+    channel, (pred2d, truth2d, rebuilt2d), heat2d = _to_2d(image, [prediction, truth, reconstruction], heat)
+    panels = [("image", []), ("prediction" + (" / segqc (dashed)" if rebuilt2d is not None else ""),
+                              [(pred2d, "solid"), (rebuilt2d, "dashed")])]
+    if truth2d is not None:
+        panels.append(("ground truth", [(truth2d, "solid")]))
     figure, axes = plt.subplots(1, len(panels) + 1, figsize=(2.6 * (len(panels) + 1), 2.8), dpi=100)
-    for axis, (name, mask) in zip(axes, panels):
+    for axis, (name, masks) in zip(axes, panels):
         axis.imshow(channel.T, cmap="gray", origin="lower")
-        if mask is not None:
-            axis.imshow(np.ma.masked_equal(mask.T, 0), cmap="tab10", vmin=0, vmax=9, alpha=0.5, origin="lower",
-                        interpolation="nearest")
+        for mask, style in masks:
+            if mask is not None:
+                _show_mask(axis, mask.T, num_classes, style)
         axis.set_title(name, fontsize=9)
         axis.set_axis_off()
     axes[-1].imshow(channel.T, cmap="gray", origin="lower")

@@ -12,6 +12,7 @@ The layout is documented in ``docs/report-format.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -30,11 +31,13 @@ import pandas as pd
 from segqc import __version__, evaluation, heatmaps
 from segqc.atomic import atomic_directory
 from segqc.bundle import METADATA_FILE, WEIGHTS_FILE
+from segqc.config import VERDICT_RULES, ImageModelConfig
 from segqc.data.images import CaseFiles, pair_cases, read_mask
 from segqc.data.preprocess import PreparedCase, PreprocessConfig, label_indices, prepare_case
 from segqc.density import ranks
 from segqc.detectors.image import ImageQC
 from segqc.errors import ConfigError, InputError, SchemaError, SegQCError
+from segqc.quality import dice_per_class, mean_dice, quality_verdicts
 from segqc.history import RunHistory, fingerprint
 from segqc.metrics import case_metrics
 from segqc.outputs import OutputKind, check_output_dir, write_marker
@@ -54,7 +57,10 @@ class ScoreOptions:
     Attributes:
         ground_truth: Folder of ground-truth masks (paired by case id), or ``None``.
         top_k: Cases in the gallery and in the top-K correlations.
-        dice_threshold: Dice below which a prediction counts as failed.
+        dice_threshold: Dice below which a prediction counts as failed (verdicts
+            and failure-detection figures); ``None``: the model's.
+        verdicts: ``quality`` (predicted-Dice interval against ``dice_threshold``)
+            or ``score`` (held-out score quantiles); ``None``: the model's.
         fail_on: Exit with :data:`FAILED_QC_EXIT_CODE` when more than this many
             cases get the ``fail`` verdict (``None``: never).
         history: SQLite file the run is appended to (``None``: no history).
@@ -64,7 +70,8 @@ class ScoreOptions:
 
     ground_truth: Path | None = None
     top_k: int = 50
-    dice_threshold: float = 0.8
+    dice_threshold: float | None = None
+    verdicts: str | None = None
     fail_on: int | None = None
     history: Path | None = None
     incremental: bool = False
@@ -104,6 +111,23 @@ def file_name(case_id: str) -> str:
 def _error_row(case_id: str, files: CaseFiles, message: str) -> dict[str, Any]:
     return {"case_id": case_id, "status": "error", "message": message, "verdict": "error", "score": np.nan,
             "image": str(files.images[0]) if files.images else "", "prediction": str(files.mask or "")}
+
+
+def resolved_options(qc: ImageQC, options: ScoreOptions) -> ScoreOptions:
+    """``options`` with the model's failure Dice and verdict rule where none was given.
+
+    Raises:
+        ConfigError: The quality rule is asked of a model without a quality estimator.
+    """
+    model = qc.model or ImageModelConfig()
+    rule = options.verdicts or (model.verdicts if getattr(qc, "quality_", None) is not None else "score")
+    if rule not in VERDICT_RULES:
+        raise ConfigError(f"--verdicts {rule!r}: expected one of {', '.join(VERDICT_RULES)}")
+    if rule == "quality" and getattr(qc, "quality_", None) is None:
+        raise ConfigError("--verdicts quality: this model has no predicted-Dice estimator (too few held-out "
+                          "sources at training); use --verdicts score or retrain with more cases")
+    threshold = options.dice_threshold if options.dice_threshold is not None else model.dice_threshold
+    return dataclasses.replace(options, dice_threshold=threshold, verdicts=rule)
 
 
 def check_report_output(qc: ImageQC, predictions_dir: Path | None, images_dir: Path, out: Path,
@@ -165,7 +189,7 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
         InputError: Input folders are unusable, or no case could be scored
             (the report listing each case's error is written first).
     """
-    options = options or ScoreOptions()
+    options = resolved_options(qc, options or ScoreOptions())
     predictions_dir, images_dir, out = Path(predictions_dir), Path(images_dir), Path(out)
     started, clock = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     identifier = model_id(qc)
@@ -202,12 +226,12 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
                 rows.append(_error_row(files.case_id, files, str(err)))
         if on_case:
             on_case(done, len(cases))
-    scored_rows, heat = _score_prepared(qc, prepared, truths)
-    table = _rank(pd.DataFrame(rows + scored_rows), qc)
+    scored_rows, heat, rebuilt = _score_prepared(qc, prepared, truths)
+    table = _rank(pd.DataFrame(rows + scored_rows), qc, options)
     previous = out if out.is_dir() else None
     with atomic_directory(out) as staging:
         write_marker(staging, OutputKind.REPORT)
-        table = _write_images(qc, table, prepared, heat, truths, staging, previous, options.top_k)
+        table = _write_images(qc, table, prepared, heat, rebuilt, truths, staging, previous, options)
         summary = _summary(qc, table, options, identifier, started, time.perf_counter() - clock, reused)
         table.to_csv(staging / "scores.csv", index=False)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -223,17 +247,28 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
     return ScoreRun(table, summary, out, summary["exit"]["code"])
 
 
-def _score_prepared(qc: ImageQC, prepared: list[PreparedCase],
-                    truths: dict[str, Path]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """Rows and heat maps ``{case_id: (*spatial)}`` of the cases that were read."""
+def _score_prepared(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Path]
+                    ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Rows, heat maps and reconstructions ``{case_id: (*spatial)}`` of the cases that were read."""
     if not prepared:
-        return [], {}
-    scores, norms, heat = qc.score_pairs(np.stack([c.image for c in prepared]), np.stack([c.mask for c in prepared]))
+        return [], {}, {}
+    masks = np.stack([c.mask for c in prepared])
+    assessment = qc.assess(np.stack([c.image for c in prepared]), masks)
+    num_classes = len(qc.labels_)
+    agreement = dice_per_class(masks, assessment.reconstruction, num_classes)
+    agreement_mean = mean_dice(agreement, masks, assessment.reconstruction)
+    estimate = assessment.quality
     rows = []
     for index, case in enumerate(prepared):
-        row = {"case_id": case.case_id, "status": "ok", "message": "", "score": float(scores[index]),
+        row = {"case_id": case.case_id, "status": "ok", "message": "", "score": float(assessment.scores[index]),
                "image": str(case.source.images[0]), "prediction": str(case.source.mask)}
-        row.update({f"norm_{level + 1}": float(v) for level, v in enumerate(norms[index])})
+        if estimate is not None:
+            row.update(predicted_dice=float(estimate.dice[index]), predicted_dice_low=float(estimate.low[index]),
+                       predicted_dice_high=float(estimate.high[index]))
+            row.update({f"predicted_dice_{label}": float(v)
+                        for label, v in zip(qc.labels_[1:], estimate.per_class[index])})
+        row["reconstruction_dice"] = float(agreement_mean[index])
+        row.update({f"norm_{level + 1}": float(v) for level, v in enumerate(assessment.norms[index])})
         truth = truths.get(case.source.case_id)
         if truth is not None:
             row["ground_truth"] = str(truth)
@@ -242,30 +277,67 @@ def _score_prepared(qc: ImageQC, prepared: list[PreparedCase],
             except SegQCError as err:
                 row["message"] = f"ground truth not used: {err}"
         rows.append(row)
-    return rows, {case.case_id: heat[index] for index, case in enumerate(prepared)}
+    heat = {case.case_id: assessment.heat[index] for index, case in enumerate(prepared)}
+    rebuilt = {case.case_id: assessment.reconstruction[index] for index, case in enumerate(prepared)}
+    return rows, heat, rebuilt
 
 
-def _rank(table: pd.DataFrame, qc: ImageQC) -> pd.DataFrame:
-    """Ranks and verdicts of ok cases; ranked cases first, then errors."""
+def _rank(table: pd.DataFrame, qc: ImageQC, options: ScoreOptions) -> pd.DataFrame:
+    """Ranks and verdicts of ok cases; ranked cases first, then errors.
+
+    Cases reused from an earlier run (``--incremental``) keep their columns but
+    get their verdict again under this run's rule and failure Dice.
+    """
     ok = table["status"] == "ok"
     table["rank"] = pd.Series(pd.NA, index=table.index, dtype="Int64")
     if ok.any():
         table.loc[ok, "rank"] = ranks(table.loc[ok, "score"].to_numpy())
-        table.loc[ok, "verdict"] = qc.verdicts(table.loc[ok, "score"].to_numpy())
-    first = ["case_id", "status", "message", "score", "rank", "verdict"]
+        if options.verdicts == "quality":
+            rows = table.loc[ok]
+            table.loc[ok, "verdict"] = quality_verdicts(rows["predicted_dice_low"].to_numpy(float),
+                                                        rows["predicted_dice_high"].to_numpy(float),
+                                                        options.dice_threshold)
+        else:
+            table.loc[ok, "verdict"] = qc.verdicts(table.loc[ok, "score"].to_numpy())
+    first = ["case_id", "status", "message", "score", "rank", "verdict", "predicted_dice", "predicted_dice_low",
+             "predicted_dice_high"]
+    first = [column for column in first if column in table.columns]
     ordered = first + [c for c in table.columns if c not in first]
     return table[ordered].sort_values(["rank", "case_id"], na_position="last", kind="stable").reset_index(drop=True)
 
 
+def gallery_cases(table: pd.DataFrame, top_k: int, dice_threshold: float) -> dict[str, str]:
+    """Cases shown in the gallery and why: the top-K by score, and the cases closest to the fail line.
+
+    The fail line is where predicted Dice meets the failure Dice; cases near it
+    are where a reviewer's time changes the most verdicts. Up to ``top_k // 2``
+    of them join the gallery (without a quality estimator: none).
+
+    Returns:
+        ``{case_id: "top-k" | "near the fail line"}``.
+    """
+    ok = table[table["status"] == "ok"]
+    chosen = {case: "top-k" for case in ok.loc[ok["rank"] <= top_k, "case_id"]}
+    if "predicted_dice" in ok.columns:
+        distance = (ok["predicted_dice"] - dice_threshold).abs()
+        near = ok.loc[distance.sort_values(kind="stable").index, "case_id"]
+        for case in [c for c in near if c not in chosen][:top_k // 2]:
+            chosen[case] = "near the fail line"
+    return chosen
+
+
 def _write_images(qc: ImageQC, table: pd.DataFrame, prepared: list[PreparedCase], heat: dict[str, np.ndarray],
-                  truths: dict[str, Path], staging: Path, previous: Path | None, top_k: int) -> pd.DataFrame:
-    """Heat maps of every scored case and gallery panels of the top-K; returns the table with their paths."""
+                  rebuilt: dict[str, np.ndarray], truths: dict[str, Path], staging: Path, previous: Path | None,
+                  options: ScoreOptions) -> pd.DataFrame:
+    """Heat maps of every scored case and gallery panels (see :func:`gallery_cases`); the table gets their paths."""
     (staging / "heatmaps").mkdir()
     (staging / "gallery").mkdir()
     by_id = {case.case_id: case for case in prepared}
     num_classes = len(qc.labels_)
     volumes = qc.preprocess.spatial_dims == 3
+    shown = gallery_cases(table, options.top_k, options.dice_threshold)
     table["heatmap"], table["gallery"] = "", ""
+    table["gallery_reason"] = table["case_id"].map(shown).fillna("")
     for index, row in table.iterrows():
         if row["status"] != "ok":
             continue
@@ -285,11 +357,13 @@ def _write_images(qc: ImageQC, table: pd.DataFrame, prepared: list[PreparedCase]
         else:
             heatmaps.overlay_png(staging / heat_file, case.image, case.mask, heat[case.case_id], num_classes)
         table.at[index, "heatmap"] = heat_file
-        if int(row["rank"]) <= top_k:
+        if row["case_id"] in shown:
             truth = _truth_in_model_grid(case, truths, qc)
-            title = f"#{int(row['rank'])} {case.case_id}  score {row['score']:.3g}  {row['verdict']}"
+            quality_text = (f"  Dice ~{row['predicted_dice']:.2f} [{row['predicted_dice_low']:.2f}, "
+                            f"{row['predicted_dice_high']:.2f}]" if "predicted_dice" in row else "")
+            title = f"#{int(row['rank'])} {case.case_id}  score {row['score']:.3g}{quality_text}  {row['verdict']}"
             heatmaps.gallery_png(staging / gallery_file, title, case.image, case.mask, truth, heat[case.case_id],
-                                 num_classes)
+                                 num_classes, rebuilt[case.case_id])
             table.at[index, "gallery"] = gallery_file
     return table
 
@@ -319,6 +393,10 @@ def _summary(qc: ImageQC, table: pd.DataFrame, options: ScoreOptions, identifier
                 "skipped_unchanged": reused},
         "thresholds": {"review": qc.calibration_.review, "fail": qc.calibration_.fail},
         "verdicts": {v: int(verdicts.get(v, 0)) for v in ("pass", "review", "fail", "error")},
+        "verdict_rule": {"rule": options.verdicts, "dice_threshold": options.dice_threshold,
+                         "coverage": qc.quality_.coverage if options.verdicts == "quality" else None},
+        "predicted_dice_quantiles": (evaluation.score_quantiles(ok["predicted_dice"].to_numpy())
+                                     if len(ok) and "predicted_dice" in ok else None),
         "score_quantiles": evaluation.score_quantiles(ok["score"].to_numpy()) if len(ok) else None,
         "top_k": options.top_k,
         "ground_truth": options.ground_truth is not None,

@@ -121,8 +121,9 @@ def test_python_api_mirrors_the_cli(setup) -> None:
     import segqc
 
     root, _ = setup
-    run = segqc.ImageQC.load(root / "model").score_folder(root / "test/predictions", root / "test/images",
-                                                          root / "api-report", ground_truth=root / "test/masks")
+    qc = segqc.ImageQC.load(root / "model")
+    run = segqc.score_folder(qc, root / "test/predictions", root / "test/images", root / "api-report",
+                             segqc.ScoreOptions(ground_truth=root / "test/masks"))
     cli = pd.read_csv(root / "report" / "scores.csv")
     np.testing.assert_allclose(np.sort(run.table["score"].dropna()), np.sort(cli["score"].dropna()), rtol=1e-6)
     assert run.exit_code == 0 and (root / "api-report" / "report.html").is_file()

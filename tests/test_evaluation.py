@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segqc.evaluation import (aurc, correlations, failure_detection, score_quantiles, summarise_metrics,
-                              top_k_indices)
+from segqc.evaluation import (aurc, correlations, failure_detection, predicted_dice_agreement, score_quantiles,
+                              summarise_metrics, top_k_indices, verdict_quality)
 
 # Five cases listed out of score order; by score 1..5 the Dice is 0.9, 0.9, 0.6, 0.5, 0.1.
 SCORES = [3.0, 1.0, 5.0, 2.0, 4.0]
@@ -110,3 +110,18 @@ def test_summarise_metrics_excludes_error_rows() -> None:
     assert summary["correlations"]["msd"]["n"] == 4
     assert summary["failure_detection"]["failures"] == 3
     assert summary["failure_detection"]["auroc"] == pytest.approx(1.0)
+
+
+def test_verdict_quality_counts_false_alarms_and_misses() -> None:
+    figures = verdict_quality(["pass", "review", "fail", "pass", "pass"], [0.95, 0.92, 0.5, 0.7, float("nan")], 0.8)
+    assert figures == {"good": 2, "failed": 3, "false_alarms": 0.5, "misses": pytest.approx(2 / 3)}
+    assert verdict_quality(["pass"], [0.85], 0.8)["false_alarms"] is None
+
+
+def test_predicted_dice_agreement() -> None:
+    table = pd.DataFrame({"predicted_dice": [0.9, 0.5, 0.2, 0.7], "predicted_dice_low": [0.8, 0.3, 0.0, 0.6],
+                          "predicted_dice_high": [1.0, 0.6, 0.3, 0.8], "dice_mean": [0.95, 0.7, 0.1, 0.75]})
+    figures = predicted_dice_agreement(table, 0.8)
+    assert figures["mae"] == pytest.approx((0.05 + 0.2 + 0.1 + 0.05) / 4)
+    assert figures["coverage"] == pytest.approx(0.75) and figures["spearman"] == pytest.approx(1.0)
+    assert figures["auroc"] == pytest.approx(1.0)

@@ -36,6 +36,33 @@ def split_rows(num_rows: int, val_fraction: float, seed: int) -> tuple[np.ndarra
     return np.sort(order[num_val:]), np.sort(order[:num_val])
 
 
+def split_groups(groups: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split by source: every case of a group lands on the same side.
+
+    Whole groups, in random order, go to validation until it holds about
+    ``val_fraction`` of the cases; at least one group stays for training.
+
+    Args:
+        groups: Source of each case, ``(N,)``.
+        val_fraction: Share of cases to hold out.
+        seed: Seed of the group order.
+
+    Returns:
+        Sorted training and validation indices.
+    """
+    groups = np.asarray(groups)
+    names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    target = int(round(len(groups) * val_fraction))
+    held, total = [], 0
+    for name in np.random.default_rng(seed).permutation(len(names))[:-1]:
+        if total >= target:
+            break
+        held.append(name)
+        total += counts[name]
+    is_val = np.isin(inverse, held)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
 class BaseDetector:
     """Shared behaviour; subclasses implement ``fit`` and ``decision_function``."""
 
@@ -94,8 +121,9 @@ class BaseDetector:
         held_out = val_rows if len(val_rows) else train_rows
         self.calibration_ = Calibration.from_scores(scores[held_out], review_quantile, fail_quantile)
 
-    def _write_bundle(self, path: str | Path, mode: str, metadata: dict[str, Any]) -> Path:
-        """Write configs, calibration, training summary, weights and density plus ``metadata``."""
+    def _write_bundle(self, path: str | Path, mode: str, metadata: dict[str, Any],
+                      extra_arrays: dict[str, np.ndarray] | None = None) -> Path:
+        """Write configs, calibration, training summary, weights and density plus ``metadata`` and ``extra_arrays``."""
         self._check_fitted()
         common = {
             "model": dataclasses.asdict(self._model_config),
@@ -106,6 +134,7 @@ class BaseDetector:
         }
         arrays = {f"density_{k}": v for k, v in self.density_.to_arrays().items()} if hasattr(self, "density_") else {}
         arrays["decision_scores"] = self.decision_scores_
+        arrays.update(extra_arrays or {})
         return bundle.write_bundle(path, mode, {**common, **metadata}, self.model_.state_dict(), arrays)
 
     @staticmethod

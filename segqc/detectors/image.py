@@ -1,28 +1,74 @@
-"""ImageQC: anomaly scores for (image, segmentation mask) pairs."""
+"""ImageQC: anomaly scores and predicted Dice for (image, segmentation mask) pairs."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from segqc import bundle, noise
+from segqc import bundle, degradations, noise, quality
 from segqc.config import ImageModelConfig, TrainingConfig, merged_config, read_mapping_file
 from segqc.data.images import pair_cases
-from segqc.data.preprocess import PreprocessConfig, prepare_dataset, stack
-from segqc.detectors.base import BaseDetector, split_rows
-from segqc.errors import InputError, SchemaError
+from segqc.data.preprocess import PreparedCase, PreprocessConfig, prepare_dataset, stack
+from segqc.detectors.base import BaseDetector, split_groups
+from segqc.errors import ConfigError, InputError, SchemaError
 from segqc.scoremodels.image import ImageScoreModel
 from segqc.train import StepInfo, resolve_device
 
-if TYPE_CHECKING:
-    from segqc.scoring import ScoreRun
+logger = logging.getLogger(__name__)
 
 MIN_CASES = 10
+# Fewest held-out cases whose degradations can teach the quality estimator.
+MIN_QUALITY_CASES = 4
+
+
+@dataclass
+class Assessment:
+    """What the model says about a batch of (image, mask) pairs.
+
+    Attributes:
+        scores: Anomaly scores (higher = more anomalous), ``(N,)``.
+        norms: Squared score norm per level, ``(N, L)``.
+        heat: Heat maps, ``(N, *spatial)``.
+        reconstruction: segqc's own segmentation of each image (class indices), ``(N, *spatial)``.
+        quality: Predicted Dice with interval, or ``None`` for a model without a quality estimator.
+    """
+
+    scores: np.ndarray
+    norms: np.ndarray
+    heat: np.ndarray
+    reconstruction: np.ndarray
+    quality: quality.QualityEstimate | None
+
+
+def source_groups(cases: Sequence[PreparedCase], pattern: str | None = None) -> list[str]:
+    """The source of each prepared case, for splits that keep a source on one side.
+
+    Slices of one volume share their file's case id. With ``pattern`` (a regular
+    expression searched in the case id; its first group, or the whole match,
+    names the source) cases already cut into files, e.g. ``patient7_slice012``
+    with ``pattern="(patient\\d+)"``, are grouped too.
+
+    Raises:
+        ConfigError: ``pattern`` is not a valid regular expression.
+    """
+    try:
+        compiled = re.compile(pattern) if pattern else None
+    except re.error as err:
+        raise ConfigError(f"--group-pattern {pattern!r}: not a regular expression ({err})") from None
+    groups = []
+    for case in cases:
+        name = case.source.case_id
+        match = compiled.search(name) if compiled else None
+        groups.append((match.group(1) if match.groups() else match.group(0)) if match else name)
+    return groups
 
 
 def _as_tensors(images: Any, masks: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,7 +139,7 @@ class ImageQC(BaseDetector):
     def fit_folders(self, images_dir: str | Path, masks_dir: str | Path,
                     on_case: Callable[[int, int], None] | None = None,
                     on_step: Callable[[StepInfo], None] | None = None, checkpoint_dir: str | Path | None = None,
-                    resume: bool = False) -> ImageQC:
+                    resume: bool = False, group_pattern: str | None = None) -> ImageQC:
         """Pair, read and preprocess a labelled set of files, then :meth:`fit`.
 
         Args:
@@ -103,19 +149,25 @@ class ImageQC(BaseDetector):
             on_step: Progress callback after each training step.
             checkpoint_dir: Directory for resumable checkpoints.
             resume: Continue from the checkpoint in ``checkpoint_dir``.
+            group_pattern: Regular expression naming each case's source (see
+                :func:`source_groups`); slices of one volume are always one source.
 
         Returns:
             self
         """
         cases = pair_cases(Path(images_dir), Path(masks_dir))
         prepared, labels = prepare_dataset(cases, self._preprocess_config, self.labels, on_case)
+        groups = source_groups(prepared, group_pattern)
         images, masks = stack(prepared)
-        return self.fit(images, masks, labels, on_step, checkpoint_dir, resume)
+        return self.fit(images, masks, labels, on_step, checkpoint_dir, resume, groups)
 
     def fit(self, images: Any, masks: Any, labels: Sequence[int] | None = None,
             on_step: Callable[[StepInfo], None] | None = None, checkpoint_dir: str | Path | None = None,
-            resume: bool = False) -> ImageQC:
-        """Learn what correct pairs look like.
+            resume: bool = False, groups: Sequence[Any] | None = None) -> ImageQC:
+        """Learn what correct pairs look like, and how the model's view of a mask relates to its Dice.
+
+        Validation cases (which also fit the density, the thresholds and the
+        quality estimator) never share a source with training cases.
 
         Args:
             images: Preprocessed images, ``(N, C, *spatial)``.
@@ -124,6 +176,8 @@ class ImageQC(BaseDetector):
             on_step: Progress callback, called after each training step.
             checkpoint_dir: Directory for resumable checkpoints.
             resume: Continue from the checkpoint in ``checkpoint_dir``.
+            groups: Source of each case, ``(N,)`` (slices of a volume, tiles of an
+                image, augmented copies); default: every case its own source.
 
         Returns:
             self
@@ -138,14 +192,44 @@ class ImageQC(BaseDetector):
             raise SchemaError(f"mask class indices must lie in 0..{num_classes - 1}, found {int(masks.min())}.."
                               f"{int(masks.max())}")
         self.labels_ = [int(v) for v in labels] if labels is not None else list(range(num_classes))
-        train_rows, val_rows = split_rows(len(images), train_cfg.val_fraction, train_cfg.seed)
+        groups = np.asarray([str(g) for g in groups] if groups is not None else np.arange(len(images)).astype(str))
+        if len(groups) != len(images):
+            raise SchemaError(f"{len(groups)} groups for {len(images)} cases")
+        train_rows, val_rows = split_groups(groups, train_cfg.val_fraction, train_cfg.seed)
         torch.manual_seed(train_cfg.seed)
         model = self._build(images.shape[1], num_classes, masks.ndim - 1, masks.shape[1])
         self._train(model, (images, masks), train_rows, val_rows, train_cfg, on_step, checkpoint_dir, resume)
+        self.training_.update(val_sources=len(set(groups[val_rows])), train_sources=len(set(groups[train_rows])))
         norms, _ = self.embed(images, masks)
         self.density_ = self._fit_density(norms[train_rows], train_cfg, cfg.max_components)
         self._calibrate(self.density_.score(norms), train_rows, val_rows, cfg.review_quantile, cfg.fail_quantile)
+        self.quality_ = None
+        if len(set(groups[val_rows])) >= MIN_QUALITY_CASES:
+            self.quality_ = self._fit_quality(images[val_rows], masks[val_rows], groups[val_rows])
+        else:
+            logger.warning("%d held-out source(s): too few to fit the predicted-Dice estimator (need %d); verdicts "
+                           "will use the score thresholds", len(set(groups[val_rows])), MIN_QUALITY_CASES)
         return self
+
+    def _fit_quality(self, images: torch.Tensor, masks: torch.Tensor, groups: np.ndarray) -> quality.QualityEstimator:
+        """Fit the predicted-Dice estimator on graded degradations of held-out correct masks."""
+        cfg, seed = self._model_config, self._training_config.seed
+        rng = np.random.default_rng([seed, 11])
+        num_classes = self.architecture_["num_classes"]
+        reconstruction = self._reconstruct(images)
+        truth = masks.numpy()
+        sources, degraded = [], []
+        for index, mask in enumerate(truth):
+            for kind, strength in degradations.degradation_plan(cfg.degradations_per_case, rng):
+                degraded.append(degradations.degrade(mask, kind, strength, rng, num_classes))
+                sources.append(index)
+        sources = np.asarray(sources)
+        degraded = np.stack(degraded)
+        norms, heat = self.embed(images[sources], degraded)
+        features = quality.case_features(norms, self.density_.score(norms), heat, degraded, reconstruction[sources])
+        per_class = quality.dice_per_class(degraded, truth[sources], num_classes)
+        targets = np.column_stack([quality.mean_dice(per_class, degraded, truth[sources]), per_class])
+        return quality.QualityEstimator(cfg.quality_coverage, seed).fit(features, targets, groups[sources])
 
     def _build(self, image_channels: int, num_classes: int, spatial_dims: int, input_size: int) -> ImageScoreModel:
         cfg = self._model_config
@@ -179,11 +263,43 @@ class ImageQC(BaseDetector):
                 heat.append(batch_heat.float().cpu().numpy())
         return np.concatenate(norms), np.concatenate(heat)
 
+    @torch.no_grad()
+    def _reconstruct(self, images: torch.Tensor) -> np.ndarray:
+        """Class probabilities ``(N, K, *spatial)`` of segqc's own segmentation of each image."""
+        device = resolve_device(self._training_config.device)
+        model = self.model_.to(device).eval()
+        size = self._model_config.score_batch_size
+        generator = torch.Generator(device).manual_seed(self._training_config.seed)
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            parts = [model.reconstruct(images[start:start + size].to(device), generator).cpu().numpy()
+                     for start in range(0, len(images), size)]
+        return np.concatenate(parts)
+
     def score_pairs(self, images: Any, masks: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Anomaly scores ``(N,)``, per-level norms ``(N, L)`` and heat maps ``(N, *spatial)``."""
         self._check_fitted()
         norms, heat = self.embed(images, masks)
         return self.density_.score(norms), norms, heat
+
+    def assess(self, images: Any, masks: Any) -> Assessment:
+        """Anomaly scores, heat maps, segqc's reconstruction and predicted Dice of pairs.
+
+        Args:
+            images: Preprocessed images, ``(N, C, *spatial)``.
+            masks: Predicted masks as class indices, ``(N, *spatial)``.
+
+        Returns:
+            The :class:`Assessment` of every pair.
+        """
+        self._check_fitted()
+        images, masks = _as_tensors(images, masks)
+        norms, heat = self.embed(images, masks)
+        scores = self.density_.score(norms)
+        probabilities = self._reconstruct(images)
+        estimate = None
+        if getattr(self, "quality_", None) is not None:
+            estimate = self.quality_.predict(quality.case_features(norms, scores, heat, masks.numpy(), probabilities))
+        return Assessment(scores, norms, heat, probabilities.argmax(1), estimate)
 
     def decision_function(self, data: tuple[Any, Any]) -> np.ndarray:
         """Anomaly score per pair (higher = more anomalous); ``data = (images, masks)``."""
@@ -194,7 +310,9 @@ class ImageQC(BaseDetector):
         self._check_fitted()
         metadata = {"architecture": self.architecture_, "labels": self.labels_,
                     "preprocess": dataclasses.asdict(self._preprocess_config)}
-        return self._write_bundle(path, "image", metadata)
+        estimator = getattr(self, "quality_", None)
+        extra = {f"quality_{k}": v for k, v in estimator.to_arrays().items()} if estimator is not None else {}
+        return self._write_bundle(path, "image", metadata, extra)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> ImageQC:
@@ -214,22 +332,7 @@ class ImageQC(BaseDetector):
                                     arch["input_size"])
             detector.labels_ = list(meta["labels"])
             detector._restore(content, model)
+            estimator = {k.removeprefix("quality_"): v for k, v in content.arrays.items() if k.startswith("quality_")}
+            detector.quality_ = quality.QualityEstimator.from_arrays(estimator) if estimator else None
         detector.bundle_ = Path(path)
         return detector
-
-    def score_folder(self, predictions: str | Path, images: str | Path, out: str | Path,
-                     **options: Any) -> ScoreRun:
-        """Score a folder of predicted masks and write a report (see :func:`segqc.scoring.score_folder`).
-
-        Args:
-            predictions: Folder of predicted masks.
-            images: Folder of the matching images.
-            out: Report directory.
-            **options: Fields of :class:`segqc.scoring.ScoreOptions` (ground_truth, top_k, fail_on, ...).
-
-        Returns:
-            A :class:`segqc.scoring.ScoreRun` (table, summary, report path, exit code).
-        """
-        from segqc.scoring import ScoreOptions, score_folder
-
-        return score_folder(self, predictions, images, out, ScoreOptions(**options))

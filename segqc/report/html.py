@@ -21,7 +21,7 @@ from PIL import Image
 
 from segqc.atomic import atomic_file
 from segqc.errors import InputError
-from segqc.report.plots import METRIC_LABELS, METRICS, score_histogram, scatter_plots, trend_chart
+from segqc.report.plots import METRIC_LABELS, METRICS, quality_scatter, scatter_plots, score_histogram, trend_chart
 
 SCORES_FILE = "scores.csv"
 SUMMARY_FILE = "summary.json"
@@ -154,6 +154,13 @@ def _png_uri(data: bytes) -> str:
 def _cell(row: Mapping[str, str], column: str) -> dict[str, str]:
     """Display text and sort key of one table cell."""
     text = row.get(column, "")
+    if column == "predicted_dice":
+        value = _number(text)
+        low, high = _number(row.get("predicted_dice_low", "")), _number(row.get("predicted_dice_high", ""))
+        if value is None:
+            return {"text": "", "sort": ""}
+        interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
+        return {"text": f"{value:.2f}{interval}", "sort": repr(value)}
     if column in ("rank", "score") or column in METRICS:
         value = _number(text)
         if value is None:
@@ -165,18 +172,19 @@ def _cell(row: Mapping[str, str], column: str) -> dict[str, str]:
 
 
 def _columns(table: pd.DataFrame) -> list[dict[str, str]]:
-    names = ["case_id", "rank", "score", "verdict", "status"]
-    names += [metric for metric in METRICS if metric in table.columns]
+    names = ["case_id", "rank", "score"] + (["predicted_dice"] if "predicted_dice" in table.columns else [])
+    names += ["verdict", "status"] + [metric for metric in METRICS if metric in table.columns]
     names.append("message")
-    labels = {"case_id": "Case", "rank": "Rank", "score": "Score", "verdict": "Verdict", "status": "Status",
-              "dice_mean": "Mean Dice", "msd": "MSD (mm)", "hd95": "HD95 (mm)", "message": "Message"}
-    numeric = {"rank", "score", *METRICS}
+    labels = {"case_id": "Case", "rank": "Rank", "score": "Score", "predicted_dice": "Predicted Dice [interval]",
+              "verdict": "Verdict", "status": "Status", "dice_mean": "Mean Dice", "msd": "MSD (mm)",
+              "hd95": "HD95 (mm)", "message": "Message"}
+    numeric = {"rank", "score", "predicted_dice", *METRICS}
     return [{"name": name, "label": labels[name], "type": "number" if name in numeric else "text"}
             for name in names]
 
 
 def _gallery(table: pd.DataFrame, report_dir: Path, top_k: int | None) -> list[dict[str, Any]]:
-    """The top-K cards, most anomalous first, with their embedded images."""
+    """The gallery cards (top-K and cases near the fail line), most anomalous first, with their embedded images."""
     cards = []
     for row in table.to_dict("records"):
         rank = _number(row["rank"])
@@ -191,6 +199,8 @@ def _gallery(table: pd.DataFrame, report_dir: Path, top_k: int | None) -> list[d
             "case_id": row["case_id"],
             "rank": int(rank),
             "score": _cell(row, "score")["text"],
+            "predicted_dice": _cell(row, "predicted_dice")["text"],
+            "reason": row.get("gallery_reason", "") or ("top-k" if in_top else ""),
             "verdict": row["verdict"],
             "panel": image_data_uri(report_dir, row.get("gallery", "")),
             "heatmap": None if is_volume else image_data_uri(report_dir, heatmap),
@@ -249,9 +259,12 @@ def render_report(report_dir: Path, history_runs: list[dict] | None = None) -> P
     failure_detection = summary.get("failure_detection")
     scored = int((table["status"] == "ok").sum())
 
-    plots: dict[str, Any] = {"histogram": None, "scatter": [], "trend": None}
+    plots: dict[str, Any] = {"histogram": None, "scatter": [], "trend": None, "quality": None}
     if scored:
         plots["histogram"] = _png_uri(score_histogram(table, thresholds))
+        rule = summary.get("verdict_rule") if isinstance(summary.get("verdict_rule"), dict) else {}
+        quality = quality_scatter(table, _number(str(rule.get("dice_threshold"))))
+        plots["quality"] = _png_uri(quality) if quality is not None else None
         plots["scatter"] = [{"metric": metric, "label": METRIC_LABELS[metric], "uri": _png_uri(data)}
                             for metric, data in scatter_plots(table, top_k, correlations, thresholds).items()]
     trend = trend_chart(_trend_runs(summary, history_runs)) if history_runs else None

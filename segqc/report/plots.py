@@ -136,6 +136,47 @@ def scatter_plots(table: pd.DataFrame, top_k: int | None,
     return plots
 
 
+def quality_scatter(table: pd.DataFrame, dice_threshold: float | None) -> bytes | None:
+    """Predicted Dice (with its interval) against true Dice, coloured by verdict.
+
+    Args:
+        table: The ``scores.csv`` table (needs ``predicted_dice*`` and ``dice_mean``).
+        dice_threshold: The failure Dice, drawn on both axes.
+
+    Returns:
+        PNG bytes, or ``None`` without both columns.
+    """
+    scored = _scored(table)
+    if "predicted_dice" not in scored.columns or "dice_mean" not in scored.columns:
+        return None
+    true = pd.to_numeric(scored["dice_mean"], errors="coerce").to_numpy(dtype=float)
+    predicted = pd.to_numeric(scored["predicted_dice"], errors="coerce").to_numpy(dtype=float)
+    low = pd.to_numeric(scored["predicted_dice_low"], errors="coerce").to_numpy(dtype=float)
+    high = pd.to_numeric(scored["predicted_dice_high"], errors="coerce").to_numpy(dtype=float)
+    figure = _new_figure(4.8, 4.4)
+    axes = figure.add_subplot()
+    _style(axes)
+    verdicts = scored["verdict"].astype(str).to_numpy()
+    for name in ("pass", "review", "fail"):
+        keep = (verdicts == name) & np.isfinite(true)
+        if keep.any():
+            axes.errorbar(true[keep], predicted[keep], yerr=[predicted[keep] - low[keep], high[keep] - predicted[keep]],
+                          fmt="o", ms=3.5, color=COLOURS[name], ecolor=COLOURS[name], elinewidth=0.6, alpha=0.7,
+                          label=name)
+    axes.plot([0, 1], [0, 1], color="#888", linewidth=0.8, linestyle=":")
+    if dice_threshold is not None:
+        axes.axvline(dice_threshold, color="#888", linewidth=0.8, linestyle="--")
+        axes.axhline(dice_threshold, color="#888", linewidth=0.8, linestyle="--")
+    mae = np.nanmean(np.abs(predicted - true))
+    axes.set_title(f"predicted vs true Dice (MAE {mae:.3f})", fontsize=10)
+    axes.set_xlabel("true Dice")
+    axes.set_ylabel("predicted Dice [interval]")
+    axes.set_xlim(-0.02, 1.02)
+    axes.set_ylim(-0.02, 1.02)
+    figure.legend(loc="outside lower center", ncols=3, fontsize=7, frameon=False)
+    return _png(figure)
+
+
 def score_histogram(table: pd.DataFrame, thresholds: Mapping[str, Any] | None) -> bytes:
     """Histogram of the scores, stacked by verdict, with the threshold lines.
 
@@ -157,7 +198,13 @@ def score_histogram(table: pd.DataFrame, thresholds: Mapping[str, Any] | None) -
         axes.text(0.5, 0.5, "no scored cases", ha="center", va="center", transform=axes.transAxes, color="#555")
         return _png(figure)
     scores = scored["score"].to_numpy(dtype=float)
-    bins = np.histogram_bin_edges(scores, bins=min(40, max(8, int(math.sqrt(len(scores))) * 2)))
+    count = min(40, max(8, int(math.sqrt(len(scores))) * 2))
+    bins = np.histogram_bin_edges(scores, bins=count)
+    low, high = np.percentile(scores, [25, 75])
+    if np.ptp(scores) > 50 * max(high - low, 1e-9):  # spans orders of magnitude: a symmetric log axis
+        edges = np.linspace(*np.arcsinh([scores.min(), scores.max()]), count + 1)
+        bins = np.sinh(edges)
+        axes.set_xscale("asinh")
     verdicts = scored["verdict"].astype(str) if "verdict" in scored.columns else pd.Series("pass", index=scored.index)
     groups, labels, colours = [], [], []
     for name in ("pass", "review", "fail"):

@@ -125,6 +125,38 @@ class ImageScoreModel(nn.Module):
             heat += per_pixel / self.taus[index] ** 2
         return torch.stack(norms, 1), heat / self.num_levels
 
+    def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """segqc's own segmentation of images, inferred from the image alone (a pseudo ground truth).
+
+        Annealed denoising from the top level down through the mixed levels
+        (the upper half): it starts from a uniform location, which says nothing
+        about the mask, so the network must read the image. At each level the
+        current class probabilities ``p`` are perturbed through the mixed
+        location ``log((1 - beta) p + beta / K)``; the denoiser's clean logits
+        ``tau y + e_hat`` estimate that location, and undoing the mixing gives
+        the next ``p``.
+
+        Args:
+            images: ``(B, C, *spatial)``.
+            generator: Source of the Gumbel noise (seed it for reproducible results).
+
+        Returns:
+            Class probabilities ``(B, K, *spatial)``.
+        """
+        shape = (images.shape[0], self.num_classes, *images.shape[2:])
+        probabilities = torch.full(shape, 1.0 / self.num_classes, device=images.device)
+        for index in torch.argsort(self.taus, descending=True)[:max(1, (self.num_levels + 1) // 2)].tolist():
+            tau = self.taus[index].view(*([1] * len(shape)))
+            beta = float(self.betas[index])
+            mixed = ((1 - beta) * probabilities + beta / self.num_classes).clamp_min(self.delta)
+            gumbel = noise.sample_gumbel(shape, generator, images.device)
+            y = noise.exp_concrete_perturb(torch.log(mixed), tau, gumbel, dim=1)
+            prediction = self.net(images, self._network_input(y, tau), self.taus[index].expand(shape[0]))
+            location = torch.softmax(prediction.float() + tau * y, dim=1)
+            unmixed = ((location - beta / self.num_classes) / max(1 - beta, self.delta)).clamp_min(0)
+            probabilities = unmixed / unmixed.sum(1, keepdim=True).clamp_min(self.delta)
+        return probabilities
+
     def filter_norms(self, images: torch.Tensor, masks: torch.Tensor,
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """Level-free norms ``mean ||s / tau||^2`` at one random level per case (EMA-teacher filtering)."""

@@ -1,0 +1,156 @@
+"""Predicted Dice: degradations, features, the estimator and its interval, source-grouped splits, and a trained model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segqc import degradations, phantoms
+from segqc.config import ImageModelConfig, TrainingConfig
+from segqc.data.images import CaseFiles
+from segqc.data.preprocess import PreparedCase
+from segqc.detectors.base import split_groups
+from segqc.detectors.image import ImageQC, source_groups
+from segqc.errors import ConfigError
+from segqc.metrics import case_metrics
+from segqc.quality import QualityEstimator, dice_per_class, mean_dice, quality_verdicts
+
+
+def masks_like(spatial: tuple[int, ...], count: int, seed: int) -> np.ndarray:
+    """Phantom ground-truth masks (classes 0, 1, 2), ``(count, *spatial)``."""
+    return np.stack([case.mask for case in phantoms.make_training_set(count, spatial, seed=seed)]).astype(np.int64)
+
+
+@pytest.mark.parametrize("spatial", [(32, 32), (16, 16, 16)], ids=["2d", "3d"])
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_every_degradation_keeps_shape_and_labels(spatial, num_classes) -> None:
+    masks = np.minimum(masks_like(spatial, 3, 0), num_classes - 1)
+    rng = np.random.default_rng(0)
+    for mask in masks:
+        for kind in degradations.KINDS:
+            out = degradations.degrade(mask, kind, 0.7, rng, num_classes)
+            assert out.shape == mask.shape and out.dtype == mask.dtype
+            assert out.min() >= 0 and out.max() < num_classes
+
+
+@pytest.mark.parametrize("kind", ["erode", "dilate", "shift", "drop", "smooth", "blocky"])
+def test_stronger_degradations_lower_dice(kind) -> None:
+    masks = masks_like((48, 48), 12, 1)
+    rng = np.random.default_rng(1)
+    means = []
+    for strength in (0.1, 0.5, 1.0):
+        degraded = np.stack([degradations.degrade(m, kind, strength, rng, 3) for m in masks])
+        means.append(mean_dice(dice_per_class(degraded, masks, 3), degraded, masks).mean())
+    assert means[0] > means[1] > means[2], means
+
+
+def test_dice_matches_the_monai_reference() -> None:
+    rng = np.random.default_rng(2)
+    truth = masks_like((32, 32), 6, 2)
+    predictions = np.stack([degradations.degrade(m, kind, 0.6, rng, 3) for m, kind in
+                            zip(truth, ["erode", "shift", "empty", "extra", "swap", "good"])])
+    ours = mean_dice(dice_per_class(predictions, truth, 3), predictions, truth)
+    reference = [case_metrics(p, t, [0, 1, 2], (1.0, 1.0))["dice_mean"] for p, t in zip(predictions, truth)]
+    np.testing.assert_allclose(ours, reference, atol=1e-9)
+
+
+def test_plan_mixes_good_masks_and_every_failure() -> None:
+    plan = degradations.degradation_plan(33, np.random.default_rng(0))
+    kinds = [kind for kind, _ in plan]
+    assert kinds.count("good") == 11 and set(kinds) == set(degradations.KINDS)
+    assert all(0 < strength <= 1 for _, strength in plan)
+
+
+def test_estimator_learns_dice_with_honest_intervals() -> None:
+    rng = np.random.default_rng(3)
+    features = rng.uniform(0, 1, (900, 4))
+    dice = np.clip(features[:, 0] * 0.8 + 0.2 * features[:, 1] + rng.normal(0, 0.05, 900), 0, 1)
+    targets = np.column_stack([dice, dice, 1 - dice])
+    groups = np.repeat(np.arange(150), 6)
+    estimator = QualityEstimator(coverage=0.8).fit(features[:600], targets[:600], groups[:600])
+    estimate = estimator.predict(features[600:])
+    truth = dice[600:]
+    assert np.abs(estimate.dice - truth).mean() < 0.08
+    coverage = ((truth >= estimate.low) & (truth <= estimate.high)).mean()
+    assert 0.7 <= coverage <= 0.95
+    assert estimate.per_class.shape == (300, 2) and (estimate.low <= estimate.dice).all()
+    restored = QualityEstimator.from_arrays(estimator.to_arrays()).predict(features[600:])
+    np.testing.assert_array_equal(restored.dice, estimate.dice)
+    np.testing.assert_array_equal(restored.high, estimate.high)
+
+
+def test_verdicts_follow_the_interval() -> None:
+    verdicts = quality_verdicts(np.array([0.1, 0.7, 0.85, 0.8]), np.array([0.7, 0.9, 0.95, 0.99]), 0.8)
+    assert list(verdicts) == ["fail", "review", "pass", "pass"]
+
+
+def test_group_split_never_puts_one_source_on_both_sides() -> None:
+    groups = np.repeat([f"volume{i}" for i in range(17)], np.arange(1, 18))  # 1..17 slices per volume
+    for seed in range(10):
+        train, val = split_groups(groups, 0.2, seed)
+        assert not set(groups[train]) & set(groups[val])
+        assert len(train) + len(val) == len(groups) and len(train) > 0
+        assert 0.1 < len(val) / len(groups) < 0.45
+
+
+def prepared(case_id: str, source: str) -> PreparedCase:
+    return PreparedCase(case_id, np.zeros((1, 2, 2), np.float32), None, CaseFiles(source, [], None), (2, 2),
+                        np.eye(4))
+
+
+def test_slices_of_a_volume_and_pattern_matches_form_one_source() -> None:
+    cases = [prepared("vol1#2:0", "vol1"), prepared("vol1#2:1", "vol1"), prepared("p7_slice01", "p7_slice01"),
+             prepared("p7_slice02", "p7_slice02"), prepared("other", "other")]
+    assert source_groups(cases) == ["vol1", "vol1", "p7_slice01", "p7_slice02", "other"]
+    assert source_groups(cases, r"(p\d+)_slice") == ["vol1", "vol1", "p7", "p7", "other"]
+    with pytest.raises(ConfigError, match="--group-pattern"):
+        source_groups(cases, "(unclosed")
+
+
+@pytest.fixture(scope="module")
+def trained() -> ImageQC:
+    """A small 2D model trained on 48 phantoms of 32 x 32 (about half a minute on one thread)."""
+    cases = phantoms.make_training_set(48, (32, 32), seed=0)
+    images = np.stack([case.image for case in cases]).astype(np.float32)
+    masks = np.stack([case.mask for case in cases]).astype(np.int64)
+    torch.manual_seed(0)
+    model = ImageModelConfig(levels=6, network={"nf": 16, "ch_mult": [1, 2], "num_res_blocks": 1},
+                             degradations_per_case=12)
+    training = TrainingConfig(steps=300, batch_size=16, lr=3e-3, val_every=100, checkpoint_every=0,
+                              val_fraction=0.25, device="cpu")
+    return ImageQC(model, training).fit(images, masks, groups=[f"s{i // 2}" for i in range(48)])
+
+
+@pytest.fixture(scope="module")
+def unseen() -> tuple[np.ndarray, np.ndarray]:
+    cases = phantoms.make_training_set(12, (32, 32), seed=5)
+    return (np.stack([case.image for case in cases]).astype(np.float32),
+            np.stack([case.mask for case in cases]).astype(np.int64))
+
+
+def test_the_reconstruction_recovers_the_phantom_masks(trained, unseen) -> None:
+    images, truth = unseen
+    rebuilt = trained.assess(images, truth).reconstruction
+    assert mean_dice(dice_per_class(rebuilt, truth, 3), rebuilt, truth).mean() > 0.3
+    assert trained.training_["val_sources"] == 6 and trained.quality_ is not None
+
+
+def test_predicted_dice_falls_along_a_graded_corruption_series(trained, unseen) -> None:
+    images, truth = unseen
+    rng = np.random.default_rng(4)
+    predicted, true = [], []
+    for strength in (0.0, 0.5, 1.0):
+        degraded = np.stack([degradations.degrade(m, "erode", strength, rng, 3) if strength else m for m in truth])
+        predicted.append(trained.assess(images, degraded).quality.dice.mean())
+        true.append(mean_dice(dice_per_class(degraded, truth, 3), degraded, truth).mean())
+    assert true[0] > true[1] > true[2]
+    assert predicted[0] > predicted[1] > predicted[2], predicted
+
+
+def test_the_estimator_survives_the_bundle(trained, unseen, tmp_path) -> None:
+    images, truth = unseen
+    before = trained.assess(images, truth)
+    after = ImageQC.load(trained.save(tmp_path / "model")).assess(images, truth)
+    np.testing.assert_allclose(after.quality.dice, before.quality.dice)
+    np.testing.assert_array_equal(after.reconstruction, before.reconstruction)
