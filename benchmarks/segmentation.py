@@ -7,10 +7,16 @@ positive is better), AUROC and average precision for Dice < 0.8, AURC
 (risk = 1 - Dice; lower is better) and Pearson(score, Dice) over the top-50.
 
 Methods:
-* ``segqc``: GNSM multiscale score norms + Gaussian mixture (the product, run as a
-  user runs it: files written, ``ImageQC.from_config(...).fit_folders``, then
-  ``score_folder`` with ground truth; Dice / HD95 are the report's);
+* ``segqc predicted Dice``: ``1 - predicted_dice`` from segqc's quality estimator
+  (the product, run as a user runs it: files written,
+  ``ImageQC.from_config(...).fit_folders`` with source groups, then ``score_folder``
+  with ground truth; Dice / HD95 are the report's);
+* ``segqc anomaly score``: GNSM multiscale score norms + Gaussian mixture (same run);
+* ``segqc reconstruction``: ``1 - Dice(prediction, segqc's own reconstruction)``;
 * ``segqc single-scale``: the squared score norm at the smallest noise level only;
+* ``atlas nearest neighbour``: the k = 5 training images most similar to the test
+  image by normalised cross-correlation; score ``1 -`` mean Dice of the prediction
+  with their masks (register-free);
 * ``features + IsolationForest``: radiomics-style shape / intensity features of each
   (image, mask) pair, IsolationForest fitted on the correct training pairs;
 * ``mask-area z-score``: sum over classes of |z| of the class area against the training masks;
@@ -50,12 +56,15 @@ sys.path.insert(0, str(ROOT))
 
 from examples import realdata  # noqa: E402
 from segqc import evaluation, phantoms  # noqa: E402
+from segqc.quality import dice_per_class, mean_dice  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
 from segqc.scoring import ScoreOptions, score_folder  # noqa: E402
 
 # segqc training steps per set unless --steps is given; None: the set's config (examples/configs/*.yaml).
-DEFAULT_STEPS = {"phantoms": 500, "lits": None, "nuclei": None}
+DEFAULT_STEPS = {"phantoms": None, "lits": None, "nuclei": None}
 COLUMNS = ["spearman_dice", "spearman_hd95", "auroc", "ap", "aurc", "pearson_dice_top_k"]
+QUALITY_COLUMNS = ["mae", "coverage", "false_alarms", "misses", "quantile_false_alarms", "quantile_misses"]
+ATLAS_NEIGHBOURS = 5
 
 
 def phantom_set(seed: int) -> realdata.QCSet:
@@ -98,6 +107,34 @@ def area_z_scores(train_masks: np.ndarray, masks: np.ndarray, classes: int) -> n
     return np.abs((areas(masks) - reference.mean(0)) / (reference.std(0) + 1e-6)).sum(1)
 
 
+def atlas_scores(train_images: np.ndarray, train_masks: np.ndarray, images: np.ndarray, predictions: np.ndarray,
+                 classes: int, neighbours: int = ATLAS_NEIGHBOURS) -> np.ndarray:
+    """``1 -`` mean Dice of each prediction with the masks of its most similar training images (NCC)."""
+    def standardise(stack: np.ndarray) -> np.ndarray:
+        flat = stack.reshape(len(stack), -1).astype(np.float64)
+        flat = flat - flat.mean(1, keepdims=True)
+        return flat / (np.linalg.norm(flat, axis=1, keepdims=True) + 1e-12)
+
+    similarity = standardise(images) @ standardise(train_images).T
+    nearest = np.argsort(-similarity, axis=1)[:, :neighbours]
+    scores = []
+    for prediction, rows in zip(predictions, nearest):
+        references = train_masks[rows].astype(np.int64)
+        repeated = np.repeat(prediction[None].astype(np.int64), len(rows), 0)
+        scores.append(1 - mean_dice(dice_per_class(repeated, references, classes), repeated, references).mean())
+    return np.asarray(scores)
+
+
+def quality_figures(table: pd.DataFrame, quantile_verdicts: np.ndarray) -> dict[str, float | None]:
+    """Predicted-Dice error and verdict mistakes (quality rule, and the old score-quantile rule)."""
+    agreement = evaluation.predicted_dice_agreement(table, 0.8)
+    verdicts = evaluation.verdict_quality(table["verdict"], table["dice_mean"], 0.8)
+    old = evaluation.verdict_quality(quantile_verdicts, table["dice_mean"], 0.8)
+    return {"mae": agreement["mae"], "coverage": agreement["coverage"], "false_alarms": verdicts["false_alarms"],
+            "misses": verdicts["misses"], "quantile_false_alarms": old["false_alarms"],
+            "quantile_misses": old["misses"]}
+
+
 def evaluate(scores: np.ndarray, dice: np.ndarray, hd95: np.ndarray, top_k: int) -> dict[str, float | None]:
     """The benchmark's figures for one method."""
     by_dice = evaluation.correlations(scores, dice, top_k)
@@ -108,31 +145,44 @@ def evaluate(scores: np.ndarray, dice: np.ndarray, hd95: np.ndarray, top_k: int)
             "pearson_dice_top_k": by_dice["pearson_top_k"]}
 
 
-def segqc_scores(qc_set: realdata.QCSet, seed: int, steps: int | None, workdir: Path) -> pd.DataFrame:
-    """Train and score with segqc on the set's files; the report's ``scores.csv`` in case order."""
+def segqc_scores(qc_set: realdata.QCSet, seed: int, steps: int | None, workdir: Path) -> tuple[pd.DataFrame,
+                                                                                               np.ndarray]:
+    """Train and score with segqc on the set's files.
+
+    Returns:
+        The report's ``scores.csv`` in case order, and the verdicts the old
+        score-quantile rule would give.
+    """
     folder = realdata.write_set(qc_set, workdir / qc_set.name)
     detector = ImageQC.from_config(qc_set.config, qc_set.labels, training={"steps": steps, "seed": seed,
                                                                             "device": "cpu"})
-    detector.fit_folders(folder / "train" / "images", folder / "train" / "masks").save(folder / "model")
-    run = score_folder(ImageQC.load(folder / "model"), folder / "test" / "predictions", folder / "test" / "images",
-                       folder / "report", ScoreOptions(ground_truth=folder / "test" / "ground-truth"))
-    return run.table.set_index("case_id").loc[[case.case_id for case in qc_set.cases]]
+    detector.fit_folders(folder / "train" / "images", folder / "train" / "masks",
+                         group_pattern=realdata.GROUP_PATTERN if qc_set.train_groups else None).save(folder / "model")
+    qc = ImageQC.load(folder / "model")
+    run = score_folder(qc, folder / "test" / "predictions", folder / "test" / "images", folder / "report",
+                       ScoreOptions(ground_truth=folder / "test" / "ground-truth"))
+    table = run.table.set_index("case_id").loc[[case.case_id for case in qc_set.cases]]
+    return table, qc.verdicts(table["score"].to_numpy(float))
 
 
 def run_set(name: str, seed: int, steps: int | None) -> dict[str, dict[str, dict]]:
-    """All methods on one set and seed: subset ("all", "UNet only") -> method -> figures."""
+    """All methods on one set and seed: subset ("all", "UNet only") -> method -> figures (and "quality")."""
     qc_set = SETS[name](seed)
     classes = len(qc_set.labels)
     with tempfile.TemporaryDirectory() as workdir:
-        table = segqc_scores(qc_set, seed, steps, Path(workdir))
+        table, quantile_verdicts = segqc_scores(qc_set, seed, steps, Path(workdir))
     images = np.stack([case.image for case in qc_set.cases])
     predictions = np.stack([case.prediction for case in qc_set.cases])
     forest = IsolationForest(random_state=seed).fit(
         np.stack([features(i, m, classes) for i, m in zip(qc_set.train_images, qc_set.train_masks)]))
     norms = [column for column in table.columns if column.startswith("norm_")]
     methods = {
-        "segqc": table["score"].to_numpy(float),
+        "segqc predicted Dice": 1 - table["predicted_dice"].to_numpy(float),
+        "segqc anomaly score": table["score"].to_numpy(float),
+        "segqc reconstruction": 1 - table["reconstruction_dice"].to_numpy(float),
         "segqc single-scale": table[norms[-1]].to_numpy(float),
+        "atlas nearest neighbour": atlas_scores(qc_set.train_images, qc_set.train_masks, images, predictions,
+                                                classes),
         "features + IsolationForest": -forest.score_samples(
             np.stack([features(i, m, classes) for i, m in zip(images, predictions)])),
         "mask-area z-score": area_z_scores(qc_set.train_masks, predictions, classes),
@@ -143,21 +193,29 @@ def run_set(name: str, seed: int, steps: int | None) -> dict[str, dict[str, dict
     unet = np.array([case.source == "unet" for case in qc_set.cases])
     if unet.any():
         subsets["UNet predictions only"] = unet
-    return {subset: {method: evaluate(values[keep], dice[keep], hd95[keep], top_k=50)
-                     for method, values in methods.items()}
+    return {subset: {**{method: evaluate(values[keep], dice[keep], hd95[keep], top_k=50)
+                        for method, values in methods.items()},
+                     "quality": quality_figures(table[keep], quantile_verdicts[keep])}
             for subset, keep in subsets.items()}
 
 
+def _cells(runs: list[dict[str, dict]], method: str, columns: list[str]) -> list[str]:
+    cells = []
+    for column in columns:
+        values = np.array([run[method][column] for run in runs if run[method][column] is not None], dtype=float)
+        cells.append(f"{values.mean():.3f} ± {values.std():.3f}" if len(values) else "n/a")
+    return cells
+
+
 def table_lines(runs: list[dict[str, dict]]) -> list[str]:
-    """Markdown rows ``method | mean ± std`` of each figure over seeds."""
+    """Markdown rows ``method | mean ± std`` of each figure over seeds, then the predicted-Dice / verdict row."""
     lines = ["| method | Spearman Dice | Spearman HD95 | AUROC | AP | AURC | Pearson Dice top-50 |",
              "|---|---|---|---|---|---|---|"]
-    for method in runs[0]:
-        cells = []
-        for column in COLUMNS:
-            values = np.array([run[method][column] for run in runs if run[method][column] is not None], dtype=float)
-            cells.append(f"{values.mean():.3f} ± {values.std():.3f}" if len(values) else "n/a")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    for method in (name for name in runs[0] if name != "quality"):
+        lines.append(f"| {method} | " + " | ".join(_cells(runs, method, COLUMNS)) + " |")
+    lines += ["", "| predicted Dice MAE | interval coverage | false alarms (Dice >= 0.9 not pass) | misses "
+              "(Dice < 0.8 pass) | old quantile rule: false alarms | old quantile rule: misses |",
+              "|---|---|---|---|---|---|", "| " + " | ".join(_cells(runs, "quality", QUALITY_COLUMNS)) + " |"]
     return lines
 
 
@@ -165,14 +223,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-segmentation.md")
     parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
-    parser.add_argument("--steps", type=int, help="segqc training steps for every set (default: phantoms 500, "
-                        "real sets their config's)")
+    parser.add_argument("--steps", type=int, help="segqc training steps for every set (default: each set's "
+                        "config: phantoms 1500, lits 150, nuclei 500)")
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(2)
     lines = ["# Segmentation-QC benchmark", "", f"Command: `python {shlex.join(sys.argv)}`", "",
              f"- date: {datetime.date.today()}; 2-core CPU; segqc trained with each set's config (image2d-small "
-             f"network, 64 x 64 input) for {args.steps or 'phantoms 500, lits 150, nuclei 500'} steps; "
+             f"network, 64 x 64 input) for {args.steps or 'phantoms 1500, lits 150, nuclei 500'} steps; "
              f"mean ± std over {args.seeds} seeds (the seed changes the "
              "segqc and UNet initialisation, the corruptions and, for phantoms, the data)",
              "- better: Spearman(score, Dice) more negative, Spearman(score, HD95) more positive, AUROC / AP "

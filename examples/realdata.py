@@ -78,6 +78,10 @@ class QCSet:
         train_masks: Their correct masks, ``(N, H, W)`` uint8.
         cases: Test predictions with ground truth and provenance.
         config: segqc config file (data / model / training sections) for this set.
+        train_groups: Source of each labelled pair (an augmented copy shares its
+            original's), written into the file names as ``<group>_pair<i>`` so that
+            ``segqc train --group-pattern '^(.*)_pair'`` keeps a source on one side of
+            the held-out split; ``None``: every pair its own source.
     """
 
     name: str
@@ -86,6 +90,7 @@ class QCSet:
     train_masks: np.ndarray
     cases: list[TestCase]
     config: Path
+    train_groups: list[str] | None = None
 
 
 def _package_file(distribution: str, relative: str) -> Path:
@@ -282,7 +287,8 @@ def lits_set(budgets: Sequence[int] = (25, 75, 250, 750), seed: int = 0, block: 
     snapshots = unet_predictions(train_images, train_masks, test_images, 3, budgets, seed, LIVER_WINDOW, on_budget)
     cases = _test_cases("slice", test_images, truths, snapshots, corrupted_predictions(truths, 3, seed))
     augmented = _augment(train_images, train_masks, augment_copies, seed)
-    return QCSet("lits", [0, 1, 2], *augmented, cases, CONFIGS / "lits-slices.yaml")
+    groups = [f"slice{index:03d}" for index in np.flatnonzero(labelled)] * (augment_copies + 1)
+    return QCSet("lits", [0, 1, 2], *augmented, cases, CONFIGS / "lits-slices.yaml", groups)
 
 
 def _tiles(array: np.ndarray, size: int, stride: int) -> np.ndarray:
@@ -322,8 +328,14 @@ def nuclei_set(budgets: Sequence[int] = (15, 40, 150), seed: int = 0, tile: int 
     test_images, truths = _tiles(image[:, half:], tile, tile // 2), _tiles(mask[:, half:], tile, tile // 2)
     snapshots = unet_predictions(train_images, train_masks, test_images, 2, budgets, seed, None, on_budget)
     cases = _test_cases("tile", test_images, truths, snapshots, corrupted_predictions(truths, 2, seed))
+    columns = len(range(0, half - tile + 1, tile // 2))
+    bands = [f"band{index // columns // 2:02d}" for index in range(len(train_images))]  # two overlapping tile rows
     return QCSet("nuclei", [0, 1], _dihedral(train_images), _dihedral(train_masks), cases,
-                 CONFIGS / "nuclei-tiles.yaml")
+                 CONFIGS / "nuclei-tiles.yaml", bands * 8)
+
+
+# How the training file names written by write_set name their source.
+GROUP_PATTERN = "^(.*)_pair"
 
 
 def write_set(qc_set: QCSet, out: str | Path) -> Path:
@@ -347,8 +359,9 @@ def write_set(qc_set: QCSet, out: str | Path) -> Path:
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     for i, (image, mask) in enumerate(zip(qc_set.train_images, qc_set.train_masks)):
-        np.save(folders["train/images"] / f"pair{i:04d}.npy", np.ascontiguousarray(image))
-        np.save(folders["train/masks"] / f"pair{i:04d}.npy", np.ascontiguousarray(mask))
+        name = f"{qc_set.train_groups[i]}_pair{i:04d}" if qc_set.train_groups else f"pair{i:04d}"
+        np.save(folders["train/images"] / f"{name}.npy", np.ascontiguousarray(image))
+        np.save(folders["train/masks"] / f"{name}.npy", np.ascontiguousarray(mask))
     with (out / "test" / "provenance.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["case_id", "source", "detail"])
@@ -380,7 +393,8 @@ def run_workflow(qc_set: QCSet, out: str | Path, steps: int | None = None, seed:
     out = Path(out)
     data = write_set(qc_set, out / "data")
     train = ["train", "--images", data / "train/images", "--masks", data / "train/masks", "--out", out / "model",
-             "--config", qc_set.config, "--seed", seed, *(["--steps", steps] if steps else [])]
+             "--config", qc_set.config, "--seed", seed, *(["--steps", steps] if steps else []),
+             *(["--group-pattern", GROUP_PATTERN] if qc_set.train_groups else [])]
     score = ["score", data / "test/predictions", "--images", data / "test/images", "--ground-truth",
              data / "test/ground-truth", "--model", out / "model", "--out", out / "report"]
     for arguments in (train, score):
@@ -390,9 +404,12 @@ def run_workflow(qc_set: QCSet, out: str | Path, steps: int | None = None, seed:
     scores = pd.read_csv(data / "test" / "provenance.csv").merge(pd.read_csv(out / "report" / "scores.csv"),
                                                                   on="case_id")
     scores["group"] = scores["source"].where(scores["source"] != "unet", "unet " + scores["detail"])
-    groups = scores.groupby("group", sort=False).agg(cases=("case_id", "size"), dice=("dice_mean", "mean"),
-                                         score=("score", "median"), failed=("verdict", lambda v: (v == "fail").mean()))
-    print("\nper provenance group (mean Dice, median score, fraction with verdict 'fail'):")
+    figures = {"cases": ("case_id", "size"), "dice": ("dice_mean", "mean"), "score": ("score", "median"),
+               "failed": ("verdict", lambda v: (v == "fail").mean())}
+    if "predicted_dice" in scores:
+        figures["predicted"] = ("predicted_dice", "mean")
+    groups = scores.groupby("group", sort=False).agg(**figures)
+    print("\nper provenance group (mean Dice, median score, fraction with verdict 'fail', mean predicted Dice):")
     print(groups.round(3).to_string())
     summary = json.loads((out / "report" / "summary.json").read_text())
     dice, detection = summary["correlations"]["dice_mean"], summary["failure_detection"]

@@ -189,7 +189,7 @@ class ImageModelConfig:
     score_batch_size: int = 16
     verdicts: str = "quality"
     dice_threshold: float = 0.8
-    quality_coverage: float = 0.8
+    quality_coverage: float = 0.6
     degradations_per_case: int = 24
 
     def __post_init__(self) -> None:
