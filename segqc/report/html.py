@@ -253,7 +253,10 @@ def render_report(report_dir: Path, history_runs: list[dict] | None = None) -> P
     report_dir = Path(report_dir)
     table = read_scores(report_dir / SCORES_FILE)
     summary = read_summary(report_dir / SUMMARY_FILE)
-    thresholds = summary.get("thresholds") if isinstance(summary.get("thresholds"), dict) else {}
+    rule = summary.get("verdict_rule") if isinstance(summary.get("verdict_rule"), dict) else {}
+    # Score thresholds are drawn only when they gave the verdicts.
+    thresholds = (summary.get("thresholds") if isinstance(summary.get("thresholds"), dict)
+                  and rule.get("rule") != "quality" else {})
     top_k = _int_or_none(summary.get("top_k"))
     correlations = summary.get("correlations") if isinstance(summary.get("correlations"), dict) else None
     failure_detection = summary.get("failure_detection")
@@ -262,7 +265,6 @@ def render_report(report_dir: Path, history_runs: list[dict] | None = None) -> P
     plots: dict[str, Any] = {"histogram": None, "scatter": [], "trend": None, "quality": None}
     if scored:
         plots["histogram"] = _png_uri(score_histogram(table, thresholds))
-        rule = summary.get("verdict_rule") if isinstance(summary.get("verdict_rule"), dict) else {}
         quality = quality_scatter(table, _number(str(rule.get("dice_threshold"))))
         plots["quality"] = _png_uri(quality) if quality is not None else None
         plots["scatter"] = [{"metric": metric, "label": METRIC_LABELS[metric], "uri": _png_uri(data)}
@@ -281,6 +283,7 @@ def render_report(report_dir: Path, history_runs: list[dict] | None = None) -> P
         model=summary.get("model") if isinstance(summary.get("model"), dict) else {},
         run=summary.get("run") if isinstance(summary.get("run"), dict) else {},
         thresholds=thresholds,
+        rule=rule,
         verdicts=_verdict_counts(summary, table),
         cases=len(table),
         scored=scored,
