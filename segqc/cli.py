@@ -275,6 +275,7 @@ def demo(
                                                                   "spearman_top_k")])
     console.print(table)
     _print_failure_detection(run.summary)
+    _print_predicted_dice(run.summary)
     console.print(f"[green]report:[/] {run.report / 'report.html'}", highlight=False)
 
 

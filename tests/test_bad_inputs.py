@@ -287,6 +287,7 @@ CATALOGUE = [
     Bad("train-steps-not-a-number", TRAIN + " --steps many", "--steps"),
     Bad("train-threads-zero", TRAIN + " --threads 0", "--threads"),
     Bad("train-unknown-option", TRAIN + " --epochs 3", "--epochs"),
+    Bad("train-group-pattern-not-a-regex", TRAIN + " --group-pattern (unclosed", "--group-pattern '(unclosed'"),
     # --- segqc train: --out and checkpoints
     Bad("train-out-is-a-file", TRAIN.replace("{w}/qc-model", "{w}/config.yaml"), "--out {w}/config.yaml"),
     Bad("train-out-is-a-user-folder", TRAIN.replace("{w}/qc-model", "{w}/notes"), "not written by segqc"),
@@ -328,6 +329,7 @@ CATALOGUE = [
     Bad("score-max-voxels-zero", SCORE + " --max-voxels 0", "--max-voxels"),
     Bad("score-threads-negative", SCORE + " --threads -2", "--threads"),
     Bad("score-top-k-not-a-number", SCORE + " --top-k ten", "--top-k"),
+    Bad("score-unknown-verdict-rule", SCORE + " --verdicts vibes", "--verdicts 'vibes'"),
     # --- segqc score: --out
     Bad("score-out-is-predictions", SCORE.replace("{w}/report", "{w}/test/predictions"), "is the input"),
     Bad("score-out-contains-images", SCORE.replace("{w}/report", "{w}/test"), "contains the input"),

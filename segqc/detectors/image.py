@@ -48,6 +48,18 @@ class Assessment:
     quality: quality.QualityEstimate | None
 
 
+def group_regex(pattern: str | None) -> re.Pattern[str] | None:
+    """The compiled ``--group-pattern`` (``None`` without one).
+
+    Raises:
+        ConfigError: ``pattern`` is not a valid regular expression.
+    """
+    try:
+        return re.compile(pattern) if pattern else None
+    except re.error as err:
+        raise ConfigError(f"--group-pattern {pattern!r}: not a regular expression ({err})") from None
+
+
 def source_groups(cases: Sequence[PreparedCase], pattern: str | None = None) -> list[str]:
     """The source of each prepared case, for splits that keep a source on one side.
 
@@ -59,10 +71,7 @@ def source_groups(cases: Sequence[PreparedCase], pattern: str | None = None) -> 
     Raises:
         ConfigError: ``pattern`` is not a valid regular expression.
     """
-    try:
-        compiled = re.compile(pattern) if pattern else None
-    except re.error as err:
-        raise ConfigError(f"--group-pattern {pattern!r}: not a regular expression ({err})") from None
+    compiled = group_regex(pattern)
     groups = []
     for case in cases:
         name = case.source.case_id
@@ -155,6 +164,7 @@ class ImageQC(BaseDetector):
         Returns:
             self
         """
+        group_regex(group_pattern)  # a bad pattern is refused before any file is read
         cases = pair_cases(Path(images_dir), Path(masks_dir))
         prepared, labels = prepare_dataset(cases, self._preprocess_config, self.labels, on_case)
         groups = source_groups(prepared, group_pattern)
