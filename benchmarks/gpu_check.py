@@ -2,7 +2,7 @@
 
 What it does (issue 12, item 4), on phantom PNGs (:mod:`segqc.phantoms`):
 
-1. trains the ``configs/image2d-small.yaml`` model on CUDA with bf16 autocast
+1. trains the ``small`` preset's 2D model on CUDA with bf16 autocast
    (``training.amp``) for ``--steps`` steps through :meth:`ImageQC.fit` and saves the bundle;
 2. times short training runs of the same network in fp32 on CUDA and on the CPU
    (:class:`segqc.train.Trainer`, steps/s only);
@@ -51,6 +51,7 @@ from segqc.config import TrainingConfig  # noqa: E402
 from segqc.data.images import pair_cases  # noqa: E402
 from segqc.data.preprocess import prepare_dataset, stack  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
+from segqc.presets import preset_path  # noqa: E402
 from segqc.scoring import ScoreOptions, score_folder  # noqa: E402
 from segqc.train import StepInfo, Trainer  # noqa: E402
 
@@ -210,7 +211,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="work directory (data, bundle, reports)")
     parser.add_argument("--json", type=Path, help="figures as JSON (default: OUT/gpu_check.json)")
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "image2d-small.yaml")
+    parser.add_argument("--config", type=Path, default=preset_path("small", 2))
     parser.add_argument("--steps", type=int, default=300, help="bf16 training steps on the GPU")
     parser.add_argument("--train-cases", type=int, default=200)
     parser.add_argument("--cases", type=int, default=200, help="prediction cases scored")

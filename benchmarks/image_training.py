@@ -2,8 +2,8 @@
 
 Measures, on this machine's CPU:
 
-* training steps/s and peak resident memory for ``configs/image2d-small.yaml``
-  (64 x 64, batch 16) and ``configs/image3d-small.yaml`` (32^3, batch 4), each in
+* training steps/s and peak resident memory for the ``small`` preset in 2D
+  (64 x 64, batch 16) and 3D (32^3, batch 4), each in
   a fresh subprocess so the peak memory is its own;
 * a full ``image2d-small`` run (its configured steps) on 300 training phantoms:
   wall time, time per 1,000 steps, and how well the scores separate failed
@@ -45,8 +45,8 @@ GROSS_MODES = ("empty", "missing", "shift", "class_swap")
 
 
 def load_config(name: str) -> tuple[dict, ImageModelConfig, TrainingConfig]:
-    """Sections of a config file in ``configs/``."""
-    data = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    """Sections of a packaged preset file (``segqc/presets/<name>.yaml``)."""
+    data = yaml.safe_load((ROOT / "segqc" / "presets" / f"{name}.yaml").read_text())
     return (data["data"], from_mapping(ImageModelConfig, data["model"], "model"),
             from_mapping(TrainingConfig, data["training"], "training"))
 

@@ -41,8 +41,8 @@ FORMATS = {2: "png", 3: "nii.gz"}
 
 
 def make_model(config: str, work: Path) -> Path:
-    """A bundle of ``configs/<config>.yaml`` trained for 20 steps on 40 phantoms."""
-    data = yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text())
+    """A bundle of the preset ``segqc/presets/<config>.yaml`` trained for 20 steps on 40 phantoms."""
+    data = yaml.safe_load((ROOT / "segqc" / "presets" / f"{config}.yaml").read_text())
     preprocess = from_mapping(PreprocessConfig, data["data"], "data")
     model = from_mapping(ImageModelConfig, data["model"], "model")
     training = from_mapping(TrainingConfig, {**data["training"], "steps": 20, "device": "cpu"}, "training")

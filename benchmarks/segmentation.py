@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from examples import realdata  # noqa: E402
 from segqc import evaluation, phantoms  # noqa: E402
+from segqc.presets import preset_path  # noqa: E402
 from segqc.quality import dice_per_class, mean_dice  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
 from segqc.scoring import ScoreOptions, score_folder  # noqa: E402
@@ -74,7 +75,7 @@ def phantom_set(seed: int) -> realdata.QCSet:
     cases = [realdata.TestCase(c.case_id, c.image[0], c.mask, c.prediction, "phantom",
                                f"mode={c.failure_mode} severity={c.severity:.2f}") for c in test]
     return realdata.QCSet("phantoms", [0, 1, 2], np.stack([c.image[0] for c in train]),
-                          np.stack([c.mask for c in train]), cases, ROOT / "configs" / "image2d-small.yaml")
+                          np.stack([c.mask for c in train]), cases, preset_path("small", 2))
 
 
 SETS = {"phantoms": phantom_set,

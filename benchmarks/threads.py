@@ -44,7 +44,7 @@ def run_scenario(data: Path, work: Path, processes: int, steps: int, threads: in
     for index in range(processes):
         out = work / f"model-{threads}-{processes}-{index}"
         command = [sys.executable, "-m", "segqc", "train", "--images", str(data / "images"), "--masks",
-                   str(data / "masks"), "--out", str(out), "--config", str(ROOT / "configs" / "image2d-small.yaml"), "--steps", str(steps),
+                   str(data / "masks"), "--out", str(out), "--config", "small", "--steps", str(steps),
                    "--seed", str(index), "--device", "cpu"]
         if threads is not None:
             command += ["--threads", str(threads)]
@@ -89,7 +89,7 @@ def main() -> None:
         f"Date: {datetime.date.today()}; machine: {platform.machine()}, {cores} cores, torch {torch.__version__}; "
         "nothing else running.",
         "",
-        f"Each process runs `segqc train` with `configs/image2d-small.yaml` (2D 64 x 64, batch 16) for {args.steps} "
+        f"Each process runs `segqc train` with the `small` preset (2D 64 x 64, batch 16) for {args.steps} "
         "steps on phantom pairs; all processes of a scenario start together. Steps/s is steps / training seconds "
         "of each process (from its bundle); wall time covers the whole scenario (reading, training, density, "
         "saving).",

@@ -135,9 +135,9 @@ def progress_bar(description: str, unit: str) -> Iterator[Callable[[int, int, st
 
 
 @contextmanager
-def training_progress() -> Iterator[Callable[[StepInfo], None]]:
+def training_progress(description: str = "training") -> Iterator[Callable[[StepInfo], None]]:
     """A progress bar fed by the trainer's ``on_step`` callback."""
-    with progress_bar("training", "steps") as update:
+    with progress_bar(description, "steps") as update:
         yield lambda info: update(info.step, info.total, f"loss {info.loss:.4g}")
 
 
@@ -291,11 +291,14 @@ def train(
     masks: Annotated[Path, typer.Option("--masks", help="Folder of correct masks, paired with the images by case id "
                                                         "(same file name, or case.nii.gz for case_0000.nii.gz).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model bundle directory to write.")],
-    config: Annotated[Path | None, typer.Option(help="YAML file with 'data', 'model' and 'training' sections, e.g. "
-                                                     "configs/image2d-small.yaml; options given here override it.")] = None,
-    steps: Annotated[int | None, typer.Option(help=f"Training steps. (default: {TRAINING_DEFAULTS.steps})")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Cases per step and process. "
-                                                        f"(default: {TRAINING_DEFAULTS.batch_size})")] = None,
+    config: Annotated[str | None, typer.Option(help="A preset (small: CPU, 64x64 2D / 32^3 3D, minutes on 2 cores; "
+                                                    "gpu: 2D 128x128 on a GPU; paper: the GNSM paper's network) or a "
+                                                    "YAML file with 'data', 'model' and 'training' sections; options "
+                                                    "given here override it. (default: chosen from the data and the "
+                                                    "device, and printed)")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps. (default: the preset's or config's)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Cases per step and process. (default: the preset's or "
+                                                        "config's)")] = None,
     labels: Annotated[str | None, typer.Option(help="Label values of the classes, comma-separated (e.g. 0,1,2); "
                                                     "default: learned from the training masks.")] = None,
     slice_axis: Annotated[int | None, typer.Option(help="Train a 2D model on slices of 3D volumes cut along this "
@@ -315,25 +318,32 @@ def train(
 ) -> None:
     """Learn what correct (image, mask) pairs look like and write a QC model bundle.
 
-    The bundle holds the network, the label map, the preprocessing and the
-    calibrated review / fail thresholds, so scoring needs nothing else.
+    The bundle holds the network, the label map, the preprocessing, the
+    predicted-Dice estimator and the calibrated thresholds, so scoring needs
+    nothing else.
     Multi-process training: torchrun --nproc_per_node 2 $(which segqc) train ...
     Example:
 
-        segqc train --images data/images --masks data/labels --out qc-model --config configs/image2d-small.yaml
+        segqc train --images data/images --masks data/labels --out qc-model
+        segqc train --images volumes/ --masks labels/ --slice-axis 2 --config small --out qc-model
     """
+    from segqc.data.images import data_spatial_dims
     from segqc.detectors.image import ImageQC
+    from segqc.presets import resolve_config
     from segqc.train import distributed_context, init_distributed_from_env, resolve_device
 
     computing(threads, max_voxels)
-    check_output_dir(out, OutputKind.MODEL, [images, masks, config])
-    detector = ImageQC.from_config(config, parse_labels(labels) if labels else None, data={"slice_axis": slice_axis},
+    check_output_dir(out, OutputKind.MODEL, [images, masks, Path(config) if config else None])
+    on_gpu = resolve_device(device or "auto").type == "cuda"
+    path, chosen = resolve_config(config, lambda: 2 if slice_axis is not None else data_spatial_dims(images, masks),
+                                  on_gpu)
+    detector = ImageQC.from_config(path, parse_labels(labels) if labels else None, data={"slice_axis": slice_axis},
                                    training={"steps": steps, "batch_size": batch_size, "seed": seed, "device": device,
                                              "contaminated": contaminated or None})
     init_distributed_from_env(resolve_device(detector.training.device))
     rank, _ = distributed_context()
     with checkpoints_for(out, is_writer=rank == 0) as checkpoints:
-        with progress_bar("preparing", "cases") as on_case, training_progress() as on_step:
+        with progress_bar("preparing", "cases") as on_case, training_progress(f"training ({chosen})") as on_step:
             detector.fit_folders(images, masks, on_case=on_case, on_step=on_step, checkpoint_dir=checkpoints,
                                  resume=resume, group_pattern=group_pattern)
         if rank == 0:
@@ -343,10 +353,10 @@ def train(
         verdicts = (f"verdicts from predicted Dice vs {detector._model_config.dice_threshold:g}"
                     if detector.quality_ is not None else
                     f"review > {detector.calibration_.review:.4g}, fail > {detector.calibration_.fail:.4g}")
-        console.print(f"[green]model written to[/] {out}  ({summary['train_rows']} training / {summary['val_rows']} "
-                      f"held-out cases from {summary['train_sources']} / {summary['val_sources']} sources, labels "
-                      f"{detector.labels_}; best step {summary['best_step']}; {verdicts}; "
-                      f"{summary['seconds']:.0f} s)", highlight=False)
+        console.print(f"[green]model written to[/] {out}  (trained with {chosen}, {summary['steps']} steps in "
+                      f"{summary['seconds']:.0f} s, best step {summary['best_step']}; {summary['train_rows']} "
+                      f"training / {summary['val_rows']} held-out cases from {summary['train_sources']} / "
+                      f"{summary['val_sources']} sources; labels {detector.labels_}; {verdicts})", highlight=False)
 
 
 SegmenterOption = Annotated[str | None, typer.Option(

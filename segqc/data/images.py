@@ -294,6 +294,16 @@ def pair_cases(images_dir: Path, masks_dir: Path | None, require_masks: bool = T
     return cases
 
 
+def data_spatial_dims(images_dir: Path, masks_dir: Path) -> int:
+    """Spatial axes (2 or 3) of a labelled set, from the mask of its first case.
+
+    Raises:
+        InputError: The folders cannot be paired (see :func:`pair_cases`) or the mask cannot be read.
+    """
+    first = pair_cases(Path(images_dir), Path(masks_dir))[0]
+    return read_mask(first.mask).array.ndim - 1  # type: ignore[arg-type]
+
+
 @dataclass
 class Volume:
     """An array read from one or more files, with its voxel-to-world affine.

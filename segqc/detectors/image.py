@@ -124,7 +124,8 @@ class ImageQC(BaseDetector):
         """An unfitted detector from a config file (``data``, ``model``, ``training`` sections).
 
         Args:
-            path: YAML / JSON config such as ``configs/image2d-small.yaml``; ``None`` for all defaults.
+            path: YAML / JSON config such as a preset file (:func:`segqc.presets.preset_path`); ``None`` for all
+                defaults.
             labels: Label value of each class (default: learned from the masks).
             data: Preprocessing options overriding the file's ``data`` section (``None`` values ignored).
             training: Training options overriding the file's ``training`` section (``None`` values ignored).
