@@ -42,6 +42,7 @@ from segqc.history import RunHistory, fingerprint
 from segqc.metrics import case_metrics
 from segqc.outputs import OutputKind, check_output_dir, write_marker
 from segqc.report import render_report
+from segqc.train import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -390,7 +391,8 @@ def _summary(qc: ImageQC, table: pd.DataFrame, options: ScoreOptions, identifier
         "model": {"path": str(qc.bundle_), "id": identifier, "labels": qc.labels_},
         "run": {"started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 3),
                 "cases": len(table), "scored": len(ok), "errors": int((table["status"] != "ok").sum()),
-                "skipped_unchanged": reused},
+                "skipped_unchanged": reused, "cases_per_second": round(len(table) / max(seconds, 1e-9), 3),
+                "device": str(resolve_device(qc._training_config.device))},
         "thresholds": {"review": qc.calibration_.review, "fail": qc.calibration_.fail},
         "verdicts": {v: int(verdicts.get(v, 0)) for v in ("pass", "review", "fail", "error")},
         "verdict_rule": {"rule": options.verdicts, "dice_threshold": options.dice_threshold,

@@ -74,6 +74,7 @@ def test_score_writes_the_full_report(setup) -> None:
     assert sum(bool(p) for p in ok["gallery"]) == 5
     summary = json.loads((report / "summary.json").read_text())
     assert summary["verdicts"]["error"] == 2 and summary["run"]["scored"] == 10
+    assert summary["run"]["device"] == "cpu" and summary["run"]["cases_per_second"] > 0
     assert set(summary["correlations"]) >= {"dice_mean", "msd", "hd95"}
     assert "auroc" in summary["failure_detection"] and summary["exit"]["code"] == 0
     html = (report / "report.html").read_text()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from segqc import degradations, phantoms
+from segqc.cli import app
 from segqc.config import ImageModelConfig, TrainingConfig
 from segqc.data.images import CaseFiles
 from segqc.data.preprocess import PreparedCase
@@ -154,3 +159,34 @@ def test_the_estimator_survives_the_bundle(trained, unseen, tmp_path) -> None:
     after = ImageQC.load(trained.save(tmp_path / "model")).assess(images, truth)
     np.testing.assert_allclose(after.quality.dice, before.quality.dice)
     np.testing.assert_array_equal(after.reconstruction, before.reconstruction)
+
+
+def test_score_reports_predicted_dice_and_quality_verdicts(trained, tmp_path) -> None:
+    trained.save(tmp_path / "model")
+    phantoms.write_cases(phantoms.make_prediction_set(16, (32, 32), seed=7, failure_fraction=0.5), tmp_path / "test",
+                         fmt="png")
+    command = ["score", str(tmp_path / "test/predictions"), "--images", str(tmp_path / "test/images"), "--model",
+               str(tmp_path / "model"), "--ground-truth", str(tmp_path / "test/masks"), "--top-k", "4"]
+    result = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    assert "predicted Dice vs true Dice: MAE" in result.stderr and "false alarms" in result.stderr
+    table = pd.read_csv(tmp_path / "report/scores.csv")
+    for column in ("predicted_dice", "predicted_dice_low", "predicted_dice_high", "predicted_dice_1",
+                   "predicted_dice_2", "reconstruction_dice"):
+        assert table[column].between(0, 1).all()
+    assert (table["predicted_dice_low"] <= table["predicted_dice_high"]).all()
+    expected = np.where(table["predicted_dice_high"] < 0.8, "fail",
+                        np.where(table["predicted_dice_low"] < 0.8, "review", "pass"))
+    assert (table["verdict"] == expected).all()
+    assert set(table["gallery_reason"].dropna()) <= {"top-k", "near the fail line"}
+    assert (table["gallery_reason"] == "near the fail line").sum() == 2
+    summary = json.loads((tmp_path / "report/summary.json").read_text())
+    assert summary["verdict_rule"] == {"rule": "quality", "dice_threshold": 0.8, "coverage": 0.6}
+    assert summary["predicted_dice"]["mae"] is not None and "misses" in summary["verdict_quality"]
+    assert "Predicted vs. true Dice" in (tmp_path / "report/report.html").read_text()
+    lenient = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "lenient"), "--dice-threshold", "0.3",
+                                       "--verdicts", "score"])
+    assert lenient.exit_code == 0, lenient.output
+    lenient_summary = json.loads((tmp_path / "lenient/summary.json").read_text())
+    assert lenient_summary["verdict_rule"]["rule"] == "score"
+    assert lenient_summary["failure_detection"]["dice_threshold"] == 0.3
