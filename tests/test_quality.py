@@ -190,3 +190,12 @@ def test_score_reports_predicted_dice_and_quality_verdicts(trained, tmp_path) ->
     lenient_summary = json.loads((tmp_path / "lenient/summary.json").read_text())
     assert lenient_summary["verdict_rule"]["rule"] == "score"
     assert lenient_summary["failure_detection"]["dice_threshold"] == 0.3
+
+
+def test_a_cases_assessment_does_not_depend_on_its_batch(trained, unseen) -> None:
+    images, truth = unseen
+    together = trained.assess(images, truth)
+    alone = trained.assess(images[5:6], truth[5:6])
+    np.testing.assert_array_equal(alone.reconstruction[0], together.reconstruction[5])
+    np.testing.assert_allclose(alone.quality.dice[0], together.quality.dice[5], rtol=1e-6)
+    np.testing.assert_allclose(alone.scores[0], together.scores[5], rtol=1e-5)

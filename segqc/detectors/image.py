@@ -280,9 +280,10 @@ class ImageQC(BaseDetector):
         device = resolve_device(self._training_config.device)
         model = self.model_.to(device).eval()
         size = self._model_config.score_batch_size
-        generator = torch.Generator(device).manual_seed(self._training_config.seed)
+        seed = self._training_config.seed
         with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
-            parts = [model.reconstruct(images[start:start + size].to(device), generator).cpu().numpy()
+            parts = [model.reconstruct(images[start:start + size].to(device),
+                                       torch.Generator(device).manual_seed(seed)).cpu().numpy()
                      for start in range(0, len(images), size)]
         return np.concatenate(parts)
 

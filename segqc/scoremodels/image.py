@@ -138,7 +138,9 @@ class ImageScoreModel(nn.Module):
 
         Args:
             images: ``(B, C, *spatial)``.
-            generator: Source of the Gumbel noise (seed it for reproducible results).
+            generator: Source of the Gumbel noise; one draw per level serves every
+                case of the batch, so with a freshly seeded generator a case's
+                reconstruction does not depend on the batch it is in.
 
         Returns:
             Class probabilities ``(B, K, *spatial)``.
@@ -149,7 +151,7 @@ class ImageScoreModel(nn.Module):
             tau = self.taus[index].view(*([1] * len(shape)))
             beta = float(self.betas[index])
             mixed = ((1 - beta) * probabilities + beta / self.num_classes).clamp_min(self.delta)
-            gumbel = noise.sample_gumbel(shape, generator, images.device)
+            gumbel = noise.sample_gumbel((1, *shape[1:]), generator, images.device).expand(shape)
             y = noise.exp_concrete_perturb(torch.log(mixed), tau, gumbel, dim=1)
             prediction = self.net(images, self._network_input(y, tau), self.taus[index].expand(shape[0]))
             location = torch.softmax(prediction.float() + tau * y, dim=1)
