@@ -462,12 +462,17 @@ def score(
     that cannot be read is listed with its error and the run goes on. Exit codes:
     0 ok, 1 internal error, 2 bad input, 3 more than --fail-on cases failed QC.
     With --segmenter, the images are segmented first (masks in OUT.predictions/).
+    Sharded over processes / machines: torchrun --nproc_per_node N $(which segqc) score ...
+    (each rank scores every N-th case; rank 0 writes the one report).
 
         segqc score preds/ --images imgs/ --model qc-model --out report/ --history qc.sqlite --fail-on 5
         segqc score --segmenter monai:UNet --weights unet.pt --segmenter-options unet.yaml --images imgs/ ...
     """
+    import torch.distributed as dist
+
     from segqc.detectors.image import ImageQC
     from segqc.scoring import ScoreOptions, check_report_output, resolved_options, score_folder
+    from segqc.train import distributed_context, init_distributed_from_env, resolve_device
 
     computing(threads, max_voxels)
     if incremental and history is None:
@@ -486,14 +491,21 @@ def score(
     options = resolved_options(qc, ScoreOptions(ground_truth, top_k, dice_threshold, verdicts, fail_on, history,
                                                 incremental))
     check_report_output(qc, predictions, images, out, options)
+    sharded = init_distributed_from_env(resolve_device(qc._training_config.device))
+    rank, _ = distributed_context()
     if segmenter is not None:
         predictions = out.with_name(f"{out.name}.predictions")
         check_output_dir(predictions, OutputKind.MASKS, [images, model, weights, segmenter_options, class_map],
                          option="--out (segmenter masks)")
-        run_segmenter(segmenter, images, predictions, weights, segmenter_options, class_map, batch_size, device,
-                      qc.labels_)
+        if rank == 0:
+            run_segmenter(segmenter, images, predictions, weights, segmenter_options, class_map, batch_size, device,
+                          qc.labels_)
+        if sharded:
+            dist.barrier()
     with progress_bar("reading", "cases") as on_case:
         run = score_folder(qc, predictions, images, out, options, on_case)
+    if rank != 0:
+        return
     summary = run.summary
     counts = summary["verdicts"]
     console.print(f"[green]{summary['run']['cases']} cases[/] ({summary['run']['skipped_unchanged']} unchanged, "

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from segqc import __version__, evaluation, heatmaps
 from segqc.atomic import atomic_directory
@@ -42,7 +43,7 @@ from segqc.history import RunHistory, fingerprint
 from segqc.metrics import case_metrics
 from segqc.outputs import OutputKind, check_output_dir, write_marker
 from segqc.report import render_report
-from segqc.train import resolve_device
+from segqc.train import distributed_context, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +183,10 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
         options: Run options.
         on_case: Progress callback ``(done, total)``.
 
+    Under ``torchrun`` (a process group is initialised) each rank scores every
+    ``world_size``-th case and rank 0 writes the one report and history row; the
+    other ranks return their share with an empty summary.
+
     Returns:
         The scores table, the summary and the exit code for cron / CI.
 
@@ -201,8 +206,9 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
         truths = {c.case_id: c.mask for c in pair_cases(images_dir, options.ground_truth, require_masks=False,
                                                             require_images=False) if c.mask is not None}
     history = RunHistory(options.history) if options.history else None
+    rank, world = distributed_context()
     rows, prepared, fingerprints, reused = [], [], {}, 0
-    for done, files in enumerate(cases, start=1):
+    for done, files in enumerate(cases[rank::world], start=1):
         if files.problem:
             rows.append(_error_row(files.case_id, files, files.problem))
         elif files.mask is None:
@@ -225,10 +231,14 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
                         fingerprints[case.case_id] = key
             except SegQCError as err:
                 rows.append(_error_row(files.case_id, files, str(err)))
-        if on_case:
-            on_case(done, len(cases))
+        if on_case and rank == 0:
+            on_case(done, len(cases[rank::world]))
     scored_rows, heat, rebuilt = _score_prepared(qc, prepared, truths)
-    table = _rank(pd.DataFrame(rows + scored_rows), qc, options)
+    rows, prepared, heat, rebuilt, fingerprints, reused = _gather_shards(
+        (rows + scored_rows, prepared, heat, rebuilt, fingerprints, reused), rank, world)
+    if rank != 0:  # rank 0 writes the one report
+        return ScoreRun(pd.DataFrame(rows), {}, out, 0)
+    table = _rank(pd.DataFrame(rows), qc, options)
     previous = out if out.is_dir() else None
     with atomic_directory(out) as staging:
         write_marker(staging, OutputKind.REPORT)
@@ -246,6 +256,29 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
                        cases=[{**row, "fingerprint": fingerprints[row["case_id"]]} for row in table.to_dict("records")
                               if row["status"] == "ok" and row["case_id"] in fingerprints])
     return ScoreRun(table, summary, out, summary["exit"]["code"])
+
+
+def _gather_shards(shard: tuple, rank: int, world: int) -> tuple:
+    """Merge every rank's ``(rows, prepared, heat, rebuilt, fingerprints, reused)`` on rank 0.
+
+    Under ``torchrun`` each rank scores ``cases[rank::world]``; rank 0 receives
+    all shards and writes the report. Single-process runs pass through.
+    """
+    if world == 1:
+        return shard
+    shards = [None] * world if rank == 0 else None
+    torch.distributed.gather_object(shard, shards, dst=0)
+    if rank != 0:
+        return shard
+    rows, prepared, heat, rebuilt, fingerprints, reused = [], [], {}, {}, {}, 0
+    for part in shards:
+        rows += part[0]
+        prepared += part[1]
+        heat.update(part[2])
+        rebuilt.update(part[3])
+        fingerprints.update(part[4])
+        reused += part[5]
+    return rows, prepared, heat, rebuilt, fingerprints, reused
 
 
 def _score_prepared(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Path]
