@@ -1,0 +1,96 @@
+"""`segqc train` exactly as a new user runs it: no --config, on 300 2D 96 x 96 pairs.
+
+Writes 300 phantom training pairs and 200 phantom predictions (40 % failed, graded
+modes) at 96 x 96 as PNG files, times ``segqc train --images D --masks D --out M``
+(no other option: segqc picks its preset from the data and the device), then runs
+``segqc score`` with ground truth on the predictions and reports the training wall
+time, the preset chosen, and how well the model separates failed predictions
+(AUROC for Dice < 0.8 of the anomaly score and of ``1 - predicted Dice``), the
+predicted-Dice MAE and the verdict mistakes.
+
+Usage::
+
+    python benchmarks/default_training.py [--out docs/benchmarks-default-training.md]
+
+Run it alone on the machine: anything else running changes the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from segqc import phantoms  # noqa: E402
+
+
+def segqc(*arguments: str) -> tuple[float, str]:
+    """Run the CLI; its wall time and stderr."""
+    started = time.perf_counter()
+    completed = subprocess.run([sys.executable, "-m", "segqc", *arguments], capture_output=True, text=True)
+    if completed.returncode:
+        raise SystemExit(f"segqc {arguments[0]} failed: {completed.stderr[-2000:]}")
+    return time.perf_counter() - started, completed.stderr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-default-training.md")
+    parser.add_argument("--pairs", type=int, default=300)
+    parser.add_argument("--size", type=int, default=96)
+    args = parser.parse_args()
+    size = (args.size, args.size)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        phantoms.write_cases(phantoms.make_training_set(args.pairs, size, seed=0), work / "train", fmt="png")
+        phantoms.write_cases(phantoms.make_prediction_set(200, size, seed=100, failure_fraction=0.4), work / "test",
+                             fmt="png")
+        seconds, trained = segqc("train", "--images", str(work / "train/images"), "--masks",
+                                 str(work / "train/masks"), "--out", str(work / "model"))
+        scoring_seconds, _ = segqc("score", str(work / "test/predictions"), "--images", str(work / "test/images"),
+                                   "--model", str(work / "model"), "--out", str(work / "report"), "--ground-truth",
+                                   str(work / "test/masks"))
+        summary = json.loads((work / "report" / "summary.json").read_text())
+    chosen = re.search(r"trained with (.*?), \d+ steps", " ".join(trained.split()))
+    quality, verdicts = summary.get("predicted_dice") or {}, summary.get("verdict_quality") or {}
+    lines = [
+        "# `segqc train` without a config",
+        "",
+        f"Command: `python benchmarks/default_training.py --pairs {args.pairs} --size {args.size}`  ",
+        f"Date: {datetime.date.today()}; machine: {platform.machine()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__}; nothing else running.",
+        "",
+        f"`segqc train --images D --masks D --out M` on {args.pairs} phantom pairs of {args.size} x {args.size} "
+        "(PNG), then `segqc score` with ground truth on 200 phantom predictions (40 % failed).",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| preset chosen | {chosen.group(1) if chosen else 'see stderr'} |",
+        f"| training wall time (reading, training, density, quality estimator, saving) | {seconds:.0f} s |",
+        f"| scoring wall time, 200 cases with ground truth and report | {scoring_seconds:.0f} s |",
+        f"| AUROC of the anomaly score (Dice < 0.8) | {summary['failure_detection']['auroc']:.3f} |",
+        f"| AUROC of 1 - predicted Dice | {quality.get('auroc', float('nan')):.3f} |",
+        f"| predicted Dice MAE | {quality.get('mae', float('nan')):.3f} |",
+        f"| false alarms (Dice >= 0.9 not pass) | {verdicts.get('false_alarms', float('nan')):.3f} |",
+        f"| misses (Dice < 0.8 pass) | {verdicts.get('misses', float('nan')):.3f} |",
+        "",
+    ]
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
