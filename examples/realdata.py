@@ -328,10 +328,9 @@ def nuclei_set(budgets: Sequence[int] = (15, 40, 150), seed: int = 0, tile: int 
     test_images, truths = _tiles(image[:, half:], tile, tile // 2), _tiles(mask[:, half:], tile, tile // 2)
     snapshots = unet_predictions(train_images, train_masks, test_images, 2, budgets, seed, None, on_budget)
     cases = _test_cases("tile", test_images, truths, snapshots, corrupted_predictions(truths, 2, seed))
-    columns = len(range(0, half - tile + 1, tile // 2))
-    bands = [f"band{index // columns // 2:02d}" for index in range(len(train_images))]  # two overlapping tile rows
+    tiles = [f"tile{index:03d}" for index in range(len(train_images))]  # a tile and its 8 symmetries: one source
     return QCSet("nuclei", [0, 1], _dihedral(train_images), _dihedral(train_masks), cases,
-                 CONFIGS / "nuclei-tiles.yaml", bands * 8)
+                 CONFIGS / "nuclei-tiles.yaml", tiles * 8)
 
 
 # How the training file names written by write_set name their source.
