@@ -100,5 +100,5 @@ def test_shape_mismatch(dataset) -> None:
 def test_help_teaches() -> None:
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for text in ("--slice-axis", "--labels", "torchrun", "(default: 2000)"):
+    for text in ("--slice-axis", "--labels", "torchrun", "--group-pattern", "small: CPU", "(default: the preset's"):
         assert text in result.output

@@ -484,9 +484,9 @@ def test_config_validation(values: dict, field: str) -> None:
     _one_line(err, f"{SECTION}.{field}")
 
 
-@pytest.mark.parametrize("name", ["image2d-small", "image2d-paper", "image3d-small"])
+@pytest.mark.parametrize("name", ["image2d-small", "image2d-gpu", "image2d-paper", "image3d-small"])
 def test_shipped_configs_load(name: str) -> None:
-    path = Path(__file__).parents[1] / "configs" / f"{name}.yaml"
+    path = Path(__file__).parents[1] / "segqc" / "presets" / f"{name}.yaml"
     config = from_mapping(PreprocessConfig, read_mapping_file(path, ["data", "model", "training"], "config file")["data"], SECTION)
     assert len(config.spatial_size) == config.spatial_dims
 
