@@ -38,10 +38,10 @@ from segqc.data.preprocess import PreparedCase, PreprocessConfig, label_indices,
 from segqc.density import ranks
 from segqc.detectors.image import ImageQC
 from segqc.errors import ConfigError, InputError, SchemaError, SegQCError
-from segqc.quality import dice_per_class, mean_dice, quality_verdicts
 from segqc.history import RunHistory, fingerprint
 from segqc.metrics import case_metrics
 from segqc.outputs import OutputKind, check_output_dir, write_marker
+from segqc.quality import dice_per_class, mean_dice, quality_verdicts
 from segqc.report import render_report
 from segqc.train import distributed_context, resolve_device
 
@@ -208,7 +208,8 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
     history = RunHistory(options.history) if options.history else None
     rank, world = distributed_context()
     rows, prepared, fingerprints, reused = [], [], {}, 0
-    for done, files in enumerate(cases[rank::world], start=1):
+    mine = cases[rank::world]
+    for done, files in enumerate(mine, start=1):
         if files.problem:
             rows.append(_error_row(files.case_id, files, files.problem))
         elif files.mask is None:
@@ -232,7 +233,7 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
             except SegQCError as err:
                 rows.append(_error_row(files.case_id, files, str(err)))
         if on_case and rank == 0:
-            on_case(done, len(cases[rank::world]))
+            on_case(done, len(mine))
     scored_rows, heat, rebuilt = _score_prepared(qc, prepared, truths)
     rows, prepared, heat, rebuilt, fingerprints, reused = _gather_shards(
         (rows + scored_rows, prepared, heat, rebuilt, fingerprints, reused), rank, world)
