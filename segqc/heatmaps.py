@@ -54,8 +54,23 @@ def _show_mask(axis, mask: np.ndarray, num_classes: int, style: str = "solid") -
         axis.text(0.5, 0.06, "empty mask", color="white", fontsize=8, ha="center", transform=axis.transAxes)
 
 
+_OVERLAY_PIXELS = 288  # the longer side of an overlay PNG
+_HEAT_ALPHA = 0.45
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    """``values`` scaled to ``[0, 1]`` (a constant array becomes 0)."""
+    low, high = float(values.min()), float(values.max())
+    return (values - low) / (high - low) if high > low else np.zeros_like(values, dtype=np.float64)
+
+
 def overlay_png(path: Path, image: np.ndarray, prediction: np.ndarray, heat: np.ndarray, num_classes: int) -> None:
-    """Write image (grey) + prediction contours + heat map to ``path``.
+    """Write image (grey) + heat map (inferno) + prediction outlines to ``path``.
+
+    Composed with NumPy and Pillow (no matplotlib figure: one is written per
+    scored case, and figures were most of the scoring time). Display
+    orientation as in the gallery panels: first array axis to the right,
+    second axis up; 3D cases show their hottest slice.
 
     Args:
         path: Target PNG.
@@ -64,14 +79,23 @@ def overlay_png(path: Path, image: np.ndarray, prediction: np.ndarray, heat: np.
         heat: ``(*spatial)`` heat map.
         num_classes: ``K``.
     """
+    from PIL import Image, ImageDraw
+    from scipy import ndimage
+
     channel, (mask,), heat2d = _to_2d(image, [prediction], heat)
-    figure, axis = plt.subplots(figsize=(3, 3), dpi=100)
-    axis.imshow(channel.T, cmap="gray", origin="lower")
-    axis.imshow(heat2d.T, cmap="inferno", alpha=0.45, origin="lower", vmin=0, vmax=max(float(heat2d.max()), 1e-12))
-    _show_mask(axis, mask.T, num_classes)
-    axis.set_axis_off()
-    figure.savefig(path, bbox_inches="tight", pad_inches=0.02)
-    plt.close(figure)
+    grey = np.repeat(_unit(np.asarray(channel, np.float64))[..., None], 3, axis=-1)
+    peak = max(float(heat2d.max()), 1e-12)
+    hot = matplotlib.colormaps["inferno"](np.clip(heat2d / peak, 0, 1))[..., :3]
+    rgb = (1 - _HEAT_ALPHA) * grey + _HEAT_ALPHA * hot
+    for label in range(1, num_classes):
+        region = mask == label
+        rgb[region & ~ndimage.binary_erosion(region, border_value=0)] = MASK_COLOURS(label % 10)[:3]
+    pixels = np.flipud(np.transpose(np.rint(rgb * 255).astype(np.uint8), (1, 0, 2)))  # x right, y up
+    scale = max(1, _OVERLAY_PIXELS // max(pixels.shape[:2]))
+    picture = Image.fromarray(pixels).resize((pixels.shape[1] * scale, pixels.shape[0] * scale), Image.NEAREST)
+    if not (mask > 0).any():
+        ImageDraw.Draw(picture).text((4, picture.height - 14), "empty mask", fill=(255, 255, 255))
+    picture.save(path)
 
 
 def gallery_png(path: Path, title: str, image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None,
