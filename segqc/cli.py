@@ -34,9 +34,9 @@ console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _error_line(message: str) -> None:
+def _error_line(message: str, kind: str = "error") -> None:
     """The one line a user sees for bad input (white space folded, no markup read from the message)."""
-    console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]{kind}:[/] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
 
 
 class OneLineErrors(typer.core.TyperGroup):
@@ -92,9 +92,7 @@ def handle_errors(command: F) -> F:
             raise
         except Exception as err:  # noqa: BLE001 - the CLI must never print a traceback by default
             logging.getLogger("segqc").debug("internal error", exc_info=True)
-            console.print(f"[bold red]internal error:[/] {escape(type(err).__name__)}: "
-                          f"{escape(' '.join(str(err).split()))} (run with --verbose for the traceback)",
-                          highlight=False, soft_wrap=True)
+            _error_line(f"{type(err).__name__}: {err} (run with --verbose for the traceback)", "internal error")
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -260,7 +258,6 @@ def demo(
     from segqc.demo import run_demo
 
     computing(threads)
-    check_output_dir(out, OutputKind.DEMO)
     with training_progress() as on_step, progress_bar("scoring", "cases") as on_case:
         run = run_demo(out, fast, seed, device or "auto", on_stage=lambda text: console.print(f"[bold]>[/] {text}"),
                        on_step=on_step, on_case=on_case)

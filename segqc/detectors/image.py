@@ -251,7 +251,6 @@ class ImageQC(BaseDetector):
                               "spatial_dims": spatial_dims, "input_size": input_size}
         return ImageScoreModel(spatial_dims, image_channels, num_classes, taus, betas, cfg.loss, cfg.delta, network)
 
-    @torch.no_grad()
     def embed(self, images: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
         """Score-norm embeddings ``(N, L)`` and heat maps ``(N, *spatial)`` of pairs."""
         images, masks = _as_tensors(images, masks)
@@ -261,31 +260,30 @@ class ImageQC(BaseDetector):
                               f"got {images.shape[1]}-channel {masks.ndim - 1}D")
         if masks.numel() and int(masks.max()) >= arch["num_classes"]:
             raise SchemaError(f"mask class index {int(masks.max())} outside 0..{arch['num_classes'] - 1}")
-        device = resolve_device(self._training_config.device)
-        model = self.model_.to(device).eval()
-        size = self._model_config.score_batch_size
-        norms, heat = [], []
-        # Full fp32 convolutions: with cuDNN's TF32 GPU scores drifted from CPU scores by ~4 % of their spread.
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
-            for start in range(0, len(images), size):
-                batch_norms, batch_heat = model.embed(images[start:start + size].to(device),
-                                                      masks[start:start + size].to(device))
-                norms.append(batch_norms.double().cpu().numpy())
-                heat.append(batch_heat.float().cpu().numpy())
-        return np.concatenate(norms), np.concatenate(heat)
+        parts = self._in_batches(lambda model, image, mask: model.embed(image, mask), images, masks)
+        return (np.concatenate([norms.double().cpu().numpy() for norms, _ in parts]),
+                np.concatenate([heat.float().cpu().numpy() for _, heat in parts]))
 
-    @torch.no_grad()
     def _reconstruct(self, images: torch.Tensor) -> np.ndarray:
         """Class probabilities ``(N, K, *spatial)`` of segqc's own segmentation of each image."""
+        seed = self._training_config.seed
+        parts = self._in_batches(
+            lambda model, image: model.reconstruct(image, torch.Generator(image.device).manual_seed(seed)), images)
+        return np.concatenate([part.cpu().numpy() for part in parts])
+
+    @torch.no_grad()
+    def _in_batches(self, run: Callable[..., Any], *tensors: torch.Tensor) -> list[Any]:
+        """``run(model, *batch)`` for each scoring batch of ``tensors``, on the scoring device, in eval mode.
+
+        Convolutions run in full fp32: with cuDNN's TF32, GPU scores drifted from
+        CPU scores by about 4 % of their spread.
+        """
         device = resolve_device(self._training_config.device)
         model = self.model_.to(device).eval()
         size = self._model_config.score_batch_size
-        seed = self._training_config.seed
         with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
-            parts = [model.reconstruct(images[start:start + size].to(device),
-                                       torch.Generator(device).manual_seed(seed)).cpu().numpy()
-                     for start in range(0, len(images), size)]
-        return np.concatenate(parts)
+            return [run(model, *(tensor[start:start + size].to(device) for tensor in tensors))
+                    for start in range(0, len(tensors[0]), size)]
 
     def score_pairs(self, images: Any, masks: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Anomaly scores ``(N,)``, per-level norms ``(N, L)`` and heat maps ``(N, *spatial)``."""
