@@ -327,7 +327,7 @@ def train(
     from segqc.data.images import data_spatial_dims
     from segqc.detectors.image import ImageQC
     from segqc.presets import resolve_config
-    from segqc.train import distributed_context, init_distributed_from_env, resolve_device
+    from segqc.train import distributed_context, distributed_session, resolve_device
 
     computing(threads, max_voxels)
     check_output_dir(out, OutputKind.MODEL, [images, masks, Path(config) if config else None])
@@ -337,9 +337,9 @@ def train(
     detector = ImageQC.from_config(path, parse_labels(labels) if labels else None, data={"slice_axis": slice_axis},
                                    training={"steps": steps, "batch_size": batch_size, "seed": seed, "device": device,
                                              "contaminated": contaminated or None})
-    init_distributed_from_env(resolve_device(detector.training.device))
-    rank, _ = distributed_context()
-    with checkpoints_for(out, is_writer=rank == 0) as checkpoints:
+    with distributed_session(resolve_device(detector.training.device)), \
+            checkpoints_for(out, is_writer=distributed_context()[0] == 0) as checkpoints:
+        rank, _ = distributed_context()
         with progress_bar("preparing", "cases") as on_case, training_progress(f"training ({chosen})") as on_step:
             detector.fit_folders(images, masks, on_case=on_case, on_step=on_step, checkpoint_dir=checkpoints,
                                  resume=resume, group_pattern=group_pattern)
@@ -469,7 +469,7 @@ def score(
 
     from segqc.detectors.image import ImageQC
     from segqc.scoring import ScoreOptions, check_report_output, resolved_options, score_folder
-    from segqc.train import distributed_context, init_distributed_from_env, resolve_device
+    from segqc.train import distributed_context, distributed_session, resolve_device
 
     computing(threads, max_voxels)
     if incremental and history is None:
@@ -488,19 +488,19 @@ def score(
     options = resolved_options(qc, ScoreOptions(ground_truth, top_k, dice_threshold, verdicts, fail_on, history,
                                                 incremental))
     check_report_output(qc, predictions, images, out, options)
-    sharded = init_distributed_from_env(resolve_device(qc._training_config.device))
-    rank, _ = distributed_context()
-    if segmenter is not None:
-        predictions = out.with_name(f"{out.name}.predictions")
-        check_output_dir(predictions, OutputKind.MASKS, [images, model, weights, segmenter_options, class_map],
-                         option="--out (segmenter masks)")
-        if rank == 0:
-            run_segmenter(segmenter, images, predictions, weights, segmenter_options, class_map, batch_size, device,
-                          qc.labels_)
-        if sharded:
-            dist.barrier()
-    with progress_bar("reading", "cases") as on_case:
-        run = score_folder(qc, predictions, images, out, options, on_case)
+    with distributed_session(resolve_device(qc._training_config.device)) as sharded:
+        rank, _ = distributed_context()
+        if segmenter is not None:
+            predictions = out.with_name(f"{out.name}.predictions")
+            check_output_dir(predictions, OutputKind.MASKS, [images, model, weights, segmenter_options, class_map],
+                             option="--out (segmenter masks)")
+            if rank == 0:
+                run_segmenter(segmenter, images, predictions, weights, segmenter_options, class_map, batch_size,
+                              device, qc.labels_)
+            if sharded:
+                dist.barrier()
+        with progress_bar("reading", "cases") as on_case:
+            run = score_folder(qc, predictions, images, out, options, on_case)
     if rank != 0:
         return
     summary = run.summary

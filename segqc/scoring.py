@@ -269,6 +269,7 @@ def _gather_shards(shard: tuple, rank: int, world: int) -> tuple:
         return shard
     shards = [None] * world if rank == 0 else None
     torch.distributed.gather_object(shard, shards, dst=0)
+    torch.distributed.barrier()  # every shard has arrived before any rank moves on (and may leave the group)
     if rank != 0:
         return shard
     rows, prepared, heat, rebuilt, fingerprints, reused = [], [], {}, {}, {}, 0

@@ -21,8 +21,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +146,24 @@ def init_distributed_from_env(device: torch.device) -> bool:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return True
+
+
+@contextmanager
+def distributed_session(device: torch.device) -> Iterator[bool]:
+    """:func:`init_distributed_from_env` for a block; the process group is destroyed after it.
+
+    Every rank leaves the group cleanly (a gloo process that exits with its group
+    still open can abort with "terminate called without an active exception").
+
+    Yields:
+        True when running distributed.
+    """
+    sharded = init_distributed_from_env(device)
+    try:
+        yield sharded
+    finally:
+        if sharded and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 class Trainer:
