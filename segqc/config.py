@@ -173,6 +173,9 @@ class ImageModelConfig:
             should hold on held-out degradations.
         degradations_per_case: Degraded copies of each held-out mask that teach
             the quality estimator.
+        atlas_size: Correct training pairs kept in the bundle as an atlas whose
+            agreement with a prediction informs the quality estimator
+            (:mod:`segqc.atlas`); 0 leaves the atlas out.
     """
 
     levels: int = 10
@@ -191,6 +194,7 @@ class ImageModelConfig:
     dice_threshold: float = 0.8
     quality_coverage: float = 0.6
     degradations_per_case: int = 24
+    atlas_size: int = 256
 
     def __post_init__(self) -> None:
         if self.verdicts not in VERDICT_RULES:
@@ -209,6 +213,7 @@ class ImageModelConfig:
             "dice_threshold": 0 < self.dice_threshold <= 1,
             "quality_coverage": 0 < self.quality_coverage < 1,
             "degradations_per_case": self.degradations_per_case >= 1,
+            "atlas_size": self.atlas_size >= 0,
         }
         _reject_invalid(self, "model", checks)
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from segqc import bundle, degradations, noise, quality
+from segqc.atlas import Atlas
 from segqc.config import ImageModelConfig, TrainingConfig, merged_config, read_mapping_file
 from segqc.data.images import pair_cases
 from segqc.data.preprocess import PreparedCase, PreprocessConfig, prepare_dataset, stack
@@ -107,6 +108,9 @@ class ImageQC(BaseDetector):
         calibration_: Review / fail thresholds from held-out pairs.
         decision_scores_: Anomaly scores of the training pairs.
         labels_: Label value of each class.
+        quality_: Predicted-Dice estimator (``None`` with too few held-out sources).
+        atlas_: Reference training pairs whose agreement with a prediction feeds
+            the quality estimator (``None`` with ``atlas_size: 0``).
         bundle_: The bundle directory the detector was loaded from (set by :meth:`load`).
         training_: Summary of the training run.
     """
@@ -214,6 +218,8 @@ class ImageQC(BaseDetector):
         norms, _ = self.embed(images, masks)
         self.density_ = self._fit_density(norms[train_rows], train_cfg, cfg.max_components)
         self._calibrate(self.density_.score(norms), train_rows, val_rows, cfg.review_quantile, cfg.fail_quantile)
+        self.atlas_ = (Atlas.sample(images[train_rows].numpy(), masks[train_rows].numpy(), num_classes,
+                                    cfg.atlas_size, train_cfg.seed) if cfg.atlas_size else None)
         self.quality_ = None
         if len(set(groups[val_rows])) >= MIN_QUALITY_CASES:
             self.quality_ = self._fit_quality(images[val_rows], masks[val_rows], groups[val_rows])
@@ -237,10 +243,17 @@ class ImageQC(BaseDetector):
         sources = np.asarray(sources)
         degraded = np.stack(degraded)
         norms, heat = self.embed(images[sources], degraded)
-        features = quality.case_features(norms, self.density_.score(norms), heat, degraded, reconstruction[sources])
+        features = self._quality_features(images[sources].numpy(), degraded, norms, heat, reconstruction[sources])
         per_class = quality.dice_per_class(degraded, truth[sources], num_classes)
         targets = np.column_stack([quality.mean_dice(per_class, degraded, truth[sources]), per_class])
         return quality.QualityEstimator(cfg.quality_coverage, seed).fit(features, targets, groups[sources])
+
+    def _quality_features(self, images: np.ndarray, masks: np.ndarray, norms: np.ndarray, heat: np.ndarray,
+                          reconstruction: np.ndarray) -> np.ndarray:
+        """Features of the quality estimator: the model's view (:func:`quality.case_features`) and the atlas's."""
+        features = quality.case_features(norms, self.density_.score(norms), heat, masks, reconstruction)
+        atlas = getattr(self, "atlas_", None)
+        return np.column_stack([features, atlas.features(images, masks)]) if atlas is not None else features
 
     def _build(self, image_channels: int, num_classes: int, spatial_dims: int, input_size: int) -> ImageScoreModel:
         cfg = self._model_config
@@ -308,7 +321,8 @@ class ImageQC(BaseDetector):
         probabilities = self._reconstruct(images)
         estimate = None
         if getattr(self, "quality_", None) is not None:
-            estimate = self.quality_.predict(quality.case_features(norms, scores, heat, masks.numpy(), probabilities))
+            estimate = self.quality_.predict(self._quality_features(images.numpy(), masks.numpy(), norms, heat,
+                                                                    probabilities))
         return Assessment(scores, norms, heat, probabilities.argmax(1), estimate)
 
     def decision_function(self, data: tuple[Any, Any]) -> np.ndarray:
@@ -322,6 +336,8 @@ class ImageQC(BaseDetector):
                     "preprocess": dataclasses.asdict(self._preprocess_config)}
         estimator = getattr(self, "quality_", None)
         extra = {f"quality_{k}": v for k, v in estimator.to_arrays().items()} if estimator is not None else {}
+        atlas = getattr(self, "atlas_", None)
+        extra.update({f"atlas_{k}": v for k, v in atlas.to_arrays().items()} if atlas is not None else {})
         return self._write_bundle(path, "image", metadata, extra)
 
     @classmethod
@@ -344,5 +360,7 @@ class ImageQC(BaseDetector):
             detector._restore(content, model)
             estimator = {k.removeprefix("quality_"): v for k, v in content.arrays.items() if k.startswith("quality_")}
             detector.quality_ = quality.QualityEstimator.from_arrays(estimator) if estimator else None
+            atlas = {k.removeprefix("atlas_"): v for k, v in content.arrays.items() if k.startswith("atlas_")}
+            detector.atlas_ = Atlas.from_arrays(atlas) if atlas else None
         detector.bundle_ = Path(path)
         return detector
