@@ -7,7 +7,8 @@ true Dice. Every degradation works on a label map of class indices ``0..K-1``
 (``0`` = background) in 2D or 3D, and ``strength`` in ``[0, 1]`` scales it
 relative to the size of the structure it changes.
 
-Kinds: boundary erosion / dilation, smooth boundary jitter, a shift, holes,
+Kinds: a learned segmenter's typical errors (boundaries moved by a smooth
+field at the scale of the objects), boundary erosion / dilation, smooth boundary jitter, a shift, holes,
 a dropped part of a structure (or all of it), extra blobs, labels swapped in a
 region, over-smoothing, blockiness (coarse resolution), an empty mask, and
 ``"good"`` (sub-voxel boundary noise, what an accepted prediction looks like).
@@ -20,8 +21,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-KINDS: tuple[str, ...] = ("good", "erode", "dilate", "jitter", "shift", "holes", "drop", "extra", "swap", "smooth",
-                          "blocky", "empty")
+KINDS: tuple[str, ...] = ("good", "segmenter", "erode", "dilate", "jitter", "shift", "holes", "drop", "extra",
+                          "swap", "smooth", "blocky", "empty")
 
 
 def _radius(region: np.ndarray) -> float:
@@ -110,6 +111,40 @@ def _good(mask: np.ndarray, strength: float, rng: np.random.Generator, num_class
     return out
 
 
+def _object_radius(region: np.ndarray) -> float:
+    """Median radius (voxels) of the connected components of ``region`` (1 when it is empty)."""
+    components, count = ndimage.label(region)
+    if not count:
+        return 1.0
+    sizes = np.bincount(components.ravel())[1:]
+    return _radius(np.ones(int(np.median(sizes)), bool).reshape(-1, *([1] * (region.ndim - 1))))
+
+
+def _segmenter(mask: np.ndarray, strength: float, rng: np.random.Generator, num_classes: int) -> np.ndarray:
+    """What a learned segmenter gets wrong: each class's boundary moved in or out by a smooth random field.
+
+    The field is a bias (systematic under- or over-segmentation) plus spatially
+    smooth variation, both scaled to the class's typical object radius (not the
+    whole foreground's), so small objects vanish, thin parts break and near
+    objects merge as they do in a real network's output. Each voxel takes the
+    class whose moved region claims it most (background where none does).
+    """
+    claims = [np.zeros(mask.shape, np.float32)]
+    for label in range(1, num_classes):
+        region = mask == label
+        if not region.any():
+            claims.append(np.full(mask.shape, -np.inf, np.float32))
+            continue
+        radius = _object_radius(region)
+        signed = ndimage.distance_transform_edt(~region) - ndimage.distance_transform_edt(region)
+        reach = 0.5 + strength * radius  # voxels a boundary may move
+        bias = rng.normal(0.0, 0.5) * reach
+        variation = ndimage.gaussian_filter(rng.standard_normal(mask.shape), max(1.0, 1.5 * radius))
+        variation *= reach / (np.abs(variation).max() or 1.0)
+        claims.append((bias + variation - signed).astype(np.float32))
+    return np.argmax(np.stack(claims), axis=0).astype(mask.dtype)
+
+
 def _shift(mask: np.ndarray, strength: float, rng: np.random.Generator, num_classes: int) -> np.ndarray:
     direction = rng.standard_normal(mask.ndim)
     offset = np.round(direction / np.linalg.norm(direction) * strength * _radius(mask > 0)).astype(int)
@@ -193,7 +228,7 @@ def _empty(mask: np.ndarray, strength: float, rng: np.random.Generator, num_clas
 
 
 _DEGRADE: dict[str, Callable[[np.ndarray, float, np.random.Generator, int], np.ndarray]] = {
-    "good": _good, "erode": _erode, "dilate": _dilate, "jitter": _jitter, "shift": _shift, "holes": _holes,
+    "good": _good, "segmenter": _segmenter, "erode": _erode, "dilate": _dilate, "jitter": _jitter, "shift": _shift, "holes": _holes,
     "drop": _drop, "extra": _extra, "swap": _swap, "smooth": _smooth, "blocky": _blocky, "empty": _empty,
 }
 
@@ -217,14 +252,23 @@ def degrade(mask: np.ndarray, kind: str, strength: float, rng: np.random.Generat
 
 
 def degradation_plan(count: int, rng: np.random.Generator) -> list[tuple[str, float]]:
-    """``count`` (kind, strength) pairs: a third ``good``, the rest every other kind in turn.
+    """``count`` (kind, strength) pairs: a third ``good``, a third ``segmenter``, a third the other kinds.
 
-    Strengths are ``u ** 2`` for uniform ``u``, so mild failures, whose Dice lies
-    near the usual failure lines (0.7-0.9), are the most common.
+    The other kinds come in a fresh random order each round, so every kind is
+    used even when ``count`` is small. Strengths are ``u ** 2`` for uniform
+    ``u``, so mild failures, whose Dice lies near the usual failure lines
+    (0.7-0.9), are the most common.
     """
-    failures = [kind for kind in KINDS if kind != "good"]
+    others = [kind for kind in KINDS if kind not in ("good", "segmenter")]
+    queue: list[str] = []
     plan = []
     for index in range(count):
-        kind = "good" if index % 3 == 0 else failures[(index - index // 3 - 1) % len(failures)]
+        if index % 3 == 0:
+            kind = "good"
+        elif index % 3 == 1:
+            kind = "segmenter"
+        else:
+            queue = queue or [str(k) for k in rng.permutation(others)]
+            kind = queue.pop()
         plan.append((kind, float(rng.uniform(0.15, 1.0) ** 2)))
     return plan

@@ -7,19 +7,16 @@ where it is bright, the mask disagrees with what the model learned.
 
 from __future__ import annotations
 
-from pathlib import Path
+import gzip
+import io
 
 import matplotlib
+import nibabel as nib
+import numpy as np
+import torch
+from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform  # noqa: E402
-
-from segqc.data.preprocess import PreprocessConfig, fit_input_shape, restore_spatial  # noqa: E402
+from segqc.data.preprocess import PreprocessConfig, fit_input_shape, restore_spatial
 
 MASK_COLOURS = matplotlib.colormaps["tab10"]
 
@@ -38,24 +35,10 @@ def _to_2d(image: np.ndarray, masks: list[np.ndarray | None], heat: np.ndarray):
     return channel, masks, heat
 
 
-def _show_mask(axis, mask: np.ndarray, num_classes: int, style: str = "solid") -> None:
-    """Contours of each foreground class over an image (``mask`` in display orientation).
-
-    The mask is padded with background first, so a mask filling the whole frame
-    still shows its outline; an empty mask is labelled "empty".
-    """
-    rows, cols = mask.shape
-    for label in range(1, num_classes):
-        region = np.pad(mask == label, 1)
-        if region.any():
-            axis.contour(np.arange(-1, cols + 1), np.arange(-1, rows + 1), region, levels=[0.5],
-                         colors=[MASK_COLOURS(label % 10)], linewidths=1.2, linestyles=style)
-    if not (mask > 0).any() and style == "solid":
-        axis.text(0.5, 0.06, "empty mask", color="white", fontsize=8, ha="center", transform=axis.transAxes)
-
-
-_OVERLAY_PIXELS = 288  # the longer side of an overlay PNG
+_PANEL_PIXELS = 288  # the longer side of an overlay PNG and of each gallery panel
 _HEAT_ALPHA = 0.45
+_GAP = 6  # pixels between gallery panels
+_OUTLINE = 2  # outline width in display pixels
 
 
 def _unit(values: np.ndarray) -> np.ndarray:
@@ -64,50 +47,99 @@ def _unit(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low) if high > low else np.zeros_like(values, dtype=np.float64)
 
 
-def overlay_png(path: Path, image: np.ndarray, prediction: np.ndarray, heat: np.ndarray, num_classes: int) -> None:
-    """Write image (grey) + heat map (inferno) + prediction outlines to ``path``.
+def _display(array: np.ndarray, scale: int) -> np.ndarray:
+    """Model-grid ``(X, Y, ...)`` to display orientation (first axis right, second up), each pixel ``scale`` wide."""
+    shown = np.flipud(np.swapaxes(array, 0, 1))
+    return np.repeat(np.repeat(shown, scale, 0), scale, 1)
 
-    Composed with NumPy and Pillow (no matplotlib figure: one is written per
-    scored case, and figures were most of the scoring time). Display
-    orientation as in the gallery panels: first array axis to the right,
-    second axis up; 3D cases show their hottest slice.
+
+def _panel(channel: np.ndarray, outlines: list[tuple[np.ndarray | None, str]], num_classes: int,
+           heat: np.ndarray | None = None) -> np.ndarray:
+    """One picture: the image in grey, optionally the heat map (inferno) blended in, and mask outlines.
+
+    Outlines are drawn inside each class region at display resolution; the mask
+    is taken as surrounded by background, so a mask filling the whole frame
+    still shows its outline. Dashed outlines mark segqc's own reconstruction.
 
     Args:
-        path: Target PNG.
+        channel: ``(X, Y)`` image.
+        outlines: ``(mask (X, Y) class indices or None, "solid" | "dashed")`` pairs.
+        num_classes: ``K``.
+        heat: ``(X, Y)`` heat map, or ``None``.
+
+    Returns:
+        ``(H, W, 3)`` uint8 in display orientation, longer side about :data:`_PANEL_PIXELS`.
+    """
+    from scipy import ndimage
+
+    rgb = np.repeat(_unit(np.asarray(channel, np.float64))[..., None], 3, axis=-1)
+    if heat is not None:
+        peak = max(float(heat.max()), 1e-12)
+        rgb = (1 - _HEAT_ALPHA) * rgb + _HEAT_ALPHA * matplotlib.colormaps["inferno"](np.clip(heat / peak, 0, 1))[..., :3]
+    scale = max(1, _PANEL_PIXELS // max(channel.shape))
+    rgb = _display(np.rint(rgb * 255).astype(np.uint8), scale)
+    rows, cols = np.indices(rgb.shape[:2])
+    dashes = ((rows + cols) // 6) % 2 == 0
+    for mask, style in outlines:
+        if mask is None:
+            continue
+        shown = _display(mask, scale)
+        for label in range(1, num_classes):
+            region = shown == label
+            if region.any():
+                edge = region & ~ndimage.binary_erosion(region, iterations=_OUTLINE, border_value=0)
+                rgb[edge & dashes if style == "dashed" else edge] = np.rint(
+                    np.asarray(MASK_COLOURS(label % 10)[:3]) * 255).astype(np.uint8)
+    return rgb
+
+
+def _png(picture) -> bytes:
+    """A Pillow image as PNG bytes."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _picture(pixels: np.ndarray, empty: bool):
+    """A Pillow image of ``pixels``, labelled "empty mask" when the prediction has no foreground."""
+    from PIL import Image, ImageDraw
+
+    picture = Image.fromarray(pixels)
+    if empty:
+        ImageDraw.Draw(picture).text((4, picture.height - 14), "empty mask", fill=(255, 255, 255))
+    return picture
+
+
+def overlay_png(image: np.ndarray, prediction: np.ndarray, heat: np.ndarray, num_classes: int) -> bytes:
+    """A PNG of image (grey) + heat map (inferno) + prediction outlines.
+
+    Composed with NumPy and Pillow (no matplotlib figure: one is written per
+    scored case, and figures were most of the scoring time). 3D cases show
+    their hottest slice.
+
+    Args:
         image: ``(C, *spatial)`` model-grid image.
         prediction: ``(*spatial)`` class indices.
         heat: ``(*spatial)`` heat map.
         num_classes: ``K``.
+
+    Returns:
+        The PNG file's bytes.
     """
-    from PIL import Image, ImageDraw
-    from scipy import ndimage
-
     channel, (mask,), heat2d = _to_2d(image, [prediction], heat)
-    grey = np.repeat(_unit(np.asarray(channel, np.float64))[..., None], 3, axis=-1)
-    peak = max(float(heat2d.max()), 1e-12)
-    hot = matplotlib.colormaps["inferno"](np.clip(heat2d / peak, 0, 1))[..., :3]
-    rgb = (1 - _HEAT_ALPHA) * grey + _HEAT_ALPHA * hot
-    for label in range(1, num_classes):
-        region = mask == label
-        rgb[region & ~ndimage.binary_erosion(region, border_value=0)] = MASK_COLOURS(label % 10)[:3]
-    pixels = np.flipud(np.transpose(np.rint(rgb * 255).astype(np.uint8), (1, 0, 2)))  # x right, y up
-    scale = max(1, _OVERLAY_PIXELS // max(pixels.shape[:2]))
-    picture = Image.fromarray(pixels).resize((pixels.shape[1] * scale, pixels.shape[0] * scale), Image.NEAREST)
-    if not (mask > 0).any():
-        ImageDraw.Draw(picture).text((4, picture.height - 14), "empty mask", fill=(255, 255, 255))
-    picture.save(path)
+    return _png(_picture(_panel(channel, [(mask, "solid")], num_classes, heat2d), not (mask > 0).any()))
 
 
-def gallery_png(path: Path, title: str, image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None,
-                heat: np.ndarray, num_classes: int, reconstruction: np.ndarray | None = None) -> None:
-    """Write the panels image | prediction (and segqc's reconstruction) | ground truth | heat overlay.
+def gallery_png(title: str, image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None,
+                heat: np.ndarray, num_classes: int, reconstruction: np.ndarray | None = None) -> bytes:
+    """A PNG of the panels image | prediction (and segqc's reconstruction) | ground truth | heat overlay.
 
-    Masks are drawn as contours over the image (solid: the prediction and the
+    Masks are drawn as outlines over the image (solid: the prediction and the
     ground truth; dashed: segqc's own reconstruction), so a reviewer sees an
-    empty or a full mask at a glance.
+    empty or a full mask at a glance. Composed with NumPy and Pillow, like
+    :func:`overlay_png`.
 
     Args:
-        path: Target PNG.
         title: Title line (rank, case, score, predicted Dice, verdict).
         image: ``(C, *spatial)`` model-grid image.
         prediction: ``(*spatial)`` class indices.
@@ -115,32 +147,35 @@ def gallery_png(path: Path, title: str, image: np.ndarray, prediction: np.ndarra
         heat: ``(*spatial)`` heat map.
         num_classes: ``K``.
         reconstruction: ``(*spatial)`` segqc's reconstruction, or ``None``.
+
+    Returns:
+        The PNG file's bytes.
     """
+    from PIL import Image, ImageDraw, ImageFont
+
     channel, (pred2d, truth2d, rebuilt2d), heat2d = _to_2d(image, [prediction, truth, reconstruction], heat)
-    panels = [("image", []), ("prediction" + (" / segqc (dashed)" if rebuilt2d is not None else ""),
-                              [(pred2d, "solid"), (rebuilt2d, "dashed")])]
+    panels = [("image", _panel(channel, [], num_classes)),
+              ("prediction" + (" / segqc (dashed)" if rebuilt2d is not None else ""),
+               _panel(channel, [(pred2d, "solid"), (rebuilt2d, "dashed")], num_classes))]
     if truth2d is not None:
-        panels.append(("ground truth", [(truth2d, "solid")]))
-    figure, axes = plt.subplots(1, len(panels) + 1, figsize=(2.6 * (len(panels) + 1), 2.8), dpi=100)
-    for axis, (name, masks) in zip(axes, panels):
-        axis.imshow(channel.T, cmap="gray", origin="lower")
-        for mask, style in masks:
-            if mask is not None:
-                _show_mask(axis, mask.T, num_classes, style)
-        axis.set_title(name, fontsize=9)
-        axis.set_axis_off()
-    axes[-1].imshow(channel.T, cmap="gray", origin="lower")
-    axes[-1].imshow(heat2d.T, cmap="inferno", alpha=0.5, origin="lower", vmin=0, vmax=max(float(heat2d.max()), 1e-12))
-    axes[-1].set_title("anomaly heat map", fontsize=9)
-    axes[-1].set_axis_off()
-    figure.suptitle(title, fontsize=10)
-    figure.savefig(path, bbox_inches="tight", pad_inches=0.05)
-    plt.close(figure)
+        panels.append(("ground truth", _panel(channel, [(truth2d, "solid")], num_classes)))
+    panels.append(("anomaly heat map", _panel(channel, [], num_classes, heat2d)))
+    font, title_font = ImageFont.load_default(size=13), ImageFont.load_default(size=14)
+    height, width = panels[0][1].shape[:2]
+    top = 44
+    canvas = Image.new("RGB", (len(panels) * (width + _GAP) + _GAP, height + top + _GAP), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((_GAP, 4), title, fill=(20, 20, 20), font=title_font)
+    for index, (name, pixels) in enumerate(panels):
+        left = _GAP + index * (width + _GAP)
+        draw.text((left, top - 18), name, fill=(60, 60, 60), font=font)
+        canvas.paste(_picture(pixels, index == 1 and not (pred2d > 0).any()), (left, top))
+    return _png(canvas)
 
 
-def heat_volume_nifti(path: Path, heat: np.ndarray, original_shape: tuple[int, ...], affine: np.ndarray,
-                      config: PreprocessConfig) -> None:
-    """Write a 3D heat map in the original image grid.
+def heat_volume_nifti(heat: np.ndarray, original_shape: tuple[int, ...], affine: np.ndarray,
+                      config: PreprocessConfig) -> bytes:
+    """A 3D heat map in the original image grid, as ``.nii.gz`` bytes.
 
     The heat map lives in the model grid (reoriented to ``config.orientation``,
     respaced to ``config.spacing``, then resized or centre-cropped/padded). It
@@ -150,11 +185,13 @@ def heat_volume_nifti(path: Path, heat: np.ndarray, original_shape: tuple[int, .
     reoriented back to the file's orientation and saved with the file's affine.
 
     Args:
-        path: Target ``.nii.gz``.
         heat: ``(*spatial_size)`` model-grid heat map.
         original_shape: Spatial shape ``(X, Y, Z)`` of the image file.
         affine: ``(4, 4)`` affine of the image file.
         config: The preprocessing settings that made the model grid.
+
+    Returns:
+        The gzip-compressed NIfTI-1 file's bytes.
     """
     to_file = None
     oriented_shape = tuple(original_shape)
@@ -168,4 +205,5 @@ def heat_volume_nifti(path: Path, heat: np.ndarray, original_shape: tuple[int, .
                                                    mode="trilinear", align_corners=False)[0, 0].numpy()
     if to_file is not None:
         restored = apply_orientation(restored, to_file)
-    nib.save(nib.Nifti1Image(np.ascontiguousarray(restored, dtype=np.float32), affine), str(path))
+    volume = nib.Nifti1Image(np.ascontiguousarray(restored, dtype=np.float32), affine)
+    return gzip.compress(volume.to_bytes(), compresslevel=6)

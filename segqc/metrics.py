@@ -53,11 +53,27 @@ def _binary_batch(mask: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(mask), dtype=torch.float32)[None, None]
 
 
+def _foreground_box(*masks: np.ndarray) -> tuple[slice, ...]:
+    """Bounding box of the union of ``masks`` (boolean, same shape), one background voxel wider where possible.
+
+    Surface distances are unchanged by cropping to it: every surface voxel and
+    its neighbours stay inside, and distances do not depend on the origin.
+    """
+    union = np.logical_or.reduce(masks)
+    box = []
+    for axis in range(union.ndim):
+        present = np.flatnonzero(union.any(axis=tuple(a for a in range(union.ndim) if a != axis)))
+        box.append(slice(max(int(present[0]) - 1, 0), int(present[-1]) + 2))
+    return tuple(box)
+
+
 def surface_distances(prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> tuple[float, float]:
     """Mean symmetric surface distance and 95th percentile Hausdorff distance.
 
     Both are computed with MONAI on the union of the foreground classes (class
-    index > 0), in the units of ``spacing`` (mm).
+    index > 0), in the units of ``spacing`` (mm), on the bounding box of the
+    two foregrounds (the distance transforms of a small structure in a large
+    volume cost what the structure's neighbourhood costs).
 
     Args:
         prediction: Predicted class indices, ``(*spatial)`` with 2 or 3 axes.
@@ -78,6 +94,8 @@ def surface_distances(prediction: np.ndarray, truth: np.ndarray, spacing: Sequen
     if not predicted.any() or not true.any():
         return float("nan"), float("nan")
     spacing = [float(size) for size in spacing]
+    box = _foreground_box(predicted, true)
+    predicted, true = predicted[box], true[box]
     with warnings.catch_warnings():
         # MONAI's own internal call passes an argument it has deprecated.
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"monai\.")

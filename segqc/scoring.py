@@ -12,11 +12,13 @@ The layout is documented in ``docs/report-format.md``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
 import json
 import logging
+import math
 import re
 import shutil
 import time
@@ -38,6 +40,7 @@ from segqc.data.preprocess import PreparedCase, PreprocessConfig, label_indices,
 from segqc.density import ranks
 from segqc.detectors.image import ImageQC
 from segqc.errors import ConfigError, InputError, SchemaError, SegQCError
+from segqc.gallery import GalleryPool, gallery_cases
 from segqc.history import RunHistory, fingerprint
 from segqc.metrics import case_metrics
 from segqc.outputs import OutputKind, check_output_dir, write_marker
@@ -170,10 +173,28 @@ def _ground_truth_metrics(case: PreparedCase, truth_path: Path, labels: list[int
     return case_metrics(case.mask, truth_slice, labels, scaled)
 
 
+CHUNK_CASES = 256
+"""Files read, scored and written per step: memory stays flat however many cases a folder holds."""
+
+
+@dataclass
+class _Shard:
+    """What one process keeps of its share of the cases while they stream past (bounded but for the rows)."""
+
+    rows: list[dict[str, Any]]
+    fingerprints: dict[str, str]
+    reused: list[str]
+    pool: GalleryPool
+
+
 def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Path, out: str | Path,
                  options: ScoreOptions | None = None,
                  on_case: Callable[[int, int], None] | None = None) -> ScoreRun:
     """Score every predicted mask of a folder and write a report directory.
+
+    Cases stream through in chunks of :data:`CHUNK_CASES` files: each chunk is
+    read, scored and its heat maps written before the next is read; only the
+    score rows and a bounded pool of gallery candidates stay in memory.
 
     Args:
         qc: A detector read with :meth:`ImageQC.load`.
@@ -184,8 +205,9 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
         on_case: Progress callback ``(done, total)``.
 
     Under ``torchrun`` (a process group is initialised) each rank scores every
-    ``world_size``-th case and rank 0 writes the one report and history row; the
-    other ranks return their share with an empty summary.
+    ``world_size``-th case and sends its heat maps, chunk by chunk, and its rows
+    to rank 0, which writes the one report and history row; the other ranks
+    return their share with an empty summary.
 
     Returns:
         The scores table, the summary and the exit code for cron / CI.
@@ -207,44 +229,30 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
                                                             require_images=False) if c.mask is not None}
     history = RunHistory(options.history) if options.history else None
     rank, world = distributed_context()
-    rows, prepared, fingerprints, reused = [], [], {}, 0
     mine = cases[rank::world]
-    for done, files in enumerate(mine, start=1):
-        if files.problem:
-            rows.append(_error_row(files.case_id, files, files.problem))
-        elif files.mask is None:
-            rows.append(_error_row(files.case_id, files, f"no predicted mask for this image in {predictions_dir}"))
-        elif not files.images:
-            rows.append(_error_row(files.case_id, files, f"no image for this predicted mask in {images_dir}"))
-        else:
-            try:
-                key = fingerprint([*files.images, files.mask, *([truths[files.case_id]] if files.case_id in truths
-                                                                else [])])
-                cached = (history.cached_case(identifier, files.case_id, key) if history and options.incremental
-                          else None)
-                if cached is not None:
-                    rows.append(cached)
-                    fingerprints[files.case_id] = key
-                    reused += 1
-                else:
-                    for case in prepare_case(files, qc.preprocess, qc.labels_):
-                        prepared.append(case)
-                        fingerprints[case.case_id] = key
-            except SegQCError as err:
-                rows.append(_error_row(files.case_id, files, str(err)))
-        if on_case and rank == 0:
-            on_case(done, len(mine))
-    scored_rows, heat, rebuilt = _score_prepared(qc, prepared, truths)
-    rows, prepared, heat, rebuilt, fingerprints, reused = _gather_shards(
-        (rows + scored_rows, prepared, heat, rebuilt, fingerprints, reused), rank, world)
-    if rank != 0:  # rank 0 writes the one report
-        return ScoreRun(pd.DataFrame(rows), {}, out, 0)
-    table = _rank(pd.DataFrame(rows), qc, options)
+    steps = math.ceil(math.ceil(len(cases) / world) / CHUNK_CASES)  # the same on every rank
     previous = out if out.is_dir() else None
-    with atomic_directory(out) as staging:
-        write_marker(staging, OutputKind.REPORT)
-        table = _write_images(qc, table, prepared, heat, rebuilt, truths, staging, previous, options)
-        summary = _summary(qc, table, options, identifier, started, time.perf_counter() - clock, reused)
+    with atomic_directory(out) if rank == 0 else contextlib.nullcontext() as staging:
+        if staging is not None:
+            write_marker(staging, OutputKind.REPORT)
+            (staging / "heatmaps").mkdir()
+            (staging / "gallery").mkdir()
+        shard = _Shard([], {}, [], GalleryPool(options.top_k, options.dice_threshold))
+        for step in range(steps):
+            chunk = mine[step * CHUNK_CASES:(step + 1) * CHUNK_CASES]
+            prepared = _read_chunk(qc, chunk, truths, shard, history if options.incremental else None,
+                                   identifier, predictions_dir, images_dir)
+            files = _score_chunk(qc, prepared, truths, shard)
+            for relative, data in _gathered_files(files, rank, world).items():
+                (staging / relative).write_bytes(data)
+            if on_case and rank == 0:
+                on_case(min((step + 1) * CHUNK_CASES, len(mine)), len(mine))
+        shard = _gather_shards(shard, rank, world)
+        if rank != 0:  # rank 0 writes the one report
+            return ScoreRun(pd.DataFrame(shard.rows), {}, out, 0)
+        table = _rank(pd.DataFrame(shard.rows), qc, options)
+        table = _write_gallery(qc, table, shard, truths, staging, previous, options)
+        summary = _summary(qc, table, options, identifier, started, time.perf_counter() - clock, len(shard.reused))
         table.to_csv(staging / "scores.csv", index=False)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         render_report(staging, history.runs(identifier) + [summary] if history else None)
@@ -254,16 +262,74 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
                          f"{table['case_id'].iloc[0]}: {first}); every case's error is in {out / 'scores.csv'}")
     if history:
         history.append({**summary, "report": str(out)},
-                       cases=[{**row, "fingerprint": fingerprints[row["case_id"]]} for row in table.to_dict("records")
-                              if row["status"] == "ok" and row["case_id"] in fingerprints])
+                       cases=[{**row, "fingerprint": shard.fingerprints[row["case_id"]]}
+                              for row in table.to_dict("records")
+                              if row["status"] == "ok" and row["case_id"] in shard.fingerprints])
     return ScoreRun(table, summary, out, summary["exit"]["code"])
 
 
-def _gather_shards(shard: tuple, rank: int, world: int) -> tuple:
-    """Merge every rank's ``(rows, prepared, heat, rebuilt, fingerprints, reused)`` on rank 0.
+def _read_chunk(qc: ImageQC, chunk: list[CaseFiles], truths: dict[str, Path], shard: _Shard,
+                history: RunHistory | None, identifier: str, predictions_dir: Path,
+                images_dir: Path) -> list[PreparedCase]:
+    """Prepare a chunk's cases; error rows and rows reused from ``history`` go straight to ``shard``."""
+    prepared = []
+    for files in chunk:
+        if files.problem:
+            shard.rows.append(_error_row(files.case_id, files, files.problem))
+        elif files.mask is None:
+            shard.rows.append(_error_row(files.case_id, files, f"no predicted mask for this image in {predictions_dir}"))
+        elif not files.images:
+            shard.rows.append(_error_row(files.case_id, files, f"no image for this predicted mask in {images_dir}"))
+        else:
+            try:
+                key = fingerprint([*files.images, files.mask, *([truths[files.case_id]] if files.case_id in truths
+                                                                else [])])
+                cached = history.cached_case(identifier, files.case_id, key) if history else None
+                if cached is not None:
+                    shard.rows.append(cached)
+                    shard.fingerprints[files.case_id] = key
+                    shard.reused.append(files.case_id)
+                else:
+                    for case in prepare_case(files, qc.preprocess, qc.labels_):
+                        prepared.append(case)
+                        shard.fingerprints[case.case_id] = key
+            except SegQCError as err:
+                shard.rows.append(_error_row(files.case_id, files, str(err)))
+    return prepared
 
-    Under ``torchrun`` each rank scores ``cases[rank::world]``; rank 0 receives
-    all shards and writes the report. Single-process runs pass through.
+
+def _score_chunk(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Path],
+                 shard: _Shard) -> dict[str, bytes]:
+    """Score a chunk's prepared cases into ``shard``; returns their heat-map files ``{relative path: bytes}``."""
+    rows, heat, rebuilt = _score_prepared(qc, prepared, truths)
+    shard.rows += rows
+    shard.pool.offer(rows, prepared, heat, rebuilt)
+    files = {}
+    for index, (row, case) in enumerate(zip(rows, prepared)):
+        if qc.preprocess.spatial_dims == 3:
+            relative = f"heatmaps/{file_name(case.case_id)}.nii.gz"
+            files[relative] = heatmaps.heat_volume_nifti(heat[index], case.original_shape, case.affine,
+                                                         qc.preprocess)
+        else:
+            relative = f"heatmaps/{file_name(case.case_id)}.png"
+            files[relative] = heatmaps.overlay_png(case.image, case.mask, heat[index], len(qc.labels_))
+        row["heatmap"] = relative
+    return files
+
+
+def _gathered_files(files: dict[str, bytes], rank: int, world: int) -> dict[str, bytes]:
+    """Every rank's chunk of heat-map files on rank 0 (an empty dict elsewhere); single processes pass through."""
+    if world == 1:
+        return files
+    parts = [None] * world if rank == 0 else None
+    torch.distributed.gather_object(files, parts, dst=0)
+    return {name: data for part in parts for name, data in part.items()} if rank == 0 else {}
+
+
+def _gather_shards(shard: _Shard, rank: int, world: int) -> _Shard:
+    """Every rank's rows, fingerprints, reused cases and gallery candidates merged on rank 0.
+
+    Single-process runs pass through.
     """
     if world == 1:
         return shard
@@ -272,22 +338,20 @@ def _gather_shards(shard: tuple, rank: int, world: int) -> tuple:
     torch.distributed.barrier()  # every shard has arrived before any rank moves on (and may leave the group)
     if rank != 0:
         return shard
-    rows, prepared, heat, rebuilt, fingerprints, reused = [], [], {}, {}, {}, 0
+    merged = _Shard([], {}, [], GalleryPool(shard.pool.top_k, shard.pool.dice_threshold))
     for part in shards:
-        rows += part[0]
-        prepared += part[1]
-        heat.update(part[2])
-        rebuilt.update(part[3])
-        fingerprints.update(part[4])
-        reused += part[5]
-    return rows, prepared, heat, rebuilt, fingerprints, reused
+        merged.rows += part.rows
+        merged.fingerprints.update(part.fingerprints)
+        merged.reused += part.reused
+        merged.pool.merge(part.pool)
+    return merged
 
 
 def _score_prepared(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Path]
-                    ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Rows, heat maps and reconstructions ``{case_id: (*spatial)}`` of the cases that were read."""
+                    ) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+    """Rows, heat maps ``(N, *spatial)`` and reconstructions ``(N, *spatial)`` of the cases that were read."""
     if not prepared:
-        return [], {}, {}
+        return [], np.empty(0), np.empty(0)
     masks = np.stack([c.mask for c in prepared])
     assessment = qc.assess(np.stack([c.image for c in prepared]), masks)
     num_classes = len(qc.labels_)
@@ -313,9 +377,7 @@ def _score_prepared(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str,
             except SegQCError as err:
                 row["message"] = f"ground truth not used: {err}"
         rows.append(row)
-    heat = {case.case_id: assessment.heat[index] for index, case in enumerate(prepared)}
-    rebuilt = {case.case_id: assessment.reconstruction[index] for index, case in enumerate(prepared)}
-    return rows, heat, rebuilt
+    return rows, assessment.heat, assessment.reconstruction
 
 
 def _rank(table: pd.DataFrame, qc: ImageQC, options: ScoreOptions) -> pd.DataFrame:
@@ -342,65 +404,41 @@ def _rank(table: pd.DataFrame, qc: ImageQC, options: ScoreOptions) -> pd.DataFra
     return table[ordered].sort_values(["rank", "case_id"], na_position="last", kind="stable").reset_index(drop=True)
 
 
-def gallery_cases(table: pd.DataFrame, top_k: int, dice_threshold: float) -> dict[str, str]:
-    """Cases shown in the gallery and why: the top-K by score, and the cases closest to the fail line.
+def _write_gallery(qc: ImageQC, table: pd.DataFrame, shard: _Shard, truths: dict[str, Path], staging: Path,
+                   previous: Path | None, options: ScoreOptions) -> pd.DataFrame:
+    """Gallery panels (see :func:`gallery_cases`); cases reused from ``previous`` get their old files.
 
-    The fail line is where predicted Dice meets the failure Dice; cases near it
-    are where a reviewer's time changes the most verdicts. Up to ``top_k // 2``
-    of them join the gallery (without a quality estimator: none).
-
-    Returns:
-        ``{case_id: "top-k" | "near the fail line"}``.
+    The table gets the panels' paths in ``gallery`` and why each case is shown in ``gallery_reason``.
     """
-    ok = table[table["status"] == "ok"]
-    chosen = {case: "top-k" for case in ok.loc[ok["rank"] <= top_k, "case_id"]}
-    if "predicted_dice" in ok.columns:
-        distance = (ok["predicted_dice"] - dice_threshold).abs()
-        near = ok.loc[distance.sort_values(kind="stable").index, "case_id"]
-        for case in [c for c in near if c not in chosen][:top_k // 2]:
-            chosen[case] = "near the fail line"
-    return chosen
-
-
-def _write_images(qc: ImageQC, table: pd.DataFrame, prepared: list[PreparedCase], heat: dict[str, np.ndarray],
-                  rebuilt: dict[str, np.ndarray], truths: dict[str, Path], staging: Path, previous: Path | None,
-                  options: ScoreOptions) -> pd.DataFrame:
-    """Heat maps of every scored case and gallery panels (see :func:`gallery_cases`); the table gets their paths."""
-    (staging / "heatmaps").mkdir()
-    (staging / "gallery").mkdir()
-    by_id = {case.case_id: case for case in prepared}
-    num_classes = len(qc.labels_)
-    volumes = qc.preprocess.spatial_dims == 3
     shown = gallery_cases(table, options.top_k, options.dice_threshold)
-    table["heatmap"], table["gallery"] = "", ""
+    heat_files = table.pop("heatmap").fillna("") if "heatmap" in table else ""
+    table["heatmap"], table["gallery"] = heat_files, ""
     table["gallery_reason"] = table["case_id"].map(shown).fillna("")
+    reused = set(shard.reused)
     for index, row in table.iterrows():
         if row["status"] != "ok":
             continue
         name = file_name(row["case_id"])
-        heat_file = f"heatmaps/{name}.{'nii.gz' if volumes else 'png'}"
         gallery_file = f"gallery/{name}.png"
-        case = by_id.get(row["case_id"])
-        if case is None:  # reused from an earlier run: carry its files over when they exist
+        if row["case_id"] in reused:  # carry the earlier run's files over when they exist
+            heat_file = f"heatmaps/{name}.{'nii.gz' if qc.preprocess.spatial_dims == 3 else 'png'}"
             for column, relative in (("heatmap", heat_file), ("gallery", gallery_file)):
-                if previous is not None and (previous / relative).is_file():
+                found = previous is not None and (previous / relative).is_file()
+                if found:
                     shutil.copy2(previous / relative, staging / relative)
-                    table.at[index, column] = relative
+                table.at[index, column] = relative if found else ""
             continue
-        if volumes:
-            heatmaps.heat_volume_nifti(staging / heat_file, heat[case.case_id], case.original_shape, case.affine,
-                                       qc.preprocess)
-        else:
-            heatmaps.overlay_png(staging / heat_file, case.image, case.mask, heat[case.case_id], num_classes)
-        table.at[index, "heatmap"] = heat_file
-        if row["case_id"] in shown:
-            truth = _truth_in_model_grid(case, truths, qc)
-            quality_text = (f"  Dice ~{row['predicted_dice']:.2f} [{row['predicted_dice_low']:.2f}, "
-                            f"{row['predicted_dice_high']:.2f}]" if "predicted_dice" in row else "")
-            title = f"#{int(row['rank'])} {case.case_id}  score {row['score']:.3g}{quality_text}  {row['verdict']}"
-            heatmaps.gallery_png(staging / gallery_file, title, case.image, case.mask, truth, heat[case.case_id],
-                                 num_classes, rebuilt[case.case_id])
-            table.at[index, "gallery"] = gallery_file
+        candidate = shard.pool.candidates.get(row["case_id"])
+        if row["case_id"] not in shown or candidate is None:
+            continue
+        case = candidate.case
+        truth = _truth_in_model_grid(case, truths, qc)
+        quality_text = (f"  Dice ~{row['predicted_dice']:.2f} [{row['predicted_dice_low']:.2f}, "
+                        f"{row['predicted_dice_high']:.2f}]" if "predicted_dice" in row else "")
+        title = f"#{int(row['rank'])} {case.case_id}  score {row['score']:.3g}{quality_text}  {row['verdict']}"
+        (staging / gallery_file).write_bytes(heatmaps.gallery_png(title, case.image, case.mask, truth, candidate.heat,
+                                                                  len(qc.labels_), candidate.reconstruction))
+        table.at[index, "gallery"] = gallery_file
     return table
 
 

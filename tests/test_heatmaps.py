@@ -23,7 +23,7 @@ def test_volume_heat_map_returns_to_the_file_grid(tmp_path, orientation) -> None
     model_grid = np.zeros((16, 16, 8), np.float32)
     model_grid[12:, :, :] = 1.0  # hot at high model-x, i.e. towards R (+x) after reorientation to RAS
     config = PreprocessConfig(spatial_dims=3, spatial_size=(16, 16, 8), orientation=orientation)
-    heatmaps.heat_volume_nifti(tmp_path / "h.nii.gz", model_grid, original_shape, affine, config)
+    (tmp_path / "h.nii.gz").write_bytes(heatmaps.heat_volume_nifti(model_grid, original_shape, affine, config))
     image = nib.load(tmp_path / "h.nii.gz")
     assert image.shape == original_shape
     np.testing.assert_allclose(image.affine, affine)
@@ -50,7 +50,7 @@ def _structure_case(tmp_path: Path) -> tuple[np.ndarray, CaseFiles]:
 
 def _file_heat(path: Path, heat: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """``heat`` ``(*spatial_size)`` written with :func:`heatmaps.heat_volume_nifti` and read back ``(28, 11, 9)``."""
-    heatmaps.heat_volume_nifti(path, heat, _FILE_SHAPE, _AFFINE, config)
+    path.write_bytes(heatmaps.heat_volume_nifti(heat, _FILE_SHAPE, _AFFINE, config))
     written = nib.load(path)
     assert written.shape == _FILE_SHAPE
     np.testing.assert_allclose(written.affine, _AFFINE)
@@ -100,7 +100,7 @@ def test_overlay_and_gallery_pngs(tmp_path, shape) -> None:
     mask = np.zeros(shape, np.int64)
     mask[4:10, 4:10] = 1
     heat = np.random.rand(*shape).astype(np.float32)
-    heatmaps.overlay_png(tmp_path / "o.png", image, mask, heat, 3)
-    heatmaps.gallery_png(tmp_path / "g.png", "case", image, mask, mask, heat, 3)
+    (tmp_path / "o.png").write_bytes(heatmaps.overlay_png(image, mask, heat, 3))
+    (tmp_path / "g.png").write_bytes(heatmaps.gallery_png("case", image, mask, mask, heat, 3))
     assert Image.open(tmp_path / "o.png").size[0] > 50
     assert Image.open(tmp_path / "g.png").size[0] > Image.open(tmp_path / "o.png").size[0]

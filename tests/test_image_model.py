@@ -11,6 +11,7 @@ from segqc import noise, phantoms
 from segqc.config import ImageModelConfig, TrainingConfig
 from segqc.detectors.image import ImageQC
 from segqc.errors import BundleError, SchemaError
+from segqc.scoremodels import image as image_scoremodel
 from segqc.scoremodels.image import ImageScoreModel
 
 TINY_NET = {"nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": []}
@@ -33,6 +34,26 @@ def test_shapes(spatial_dims: int, num_classes: int) -> None:
     assert norms.shape == (3, 3) and heat.shape == (3, *spatial)
     assert model.filter_norms(images, masks).shape == (3,)
     assert model.scores(images, masks, torch.zeros(3, dtype=torch.long)).shape == (3, num_classes, *spatial)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_embedding_is_the_same_with_levels_in_one_pass_or_one_at_a_time(spatial_dims: int, monkeypatch) -> None:
+    """Batching levels into one network pass is only a speed-up: norms and heat match the per-level reference."""
+    model = tiny_model(spatial_dims, 1, 3)
+    with torch.no_grad():  # a non-zero output layer, so the scores are not all 0
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    spatial = (8,) * spatial_dims
+    images, masks = torch.randn(3, 1, *spatial), torch.randint(0, 3, (3, *spatial))
+    together = model.embed(images, masks)
+    monkeypatch.setattr(image_scoremodel, "PASS_VOXELS", 1)
+    expected_norms = torch.stack([(model.scores(images, masks, torch.full((3,), i)) ** 2).sum(1).flatten(1).sum(1)
+                                  for i in range(model.num_levels)], 1)
+    separate = model.embed(images, masks)
+    assert expected_norms.abs().min() > 0
+    for batched, single in zip(together, separate):
+        torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(together[0], expected_norms, rtol=1e-4, atol=1e-6)
 
 
 def test_untrained_model_has_zero_scores() -> None:

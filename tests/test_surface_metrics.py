@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
+from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 
 from segqc.metrics import case_metrics, surface_distances
 
@@ -80,3 +82,29 @@ def test_case_metrics_keys_use_label_values() -> None:
     assert metrics["dice_mean"] == pytest.approx(0.25)
     # Foreground union: rows 2-5 vs rows 3-5; only the top row (3 px) is off by 1.
     assert metrics["hd95"] == pytest.approx(1.0)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # MONAI's internal call of a deprecated argument
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("touch_border", [False, True])
+def test_cropping_to_the_foreground_box_matches_monai_on_the_full_grid(spatial_dims: int, touch_border: bool) -> None:
+    """The bounding-box crop is only a speed-up: MONAI on the uncropped masks gives the same distances."""
+    rng = np.random.default_rng(spatial_dims + 2 * touch_border)
+    shape = (40, 36) if spatial_dims == 2 else (20, 18, 16)
+    spacing = (0.7, 1.3, 2.0)[:spatial_dims]
+    for _ in range(4):
+        first, second = np.zeros(shape, bool), np.zeros(shape, bool)
+        for mask in (first, second):
+            low = [int(rng.integers(0 if touch_border else 3, n // 2)) for n in shape]
+            high = [int(rng.integers(lo + 2, n if touch_border else n - 2)) for lo, n in zip(low, shape)]
+            mask[tuple(slice(a, b) for a, b in zip(low, high))] = True
+            mask[tuple(int(rng.integers(0, n)) for n in shape)] = True  # a stray voxel
+        reference = (compute_average_surface_distance(_batch(first), _batch(second), symmetric=True,
+                                                      spacing=list(spacing)),
+                     compute_hausdorff_distance(_batch(first), _batch(second), percentile=95, spacing=list(spacing)))
+        assert surface_distances(first, second, spacing) == pytest.approx(
+            (float(reference[0][0, 0]), float(reference[1][0, 0])), rel=1e-6)
+
+
+def _batch(mask: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(mask, dtype=torch.float32)[None, None]

@@ -284,7 +284,7 @@ class ImageQC(BaseDetector):
             lambda model, image: model.reconstruct(image, torch.Generator(image.device).manual_seed(seed)), images)
         return np.concatenate([part.cpu().numpy() for part in parts])
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _in_batches(self, run: Callable[..., Any], *tensors: torch.Tensor) -> list[Any]:
         """``run(model, *batch)`` for each scoring batch of ``tensors``, on the scoring device, in eval mode.
 

@@ -19,6 +19,9 @@ from torch import nn
 from segqc import losses, noise
 from segqc.nets.ncsnpp import NCSNpp
 
+PASS_VOXELS = 2 ** 21
+"""Most mask voxels (cases x levels x voxels) in one scoring pass of the network."""
+
 
 class ImageScoreModel(nn.Module):
     """GNSM for segmentation masks conditioned on their images.
@@ -108,6 +111,9 @@ class ImageScoreModel(nn.Module):
     def embed(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Multiscale score-norm embedding and anomaly heat map of clean pairs.
 
+        Several levels share one network pass (the batch repeated once per level)
+        while a pass stays under :data:`PASS_VOXELS` mask voxels.
+
         Args:
             images: ``(B, C, *spatial)``.
             masks: Class indices ``(B, *spatial)``.
@@ -117,13 +123,19 @@ class ImageScoreModel(nn.Module):
             ``heat``: per-pixel ``||s / tau||^2`` averaged over levels, ``(B, *spatial)``.
         """
         batch = masks.shape[0]
+        per_pass = max(1, min(self.num_levels, PASS_VOXELS // max(1, masks.numel())))
         norms, heat = [], torch.zeros(masks.shape, device=masks.device)
-        for index in range(self.num_levels):
-            level = torch.full((batch,), index, device=masks.device, dtype=torch.long)
-            per_pixel = (self.scores(images, masks, level) ** 2).sum(1)
-            norms.append(per_pixel.flatten(1).sum(1))
-            heat += per_pixel / self.taus[index] ** 2
-        return torch.stack(norms, 1), heat / self.num_levels
+        for first in range(0, self.num_levels, per_pass):
+            levels = torch.arange(first, min(first + per_pass, self.num_levels), device=masks.device)
+            repeat = len(levels)
+            level = levels.repeat_interleave(batch)
+            expanded_images = images.repeat(repeat, *([1] * (images.ndim - 1)))
+            expanded_masks = masks.repeat(repeat, *([1] * (masks.ndim - 1)))
+            per_pixel = (self.scores(expanded_images, expanded_masks, level) ** 2).sum(1)
+            per_pixel = per_pixel.view(repeat, batch, *masks.shape[1:])
+            norms.append(per_pixel.flatten(2).sum(2).T)
+            heat += (per_pixel / self.taus[levels].view(-1, *([1] * masks.ndim)) ** 2).sum(0)
+        return torch.cat(norms, 1), heat / self.num_levels
 
     def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """segqc's own segmentation of images, inferred from the image alone (a pseudo ground truth).
