@@ -128,3 +128,50 @@ def test_python_api_mirrors_the_cli(setup) -> None:
     cli = pd.read_csv(root / "report" / "scores.csv")
     np.testing.assert_allclose(np.sort(run.table["score"].dropna()), np.sort(cli["score"].dropna()), rtol=1e-6)
     assert run.exit_code == 0 and (root / "api-report" / "report.html").is_file()
+
+
+def test_streaming_in_small_chunks_gives_the_same_report(setup, monkeypatch) -> None:
+    """Chunks of 3 files (errors, gallery pool pruning across chunks) give the report of one chunk."""
+    from segqc import gallery, scoring
+
+    root, _ = setup
+    assert runner.invoke(app, score_args(root, "one-chunk")).exit_code == 0
+    monkeypatch.setattr(scoring, "CHUNK_CASES", 3)
+    offered = []
+    original = gallery.GalleryPool.offer
+    monkeypatch.setattr(gallery.GalleryPool, "offer", lambda pool, rows, *rest: (
+        offered.append(len(rows)), original(pool, rows, *rest)))
+    result = runner.invoke(app, score_args(root, "chunks"))
+    assert result.exit_code == 0, result.output
+    assert len(offered) == 4 and max(offered) <= 3
+    whole = pd.read_csv(root / "one-chunk/scores.csv", keep_default_na=False)
+    chunked = pd.read_csv(root / "chunks/scores.csv", keep_default_na=False)
+    assert list(chunked.columns) == list(whole.columns)
+    for column in ("case_id", "rank", "verdict", "status", "message", "heatmap", "gallery", "gallery_reason"):
+        assert list(chunked[column]) == list(whole[column]), column
+    ok = whole["status"] == "ok"
+    # other batch sizes take other float32 convolution kernels: agreement to about 1e-4
+    np.testing.assert_allclose(chunked.loc[ok, "score"].astype(float), whole.loc[ok, "score"].astype(float),
+                               rtol=1e-3)
+    np.testing.assert_allclose(chunked.loc[ok, "dice_mean"].astype(float), whole.loc[ok, "dice_mean"].astype(float))
+    for relative in whole.loc[whole["gallery"] != "", "gallery"]:
+        assert (root / "chunks" / relative).is_file()
+
+
+def test_the_gallery_pool_keeps_every_case_the_gallery_can_choose() -> None:
+    """Pruned chunk by chunk, the pool still holds the top-K and the cases nearest the fail line."""
+    from segqc.gallery import GalleryPool, gallery_cases
+
+    rng = np.random.default_rng(0)
+    scores, predicted = rng.normal(size=200), rng.uniform(0, 1, 200)
+    pool = GalleryPool(top_k=6, dice_threshold=0.8)
+    for start in range(0, 200, 7):
+        rows = [{"score": scores[i], "predicted_dice": predicted[i]} for i in range(start, min(start + 7, 200))]
+        cases = [type("Case", (), {"case_id": f"c{i}"})() for i in range(start, min(start + 7, 200))]
+        pool.offer(rows, cases, np.zeros((len(rows), 2, 2)), np.zeros((len(rows), 2, 2)))
+        assert len(pool.candidates) <= 4 * 6
+    order = np.argsort(-scores, kind="stable")
+    table = pd.DataFrame({"case_id": [f"c{i}" for i in range(200)], "status": "ok", "predicted_dice": predicted,
+                          "rank": np.argsort(order) + 1})
+    chosen = gallery_cases(table, 6, 0.8)
+    assert len(chosen) == 9 and set(chosen) <= set(pool.candidates)
