@@ -90,6 +90,12 @@ def _as_tensors(images: Any, masks: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return images, masks
 
 
+def _padded(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """``batch`` with copies of its first row appended up to ``size`` rows."""
+    missing = size - len(batch)
+    return torch.cat([batch, batch[:1].expand(missing, *batch.shape[1:])]) if missing > 0 else batch
+
+
 def _laid_out(tensor: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
     """Images ``(B, C, *spatial)`` in ``layout``; masks (one axis fewer) as they are."""
     return tensor.contiguous(memory_format=layout) if tensor.ndim == (4 if layout == torch.channels_last else 5) \
@@ -294,18 +300,31 @@ class ImageQC(BaseDetector):
     def _in_batches(self, run: Callable[..., Any], *tensors: torch.Tensor) -> list[Any]:
         """``run(model, *batch)`` for each scoring batch of ``tensors``, on the scoring device, in eval mode.
 
-        Convolutions run in full fp32: with cuDNN's TF32, GPU scores drifted from
-        CPU scores by about 4 % of their spread. Weights and images are laid out
-        channels-last, which the CPU convolution kernels run 1.4-1.6 times faster
-        with the same results (to 1e-5).
+        Every batch has the same size (the last one padded with copies of its
+        first case, whose results are dropped): convolution and attention
+        kernels are chosen by shape, so a case's results would otherwise depend,
+        in the last digits, on how many cases share its batch (a chunk, a
+        ``torchrun`` shard). Convolutions run in full fp32: with cuDNN's TF32, GPU
+        scores drifted from CPU scores by about 4 % of their spread. Weights and
+        images are laid out channels-last, which the CPU convolution kernels run
+        1.4-1.6 times faster.
+
+        Returns:
+            ``run``'s output (a tensor or a tuple of tensors with the batch first) per batch.
         """
         device = resolve_device(self._training_config.device)
         layout = torch.channels_last if self.architecture_["spatial_dims"] == 2 else torch.channels_last_3d
         model = self.model_.to(device).eval().to(memory_format=layout)
         size = self._model_config.score_batch_size
+        outputs = []
         with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
-            return [run(model, *(_laid_out(tensor[start:start + size].to(device), layout) for tensor in tensors))
-                    for start in range(0, len(tensors[0]), size)]
+            for start in range(0, len(tensors[0]), size):
+                batch = [_padded(tensor[start:start + size], size).to(device) for tensor in tensors]
+                count = min(size, len(tensors[0]) - start)
+                output = run(model, *(_laid_out(tensor, layout) for tensor in batch))
+                outputs.append(tuple(part[:count] for part in output) if isinstance(output, tuple)
+                               else output[:count])
+        return outputs
 
     def score_pairs(self, images: Any, masks: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Anomaly scores ``(N,)``, per-level norms ``(N, L)`` and heat maps ``(N, *spatial)``."""
