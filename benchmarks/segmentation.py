@@ -230,16 +230,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="segqc training steps for every set (default: each set's "
                         "config: phantoms 1500, lits 150, nuclei 500)")
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 when another job shares the cores)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     lines = ["# Segmentation-QC benchmark", "", f"Command: `python {shlex.join(sys.argv)}`", "",
-             f"- date: {datetime.date.today()}; 2-core CPU; segqc trained with each set's config (image2d-small "
+             f"- date: {datetime.date.today()}; 2-core CPU, {args.threads} torch thread(s); segqc trained with each set's config (image2d-small "
              f"network, 64 x 64 input) for {args.steps or 'phantoms 1500, lits 150, nuclei 500'} steps; "
              f"mean ± std over {args.seeds} seeds (the seed changes the "
              "segqc and UNet initialisation, the corruptions and, for phantoms, the data)",
              "- better: Spearman(score, Dice) more negative, Spearman(score, HD95) more positive, AUROC / AP "
              "higher (Dice < 0.8 = failure), AURC lower, Pearson(score, Dice) over the top-50 more negative",
-             "- sets and their provenance: see the docstring of benchmarks/segmentation.py and examples/realdata.py"]
+             "- sets and their provenance: see the docstring of benchmarks/segmentation.py and examples/realdata.py",
+             "- `segqc predicted Dice` combines the score model's features, the agreement with segqc's "
+             "reconstruction and the agreement with its atlas (the k = 5 NCC-nearest of up to 256 training pairs, "
+             "the same information as the `atlas nearest neighbour` baseline) in a regressor fitted on degradations "
+             "of held-out training sources; the atlas and the degradations never see a test case",
+             "- misses: share of failed predictions (Dice < 0.8) that got `pass`; false alarms: share of good ones "
+             "(Dice >= 0.9) that got `review` or `fail`; interval coverage: share of true Dice values inside "
+             "[predicted_dice_low, predicted_dice_high] (nominal 0.6)"]
     for name in args.sets:
         runs, clock = [], time.perf_counter()
         for seed in range(args.seeds):
