@@ -228,8 +228,9 @@ def _empty(mask: np.ndarray, strength: float, rng: np.random.Generator, num_clas
 
 
 _DEGRADE: dict[str, Callable[[np.ndarray, float, np.random.Generator, int], np.ndarray]] = {
-    "good": _good, "segmenter": _segmenter, "erode": _erode, "dilate": _dilate, "jitter": _jitter, "shift": _shift, "holes": _holes,
-    "drop": _drop, "extra": _extra, "swap": _swap, "smooth": _smooth, "blocky": _blocky, "empty": _empty,
+    "good": _good, "segmenter": _segmenter, "erode": _erode, "dilate": _dilate, "jitter": _jitter, "shift": _shift,
+    "holes": _holes, "drop": _drop, "extra": _extra, "swap": _swap, "smooth": _smooth, "blocky": _blocky,
+    "empty": _empty,
 }
 
 

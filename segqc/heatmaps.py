@@ -75,7 +75,8 @@ def _panel(channel: np.ndarray, outlines: list[tuple[np.ndarray | None, str]], n
     rgb = np.repeat(_unit(np.asarray(channel, np.float64))[..., None], 3, axis=-1)
     if heat is not None:
         peak = max(float(heat.max()), 1e-12)
-        rgb = (1 - _HEAT_ALPHA) * rgb + _HEAT_ALPHA * matplotlib.colormaps["inferno"](np.clip(heat / peak, 0, 1))[..., :3]
+        hot = matplotlib.colormaps["inferno"](np.clip(heat / peak, 0, 1))[..., :3]
+        rgb = (1 - _HEAT_ALPHA) * rgb + _HEAT_ALPHA * hot
     scale = max(1, _PANEL_PIXELS // max(channel.shape))
     rgb = _display(np.rint(rgb * 255).astype(np.uint8), scale)
     rows, cols = np.indices(rgb.shape[:2])

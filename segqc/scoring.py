@@ -277,9 +277,11 @@ def _read_chunk(qc: ImageQC, chunk: list[CaseFiles], truths: dict[str, Path], sh
         if files.problem:
             shard.rows.append(_error_row(files.case_id, files, files.problem))
         elif files.mask is None:
-            shard.rows.append(_error_row(files.case_id, files, f"no predicted mask for this image in {predictions_dir}"))
+            message = f"no predicted mask for this image in {predictions_dir}"
+            shard.rows.append(_error_row(files.case_id, files, message))
         elif not files.images:
-            shard.rows.append(_error_row(files.case_id, files, f"no image for this predicted mask in {images_dir}"))
+            message = f"no image for this predicted mask in {images_dir}"
+            shard.rows.append(_error_row(files.case_id, files, message))
         else:
             try:
                 key = fingerprint([*files.images, files.mask, *([truths[files.case_id]] if files.case_id in truths
