@@ -128,6 +128,7 @@ class TabularQC(BaseDetector):
         return self
 
     def _score_model(self, cardinalities: list[int], taus: torch.Tensor, sigmas: torch.Tensor) -> TabularScoreModel:
+        """An untrained score model with this detector's settings (see :meth:`_schedule` for the noise)."""
         cfg = self._model_config
         return TabularScoreModel(cardinalities, taus, sigmas, cfg.loss, cfg.delta, cfg.width, cfg.depth,
                                  cfg.embedding_size, cfg.dropout, cfg.categorical_noise)
@@ -143,7 +144,8 @@ class TabularQC(BaseDetector):
         gaussian = cfg.categorical_noise == "gaussian"
         if cfg.method == "kdsm":
             sigmas = noise.kurtosis_sigmas(train_continuous) if num_continuous else np.zeros(0, np.float32)
-            return torch.tensor([cfg.kdsm_onehot_sigma if gaussian else cfg.kdsm_tau]), torch.from_numpy(sigmas)[None, :]
+            categorical = cfg.kdsm_onehot_sigma if gaussian else cfg.kdsm_tau
+            return torch.tensor([categorical]), torch.from_numpy(sigmas)[None, :]
         sigmas = noise.geometric_levels(cfg.sigma_max, cfg.sigma_min, cfg.levels)
         taus = sigmas if gaussian else noise.geometric_levels(cfg.tau_max, cfg.tau_min, cfg.levels)
         return taus, sigmas[:, None].repeat(1, num_continuous)
