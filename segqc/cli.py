@@ -543,17 +543,18 @@ def tabular_fit(
     out: Annotated[Path, typer.Option("--out", "-o", help="Model bundle directory to write.")],
     config: Annotated[Path | None, typer.Option(help="YAML file with 'model' and 'training' sections; "
                                                      "command-line options override it.")] = None,
-    method: Annotated[str | None, typer.Option(help="kdsm: single-scale, kurtosis-scaled score norm; msma: "
-                                                    "multiscale score norms + Gaussian mixture (GNSM paper). "
+    method: Annotated[str | None, typer.Option(help="msma: score norms at several noise scales; kdsm: one "
+                                                    "scale, kurtosis-scaled for continuous columns. Both compare "
+                                                    "each column's norms with the training rows'. "
                                                     f"(default: {MODEL_DEFAULTS.method})")] = None,
     steps: Annotated[int | None, typer.Option(help=f"Training steps. (default: {TRAINING_DEFAULTS.steps})")] = None,
     batch_size: Annotated[int | None, typer.Option(help=f"Rows per training step. (default: {TRAINING_DEFAULTS.batch_size})")] = None,
     lr: Annotated[float | None, typer.Option(help=f"Peak learning rate (AdamW, cosine decay). (default: {TRAINING_DEFAULTS.lr:g})")] = None,
     width: Annotated[int | None, typer.Option(help=f"Hidden width of the score network. (default: {MODEL_DEFAULTS.width})")] = None,
     depth: Annotated[int | None, typer.Option(help=f"Residual blocks of the score network. (default: {MODEL_DEFAULTS.depth})")] = None,
-    levels: Annotated[int | None, typer.Option(help=f"Noise levels, geometric tau {MODEL_DEFAULTS.tau_max:g} -> {MODEL_DEFAULTS.tau_min:g} (msma). "
+    levels: Annotated[int | None, typer.Option(help=f"Noise levels, geometric scales {MODEL_DEFAULTS.sigma_max:g} -> {MODEL_DEFAULTS.sigma_min:g} (msma). "
                                                     f"(default: {MODEL_DEFAULTS.levels})")] = None,
-    loss: Annotated[str | None, typer.Option(help=f"Categorical loss: kl or mse. (default: {MODEL_DEFAULTS.loss})")] = None,
+    loss: Annotated[str | None, typer.Option(help=f"Categorical loss with gumbel noise: kl or mse. (default: {MODEL_DEFAULTS.loss})")] = None,
     categorical: Annotated[list[str] | None, typer.Option(help="Columns to treat as categorical "
                                                                "(repeat or comma-separate).")] = None,
     continuous: Annotated[list[str] | None, typer.Option(help="Columns to treat as continuous.")] = None,
@@ -612,7 +613,7 @@ def tabular_score(
     data: Annotated[Path, typer.Argument(help="Table to score, with the columns the model was fitted on.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Model bundle written by 'segqc tabular fit'.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV of scores to write: id (or row), score, "
-                                                          "rank, verdict, unseen_categories, norm_1..L.")],
+                                                          "rank, verdict, unseen_categories, top_column, top_share, norm_1..L.")],
     device: DeviceOption = None,
     top: Annotated[int, typer.Option(help="Most anomalous rows to show on the terminal.")] = 5,
     threads: ThreadsOption = None,
@@ -640,10 +641,11 @@ def tabular_score(
         f"{counts.get(v, 0)} {v}" for v in ("pass", "review", "fail")), highlight=False)
     if top > 0:
         table = Table(title=f"top {min(top, len(result))} most anomalous rows")
-        for column in result.columns[:5]:
+        shown = [*result.columns[:5], "top_column"]
+        for column in shown:
             table.add_column(str(column))
         for _, row in result.nsmallest(top, "rank").iterrows():
-            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.iloc[:5]])
+            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row[shown]])
         console.print(table)
 
 

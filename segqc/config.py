@@ -85,46 +85,57 @@ class TabularModelConfig:
     """Score model, noise schedule and anomaly scoring of the tabular mode.
 
     Attributes:
-        method: ``msma`` (multiscale score norms + GaussianMixture, the GNSM
-            paper) or ``kdsm`` (single scale, kurtosis-scaled sigmas, score norm).
+        method: ``msma`` (score norms at ``levels`` noise scales) or ``kdsm``
+            (one scale: kurtosis-scaled sigmas for continuous columns). Both
+            score a row by its per-variable score norms, each compared with
+            the inliers' (see :class:`segqc.density.VariableNormDensity`).
+        categorical_noise: ``gaussian`` (one-hot slots plus Gaussian noise) or
+            ``gumbel`` (ExpConcrete relaxation, the GNSM paper).
+        gaussianize: Map continuous columns onto normal scores through their
+            training quantiles (else: standardise them).
         levels: Number of noise levels ``L`` (msma).
-        tau_max: Largest temperature (msma).
-        tau_min: Smallest temperature (msma; below 2 training becomes unstable).
-        sigma_max: Largest Gaussian scale for continuous columns (msma).
+        tau_max: Largest temperature (msma, gumbel).
+        tau_min: Smallest temperature (msma, gumbel; below 2 training becomes unstable).
+        sigma_max: Largest Gaussian scale (msma): continuous columns and, with
+            gaussian categorical noise, one-hot slots.
         sigma_min: Smallest Gaussian scale (msma).
-        kdsm_tau: Temperature of categorical columns in kdsm mode.
-        loss: Categorical loss, ``kl`` (faster convergence) or ``mse``.
-        delta: Floor of the one-hot before the logarithm.
+        kdsm_tau: Temperature of categorical columns (kdsm, gumbel).
+        kdsm_onehot_sigma: Gaussian scale of one-hot slots (kdsm, gaussian).
+        loss: Categorical loss, ``kl`` (faster convergence) or ``mse`` (gumbel).
+        delta: Floor of the one-hot before the logarithm (gumbel).
         width: Hidden width of the ResNet.
         depth: Number of residual blocks.
         embedding_size: Width of the noise-level embedding.
         dropout: Dropout inside the blocks.
-        max_components: Most GaussianMixture components tried (BIC chooses).
+        min_scale: Floor of the inlier spread of a log score norm.
         review_quantile: Held-out inlier quantile above which a row is ``review``.
         fail_quantile: Held-out inlier quantile above which a row is ``fail``.
         score_batch_size: Rows per scoring batch (each scored at every level).
     """
 
-    method: str = "kdsm"
-    levels: int = 20
+    method: str = "msma"
+    categorical_noise: str = "gaussian"
+    gaussianize: bool = True
+    levels: int = 6
     tau_max: float = 20.0
     tau_min: float = 2.0
-    sigma_max: float = 1.0
-    sigma_min: float = 0.1
+    sigma_max: float = 2.0
+    sigma_min: float = 0.2
     kdsm_tau: float = 2.0
+    kdsm_onehot_sigma: float = 0.5
     loss: str = "kl"
     delta: float = 1e-5
-    width: int = 128
-    depth: int = 2
-    embedding_size: int = 128
+    width: int = 256
+    depth: int = 3
+    embedding_size: int = 32
     dropout: float = 0.0
-    max_components: int = 8
+    min_scale: float = 0.05
     review_quantile: float = 0.95
     fail_quantile: float = 0.99
     score_batch_size: int = 1024
 
     def __post_init__(self) -> None:
-        choices = {"method": ("msma", "kdsm"), "loss": ("kl", "mse")}
+        choices = {"method": ("msma", "kdsm"), "loss": ("kl", "mse"), "categorical_noise": ("gaussian", "gumbel")}
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
@@ -135,10 +146,11 @@ class TabularModelConfig:
             "tau_min": 0 < self.tau_min <= self.tau_max,
             "sigma_min": 0 < self.sigma_min <= self.sigma_max,
             "kdsm_tau": self.kdsm_tau > 0,
+            "kdsm_onehot_sigma": self.kdsm_onehot_sigma > 0,
             "width": self.width >= 1,
             "depth": self.depth >= 0,
             "embedding_size": self.embedding_size >= 2 and self.embedding_size % 2 == 0,
-            "max_components": self.max_components >= 1,
+            "min_scale": self.min_scale > 0,
             "review_quantile": 0 < self.review_quantile <= self.fail_quantile < 1,
         }
         _reject_invalid(self, "model", checks)

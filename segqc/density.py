@@ -6,6 +6,10 @@ noise level) is log-transformed, standardised and modelled with a scikit-learn
 score of a point is ``-log p(eta(x))``: higher = more anomalous. Calibration
 turns quantiles of held-out inlier scores into review / fail thresholds.
 
+The tabular mode uses :class:`VariableNormDensity` instead: one squared score
+norm per variable and level, each compared with the inliers' median on a log
+scale, and only norms *above* the inlier median add to the score.
+
 Everything fitted is kept as plain arrays (see :meth:`EmbeddingDensity.to_arrays`)
 so a model bundle never needs pickle.
 """
@@ -114,6 +118,67 @@ class EmbeddingDensity:
         mixture.precisions_cholesky_ = np.asarray(arrays["precisions_cholesky"])
         mixture.n_features_in_ = mixture.means_.shape[1]
         density.mixture_ = mixture
+        return density
+
+
+
+class VariableNormDensity:
+    """One-sided robust model of per-variable, per-level score norms (tabular head).
+
+    For every level ``l`` and variable ``v`` the log squared score norm of
+    inlier rows has median ``m_lv`` and scaled median absolute deviation
+    ``d_lv`` (at least ``min_scale``). A row's standardised norm is
+    ``z_lv = (log n_lv - m_lv) / d_lv`` and its anomaly score is
+    ``sum_lv max(z_lv, 0) / L``: every variable counts on the same scale,
+    whatever its type or number of categories, and a norm below the inlier
+    median (a row sitting on a mode of the learned density) never counts
+    against the row.
+
+    Args:
+        min_scale: Floor of ``d_lv`` (log units), for variables whose inlier
+            norms barely vary.
+    """
+
+    def __init__(self, min_scale: float = 0.05) -> None:
+        self.min_scale = min_scale
+
+    def fit(self, norms: np.ndarray) -> VariableNormDensity:
+        """Robust location and scale of inlier norms.
+
+        Args:
+            norms: Squared score norms, shape ``(N, L, V)``.
+
+        Returns:
+            self
+        """
+        logs = log_embedding(norms)
+        self.median_ = np.median(logs, axis=0)
+        self.scale_ = np.maximum(1.4826 * np.median(np.abs(logs - self.median_), axis=0), self.min_scale)
+        return self
+
+    def contributions(self, norms: np.ndarray) -> np.ndarray:
+        """Each variable's share of the score, ``(N, L, V)`` -> ``(N, V)`` (sums to the score)."""
+        if not hasattr(self, "median_"):
+            raise NotFittedError("the density model is not fitted")
+        z = (log_embedding(norms) - self.median_) / self.scale_
+        return np.clip(z, 0.0, None).mean(axis=1)
+
+    def score(self, norms: np.ndarray) -> np.ndarray:
+        """Anomaly scores of norms ``(N, L, V)`` -> ``(N,)`` (higher = more anomalous)."""
+        return self.contributions(norms).sum(axis=1)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Fitted parameters as named arrays (for an ``.npz`` file)."""
+        return {"median": self.median_, "scale": self.scale_}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> VariableNormDensity:
+        """Rebuild a fitted density from :meth:`to_arrays` output."""
+        density = cls()
+        density.median_ = np.asarray(arrays["median"], dtype=np.float64)
+        density.scale_ = np.asarray(arrays["scale"], dtype=np.float64)
+        if density.median_.ndim != 2 or density.median_.shape != density.scale_.shape:
+            raise ValueError(f"median {density.median_.shape} and scale {density.scale_.shape} must be (L, V)")
         return density
 
 

@@ -36,9 +36,48 @@ def chained_table(n: int, seed: int = 0, anomalies: int = 0) -> tuple[pd.DataFra
     return frame, is_anomaly
 
 
+def joint_table(n: int, seed: int = 0, anomalies: int = 0,
+                kind: str = "joint") -> tuple[pd.DataFrame, np.ndarray]:
+    """A mixed table whose anomalies look normal column by column.
+
+    Inliers: ``a`` uniform on 0..3; ``b`` equals ``a`` (10 % random); ``c`` is
+    ``low`` / ``high`` from ``a`` (5 % flipped); ``d`` independent;
+    ``value ~ N(2a, 0.3)``.
+
+    Args:
+        n: Rows.
+        seed: Seed.
+        anomalies: Anomalous rows (at random positions).
+        kind: ``joint``: every column of an anomaly is copied from a different
+            random inlier (exact marginals, no dependencies); ``continuous``:
+            only ``value`` changes, to ``2a + 4`` for rows with ``a`` in 0..1
+            (another category's typical value, so its marginal is plausible).
+
+    Returns:
+        The table and the anomaly mask.
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 4, n)
+    b = np.where(rng.random(n) < 0.9, a, rng.integers(0, 4, n))
+    c = np.where((a >= 2) ^ (rng.random(n) < 0.05), "high", "low")
+    d = rng.choice(["x", "y", "z"], n)
+    frame = pd.DataFrame({"a": a, "b": b.astype(str), "c": c, "d": d, "value": 2.0 * a + rng.normal(0, 0.3, n)})
+    is_anomaly = np.zeros(n, dtype=bool)
+    if kind == "continuous":
+        rows = rng.choice(np.flatnonzero(a <= 1), anomalies, replace=False)
+        frame.loc[rows, "value"] = 2.0 * a[rows] + 4 + rng.normal(0, 0.3, anomalies)
+    else:
+        rows = rng.choice(n, anomalies, replace=False)
+        inliers = np.setdiff1d(np.arange(n), rows)
+        for column in frame.columns:
+            frame.loc[rows, column] = frame[column].to_numpy()[rng.choice(inliers, anomalies)]
+    is_anomaly[rows] = True
+    return frame, is_anomaly
+
+
 @pytest.fixture
 def tiny_model() -> TabularModelConfig:
-    return TabularModelConfig(levels=5, width=48, depth=2, embedding_size=16, max_components=3)
+    return TabularModelConfig(levels=5, width=48, depth=2, embedding_size=16)
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ def template(image_model, tmp_path_factory) -> Path:
     (root / "python.yaml").write_text("class_names: [background, organ, lesion]\n")
     (root / "tab").mkdir()
     chained_table(80, seed=2)[0].to_csv(root / "tab" / "train.csv", index=False)
-    TabularQC(TabularModelConfig(levels=3, width=16, depth=1, embedding_size=8, max_components=1),
+    TabularQC(TabularModelConfig(levels=3, width=16, depth=1, embedding_size=8),
               TrainingConfig(steps=10, batch_size=32, val_every=5, checkpoint_every=0, device="cpu"),
               id_column="id").fit(root / "tab" / "train.csv").save(root / "tab" / "model")
     (root / "notes").mkdir()

@@ -116,7 +116,7 @@ def test_score_with_a_missing_model(tmp_path) -> None:
 def test_help_teaches_every_option_with_defaults() -> None:
     result = runner.invoke(app, ["tabular", "fit", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for text in ("--categorical", "--contaminated", "--resume", "(default: kdsm)", "(default: 2000)"):
+    for text in ("--categorical", "--contaminated", "--resume", "(default: msma)", "(default: 2000)"):
         assert text in result.output
 
 

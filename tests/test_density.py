@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segqc.density import Calibration, EmbeddingDensity, ranks
+from segqc.density import Calibration, EmbeddingDensity, VariableNormDensity, ranks
 
 
 def bimodal_norms(n: int, seed: int = 0) -> np.ndarray:
@@ -44,3 +44,24 @@ def test_calibration_quantiles_and_verdicts() -> None:
 
 def test_ranks_put_the_highest_score_first() -> None:
     assert ranks([0.1, 5.0, 3.0, 5.0]).tolist() == [4, 1, 3, 2]
+
+
+def test_variable_norm_density_is_one_sided_and_balanced() -> None:
+    rng = np.random.default_rng(0)
+    scales = np.array([1.0, 1e4])  # a continuous-like and a categorical-like variable: 4 orders apart
+    inliers = np.exp(rng.normal(size=(500, 2, 2))) * scales
+    density = VariableNormDensity().fit(inliers)
+    small = inliers.min(0, keepdims=True) / 10  # norms below every inlier's
+    assert density.score(small)[0] == 0.0
+    raise_first = np.median(inliers, 0, keepdims=True).copy()
+    raise_first[..., 0] *= np.e**3
+    raise_second = np.median(inliers, 0, keepdims=True).copy()
+    raise_second[..., 1] *= np.e**3
+    # the same relative excess counts the same whatever the variable's scale
+    assert density.score(raise_first)[0] == pytest.approx(density.score(raise_second)[0], rel=0.2)
+    assert density.score(raise_first)[0] > np.quantile(density.score(inliers), 0.99)
+    contributions = density.contributions(raise_first)
+    assert contributions.shape == (1, 2) and contributions[0, 0] > 10 * contributions[0, 1]
+    np.testing.assert_allclose(contributions.sum(1), density.score(raise_first))
+    rebuilt = VariableNormDensity.from_arrays(density.to_arrays())
+    np.testing.assert_allclose(rebuilt.score(inliers), density.score(inliers))

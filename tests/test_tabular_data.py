@@ -83,6 +83,20 @@ def test_encode_names_missing_and_non_numeric_columns() -> None:
         encode(pd.DataFrame({"kind": ["a"], "value": ["oops"]}), schema, where="x.csv")
 
 
+def test_gaussianized_columns_follow_normal_scores_and_extrapolate() -> None:
+    rng = np.random.default_rng(0)
+    income = np.exp(rng.normal(10, 1, 2000))  # skewed
+    frame = pd.DataFrame({"income": income})
+    assert not infer_schema(frame).continuous[0].knots  # standardised unless asked
+    schema = infer_schema(frame, gaussianize=True)
+    values = encode(frame, schema).continuous[:, 0]
+    assert abs(float(pd.Series(values).skew())) < 0.1 and abs(values.mean()) < 0.05 and abs(values.std() - 1) < 0.05
+    new = encode(pd.DataFrame({"income": [income.min() / 2, np.median(income), income.max() * 2]}), schema)
+    low, middle, high = new.continuous[:, 0]
+    assert low < values.min() and abs(middle) < 0.05 and high > values.max()
+    assert type(schema).from_dict(schema.to_dict()) == schema
+
+
 def test_schema_round_trips_through_a_dict() -> None:
     schema = infer_schema(pd.DataFrame({"kind": list("ab") * 10, "value": np.arange(20.0) + 0.5}), id_column=None)
     assert type(schema).from_dict(schema.to_dict()) == schema

@@ -8,12 +8,15 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
-from conftest import chained_table
-from segqc.bundle import METADATA_FILE, WEIGHTS_FILE
+from conftest import chained_table, joint_table
+from segqc.bundle import METADATA_FILE, WEIGHTS_FILE, metadata_digest
+from segqc.data.tabular import encode
 from segqc.detectors.tabular import TabularQC
 from segqc.errors import BundleError, InputError, NotFittedError, SchemaError
+from segqc.train import typical_mask
 
 
 def test_init_stores_arguments_only(tiny_model, tiny_training) -> None:
@@ -36,6 +39,23 @@ def test_fit_detects_planted_anomalies(tiny_model, tiny_training, train_frame, m
     assert set(np.unique(predictions)) <= {0, 1}
     np.testing.assert_array_equal(predictions, (scores > qc.threshold_).astype(int))
     assert qc.decision_scores_.shape == (len(train_frame),)
+
+
+@pytest.mark.parametrize("method", ["msma", "kdsm"])
+def test_joint_anomalies_with_normal_marginals_are_found(tiny_model, tiny_training, method: str) -> None:
+    qc = TabularQC(dataclasses.replace(tiny_model, method=method), tiny_training).fit(joint_table(800)[0])
+    test, is_anomaly = joint_table(300, seed=1, anomalies=30)
+    assert roc_auc_score(is_anomaly, qc.decision_function(test)) >= 0.9
+
+
+def test_an_anomaly_only_in_a_continuous_column_is_found(tiny_model, tiny_training) -> None:
+    """Four categorical columns and one continuous: the continuous column must still count."""
+    qc = TabularQC(tiny_model, tiny_training).fit(joint_table(800)[0])
+    test, is_anomaly = joint_table(300, seed=2, anomalies=30, kind="continuous")
+    table = qc.score_table(test)
+    assert roc_auc_score(is_anomaly, table["score"]) >= 0.9
+    assert set(table["top_column"]) <= {"a", "b", "c", "d", "value"}
+    assert ((table["top_share"] >= 0) & (table["top_share"] <= 1)).all()
 
 
 def test_score_table_keeps_input_order_and_ids(tiny_model, tiny_training, train_frame) -> None:
@@ -79,6 +99,20 @@ def test_contaminated_training_with_ema_teacher(tiny_model, tiny_training) -> No
     assert roc_auc_score(is_anomaly, qc.decision_scores_) >= 0.8
 
 
+def test_ema_teacher_filter_drops_planted_anomalies(tiny_model, tiny_training) -> None:
+    """The teacher's rule (keep the 80 % lowest norms of a batch) removes most planted anomalies."""
+    frame, is_anomaly = joint_table(1000, seed=6, anomalies=50)
+    training = dataclasses.replace(tiny_training, contaminated=True)
+    qc = TabularQC(tiny_model, training).fit(frame)
+    table = encode(frame, qc.schema_)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        norms = qc.model_.filter_norms(torch.from_numpy(table.codes), torch.from_numpy(table.continuous), generator)
+    dropped = ~typical_mask(norms, training.filter_keep).numpy()
+    assert dropped[is_anomaly].mean() >= 0.7  # 0.2 by chance
+    assert dropped[~is_anomaly].mean() <= 0.2
+
+
 def test_save_load_round_trip_and_tampering(tiny_model, tiny_training, train_frame, tmp_path) -> None:
     qc = TabularQC(tiny_model, tiny_training, id_column="id").fit(train_frame)
     path = qc.save(tmp_path / "model")
@@ -99,6 +133,10 @@ def test_foreign_bundles_are_refused(tiny_model, tiny_training, train_frame, tmp
     meta = json.loads((path / METADATA_FILE).read_text())
     (path / METADATA_FILE).write_text(json.dumps({**meta, "format_version": 99}))
     with pytest.raises(BundleError, match="format version 99"):
+        TabularQC.load(path)
+    older = {k: v for k, v in meta.items() if k != "head"}  # as written before the per-variable head
+    (path / METADATA_FILE).write_text(json.dumps({**older, "digest": metadata_digest(older)}))
+    with pytest.raises(BundleError, match="earlier segqc.*refit"):
         TabularQC.load(path)
     (path / METADATA_FILE).write_text(json.dumps({**meta, "mode": "image"}))
     with pytest.raises(BundleError, match="'image' model"):

@@ -16,6 +16,12 @@ missing values in that column a binary "is missing" indicator joins the
 categorical variables. Categories unseen at fit time are encoded as ``-1``: the
 score model gives them a uniform location, which it has never seen, so they
 raise the anomaly score; a warning counts them.
+
+Continuous values are standardised, or (``gaussianize=True``) mapped through
+their training quantiles onto standard-normal quantiles, so that a value's
+distance from 0 says how far out in its column's tail it lies whatever the
+column's shape (skewed incomes, counts); beyond the training range the map
+continues with slope ``1 / std``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from scipy import stats
 
 from segqc.errors import ConfigError, InputError, SchemaError, did_you_mean
 
@@ -36,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 MISSING = "<missing>"
 PARQUET_SUFFIXES = (".parquet", ".pq")
+GAUSSIANIZE_KNOTS = 256
+"""Most quantile knots of a gaussianised continuous column."""
 DELIMITERS = (",", ";", "\t", "|")
 
 
@@ -223,6 +232,9 @@ class ContinuousColumn:
         std: Training standard deviation.
         fill: Value used for missing entries (training median).
         missing_indicator: Whether a binary "is missing" variable is added.
+        knots: Increasing training quantiles of a gaussianised column (empty:
+            the column is standardised).
+        normal_scores: Standard-normal quantile of each knot.
     """
 
     name: str
@@ -230,6 +242,37 @@ class ContinuousColumn:
     std: float
     fill: float
     missing_indicator: bool = False
+    knots: list[float] = field(default_factory=list)
+    normal_scores: list[float] = field(default_factory=list)
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """Standardised or gaussianised values of filled raw values ``(N,)`` -> ``(N,)``."""
+        scale = self.std or 1.0
+        if not self.knots:
+            return (values - self.mean) / scale
+        knots, scores = np.asarray(self.knots), np.asarray(self.normal_scores)
+        inside = np.interp(values, knots, scores)
+        above = scores[-1] + (values - knots[-1]) / scale
+        below = scores[0] + (values - knots[0]) / scale
+        return np.where(values > knots[-1], above, np.where(values < knots[0], below, inside))
+
+
+def normal_score_knots(values: np.ndarray, max_knots: int = GAUSSIANIZE_KNOTS) -> tuple[list[float], list[float]]:
+    """Quantile knots of ``values`` and their standard-normal scores (ties averaged).
+
+    Args:
+        values: Training values of one column, shape ``(N,)``, no missing values.
+        max_knots: Most quantiles used.
+
+    Returns:
+        Increasing knots and the normal quantile of each (``(k,)`` lists).
+    """
+    n = len(values)
+    probabilities = np.linspace(0.5 / n, 1 - 0.5 / n, min(max_knots, n))
+    quantiles = np.quantile(values, probabilities)
+    knots, inverse = np.unique(quantiles, return_inverse=True)
+    scores = np.bincount(inverse, stats.norm.ppf(probabilities)) / np.bincount(inverse)
+    return knots.tolist(), scores.tolist()
 
 
 @dataclass
@@ -273,7 +316,7 @@ def _check_names(frame: pd.DataFrame, names: Sequence[str], option: str, where: 
 
 def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuous: Sequence[str] = (),
                  ignore: Sequence[str] = (), id_column: str | None = None, max_integer_categories: int = 20,
-                 max_categories: int = 200, where: str = "table") -> TabularSchema:
+                 max_categories: int = 200, where: str = "table", gaussianize: bool = False) -> TabularSchema:
     """Decide each column's type and learn its categories or standardisation.
 
     Args:
@@ -287,6 +330,8 @@ def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuou
         max_categories: Text columns with more distinct values are dropped
             (unless forced categorical).
         where: Name of the table for messages (e.g. the file path).
+        gaussianize: Map continuous columns through their quantiles onto
+            normal scores instead of standardising them.
 
     Returns:
         The schema.
@@ -317,8 +362,9 @@ def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuou
             missing = bool(values.isna().any())
             fill = float(values.median())
             filled = values.fillna(fill)
+            knots, scores = normal_score_knots(filled.to_numpy()) if gaussianize else ([], [])
             schema.continuous.append(ContinuousColumn(str(name), float(filled.mean()), float(filled.std(ddof=0)),
-                                                      fill, missing))
+                                                      fill, missing, knots, scores))
         else:
             schema.dropped[str(name)] = reason
     if not schema.columns:
@@ -373,7 +419,7 @@ class EncodedTable:
     Attributes:
         codes: Category codes, ``(N, D_cat)`` int64, ``-1`` for unseen categories;
             missing indicators are the last columns.
-        continuous: Standardised continuous values, ``(N, D_cont)`` float32.
+        continuous: Standardised (or gaussianised) continuous values, ``(N, D_cont)`` float32.
         ids: Row identifiers (the id column, or the row index), ``(N,)``.
         unseen: Count of unseen-category values per column.
     """
@@ -422,7 +468,7 @@ def encode(frame: pd.DataFrame, schema: TabularSchema, where: str = "input") -> 
         elif values.isna().any():
             logger.warning("%s: column %r has %d missing value(s), none seen at fit time; filled with %g",
                            where, column.name, int(values.isna().sum()), column.fill)
-        continuous.append(((values.fillna(column.fill) - column.mean) / (column.std or 1.0)).to_numpy())
+        continuous.append(column.transform(values.fillna(column.fill).to_numpy()))
     ids = frame[schema.id_column].to_numpy() if schema.id_column else np.arange(rows)
     return EncodedTable(
         np.stack(codes, 1) if codes else np.zeros((rows, 0), np.int64),

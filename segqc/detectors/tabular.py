@@ -13,9 +13,9 @@ import torch
 from segqc import bundle, noise
 from segqc.config import TabularModelConfig, TrainingConfig
 from segqc.data.tabular import EncodedTable, TabularSchema, check_unique_columns, encode, infer_schema, read_table
-from segqc.density import ranks
+from segqc.density import VariableNormDensity, ranks
 from segqc.detectors.base import BaseDetector, split_rows
-from segqc.errors import InputError
+from segqc.errors import BundleError, InputError
 from segqc.scoremodels.tabular import TabularScoreModel
 from segqc.train import StepInfo, resolve_device
 
@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 MIN_ROWS = 20
 TableLike = pd.DataFrame | str | Path
+HEAD = "variable_norms"
+"""Name of the score head in the bundle; bundles without it predate it and are refused."""
 
 
 def _as_frame(data: TableLike) -> tuple[pd.DataFrame, str]:
@@ -59,10 +61,16 @@ class TabularQC(BaseDetector):
         max_integer_categories: Integer columns with at most this many distinct
             values are treated as categorical.
 
+    The anomaly score of a row: the trained network's score (gradient of the
+    learned log-density) of every variable at every noise level, squared; each
+    compared on a log scale with the median and spread of the training rows'
+    values for that variable and level; only excesses above the median summed
+    and averaged over levels (:class:`segqc.density.VariableNormDensity`).
+
     Attributes:
         schema_: Column types, categories and standardisation.
         model_: The trained score model (EMA weights of the best checkpoint).
-        density_: Density of the score-norm embedding (``msma`` only).
+        head_: Inlier medians and spreads of the per-variable score norms.
         calibration_: Review / fail thresholds from held-out inliers.
         decision_scores_: Anomaly scores of the training rows.
         training_: Summary of the training run.
@@ -106,35 +114,45 @@ class TabularQC(BaseDetector):
         if len(frame) < MIN_ROWS:
             raise InputError(f"{where}: {len(frame)} rows; need at least {MIN_ROWS} rows to fit")
         self.schema_ = infer_schema(frame, self.categorical, self.continuous, self.ignore, self.id_column,
-                                    self.max_integer_categories, where=where)
+                                    self.max_integer_categories, where=where, gaussianize=cfg.gaussianize)
         table = encode(frame, self.schema_, where)
         train_rows, val_rows = split_rows(len(frame), train_cfg.val_fraction, train_cfg.seed)
         taus, sigmas = self._schedule(table.continuous[train_rows])
         torch.manual_seed(train_cfg.seed)
-        model = TabularScoreModel(self.schema_.cardinalities, taus, sigmas, cfg.loss, cfg.delta, cfg.width,
-                                  cfg.depth, cfg.embedding_size, cfg.dropout)
+        model = self._score_model(self.schema_.cardinalities, taus, sigmas)
         tensors = (torch.from_numpy(table.codes), torch.from_numpy(table.continuous))
         self._train(model, tensors, train_rows, val_rows, train_cfg, on_step, checkpoint_dir, resume)
         norms = self._norms(table)
-        if cfg.method == "msma":
-            self.density_ = self._fit_density(norms[train_rows], train_cfg, cfg.max_components)
-        self._calibrate(self._scores_from_norms(norms), train_rows, val_rows, cfg.review_quantile, cfg.fail_quantile)
+        self.head_ = VariableNormDensity(cfg.min_scale).fit(norms[train_rows])
+        self._calibrate(self.head_.score(norms), train_rows, val_rows, cfg.review_quantile, cfg.fail_quantile)
         return self
 
+    def _score_model(self, cardinalities: list[int], taus: torch.Tensor, sigmas: torch.Tensor) -> TabularScoreModel:
+        """An untrained score model with this detector's settings (see :meth:`_schedule` for the noise)."""
+        cfg = self._model_config
+        return TabularScoreModel(cardinalities, taus, sigmas, cfg.loss, cfg.delta, cfg.width, cfg.depth,
+                                 cfg.embedding_size, cfg.dropout, cfg.categorical_noise)
+
     def _schedule(self, train_continuous: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Temperatures ``(L,)`` and Gaussian scales ``(L, D_cont)`` of the chosen method."""
+        """Categorical noise ``(L,)`` and Gaussian scales ``(L, D_cont)`` of the chosen method.
+
+        The categorical noise is a temperature (``gumbel``) or the Gaussian
+        scale of the one-hot slots (``gaussian``).
+        """
         cfg = self._model_config
         num_continuous = train_continuous.shape[1]
+        gaussian = cfg.categorical_noise == "gaussian"
         if cfg.method == "kdsm":
             sigmas = noise.kurtosis_sigmas(train_continuous) if num_continuous else np.zeros(0, np.float32)
-            return torch.tensor([cfg.kdsm_tau]), torch.from_numpy(sigmas)[None, :]
-        taus = noise.geometric_levels(cfg.tau_max, cfg.tau_min, cfg.levels)
+            categorical = cfg.kdsm_onehot_sigma if gaussian else cfg.kdsm_tau
+            return torch.tensor([categorical]), torch.from_numpy(sigmas)[None, :]
         sigmas = noise.geometric_levels(cfg.sigma_max, cfg.sigma_min, cfg.levels)
+        taus = sigmas if gaussian else noise.geometric_levels(cfg.tau_max, cfg.tau_min, cfg.levels)
         return taus, sigmas[:, None].repeat(1, num_continuous)
 
     @torch.no_grad()
     def _norms(self, table: EncodedTable) -> np.ndarray:
-        """Score-norm embeddings ``(N, L)`` of encoded rows."""
+        """Squared score norms ``(N, L, V)`` of every variable of encoded rows at every level."""
         device = resolve_device(self._training_config.device)
         model = self.model_.to(device).eval()
         size = self._model_config.score_batch_size
@@ -142,13 +160,13 @@ class TabularQC(BaseDetector):
         for start in range(0, len(table.codes), size):
             codes = torch.from_numpy(table.codes[start:start + size]).to(device)
             continuous = torch.from_numpy(table.continuous[start:start + size]).to(device)
-            chunks.append(model.score_norms(codes, continuous).double().cpu().numpy())
-        return np.concatenate(chunks) if chunks else np.zeros((0, model.num_levels))
+            chunks.append(model.variable_norms(codes, continuous).double().cpu().numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, model.num_levels, model.num_variables))
 
-    def _scores_from_norms(self, norms: np.ndarray) -> np.ndarray:
-        if self._model_config.method == "kdsm":
-            return np.sqrt(norms.sum(1))
-        return self.density_.score(norms)
+    def _variable_names(self) -> list[str]:
+        """Names of the model's variables, in the order of the norms' last axis."""
+        indicators = [f"{c.name} (missing)" for c in self.schema_.continuous if c.missing_indicator]
+        return [c.name for c in self.schema_.categorical] + indicators + [c.name for c in self.schema_.continuous]
 
     def decision_function(self, data: TableLike) -> np.ndarray:
         """Anomaly score of every row (higher = more anomalous).
@@ -163,17 +181,20 @@ class TabularQC(BaseDetector):
         return self.score_table(data)["score"].to_numpy()
 
     def score_table(self, data: TableLike) -> pd.DataFrame:
-        """Scores, ranks, verdicts and per-level score norms of every row, in input order.
+        """Scores, ranks, verdicts, the main culprit and per-level score norms of every row, in input order.
 
         Returns:
             Columns ``id``, ``score``, ``rank`` (1 = most anomalous), ``verdict``,
-            ``unseen_categories`` and ``norm_1..norm_L``.
+            ``unseen_categories``, ``top_column`` (the column that adds most to
+            the score), ``top_share`` (its share of the score) and
+            ``norm_1..norm_L`` (squared score norms summed over variables).
         """
         self._check_fitted()
         frame, where = _as_frame(data)
         table = encode(frame, self.schema_, where)
         norms = self._norms(table)
-        scores = self._scores_from_norms(norms)
+        contributions = self.head_.contributions(norms)
+        scores = contributions.sum(1)
         unseen = np.zeros(len(frame), dtype=np.int64)
         for position, column in enumerate(self.schema_.categorical):
             if column.name in table.unseen:
@@ -181,15 +202,20 @@ class TabularQC(BaseDetector):
         result = pd.DataFrame({self.schema_.id_column or "row": table.ids, "score": scores,
                                "rank": ranks(scores), "verdict": self.verdicts(scores),
                                "unseen_categories": unseen})
-        for level in range(norms.shape[1]):
-            result[f"norm_{level + 1}"] = norms[:, level]
+        top = contributions.argmax(1)
+        result["top_column"] = np.asarray(self._variable_names(), dtype=object)[top]
+        result["top_share"] = contributions[np.arange(len(top)), top] / np.where(scores > 0, scores, 1.0)
+        for level, level_norms in enumerate(norms.sum(2).T):
+            result[f"norm_{level + 1}"] = level_norms
         return result
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted detector as a model bundle directory (atomic)."""
         self._check_fitted()
-        metadata = {"schema": self.schema_.to_dict(), "max_integer_categories": self.max_integer_categories}
-        return self._write_bundle(path, "tabular", metadata)
+        metadata = {"schema": self.schema_.to_dict(), "max_integer_categories": self.max_integer_categories,
+                    "head": HEAD}
+        arrays = {f"head_{k}": v for k, v in self.head_.to_arrays().items()}
+        return self._write_bundle(path, "tabular", metadata, arrays)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> TabularQC:
@@ -201,14 +227,18 @@ class TabularQC(BaseDetector):
         """
         content = bundle.read_bundle(path, "tabular")
         meta = content.metadata
+        if meta.get("head") != HEAD:
+            raise BundleError(f"{path}: tabular model written by an earlier segqc whose anomaly score "
+                              "(a Gaussian mixture over summed score norms) is no longer supported; "
+                              "refit it with 'segqc tabular fit'")
         with cls._bundle_errors(path):
             model_cfg = TabularModelConfig(**meta["model"])
             schema = TabularSchema.from_dict(meta["schema"])
             detector = cls(model_cfg, cls._saved_training(meta, device), id_column=schema.id_column,
                            max_integer_categories=meta.get("max_integer_categories", 20))
             detector.schema_ = schema
-            model = TabularScoreModel(schema.cardinalities, content.tensors["taus"], content.tensors["sigmas"],
-                                      model_cfg.loss, model_cfg.delta, model_cfg.width, model_cfg.depth,
-                                      model_cfg.embedding_size, model_cfg.dropout)
-            detector._restore(content, model)
+            detector._restore(content, detector._score_model(schema.cardinalities, content.tensors["taus"],
+                                                             content.tensors["sigmas"]))
+            detector.head_ = VariableNormDensity.from_arrays(
+                {k.removeprefix("head_"): v for k, v in content.arrays.items() if k.startswith("head_")})
         return detector

@@ -2,25 +2,37 @@
 
 A score model ties a network to its noise process and loss: ``forward`` returns
 the per-row training loss (so the shared trainer and DDP can drive it), and
-``score_norms`` gives the multiscale score-norm embedding used for anomaly
-detection (DESIGN.md section 3.4).
+``variable_norms`` gives the squared score norm of every variable at every
+level, the embedding used for anomaly detection (DESIGN.md section 3.4).
 
 Row layout: every categorical column with ``K`` categories takes ``K`` slots of
-the flat network input (its ExpConcrete point ``y``), then come the continuous
-columns (their perturbed standardised values). Columns with the same ``K`` are
-processed together as one ``(B, m, K)`` tensor.
+the flat network input, then come the continuous columns (their perturbed
+standardised values). Categorical columns are noised in one of two ways:
+
+* ``gumbel`` (GNSM): the slots hold the ExpConcrete point ``y`` at temperature
+  ``tau``; columns with the same ``K`` are processed together as one
+  ``(B, m, K)`` tensor.
+* ``gaussian``: the slots hold the one-hot vector plus Gaussian noise of scale
+  ``tau`` (the level's categorical scale), denoised like continuous columns.
+  By the Gumbel-max property an ExpConcrete point reveals its class at every
+  temperature, so a denoiser can ignore the other columns; Gaussian noise of
+  scale ~1 hides the class and forces the network to predict it from the rest
+  of the row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
 from segqc import losses, noise
 from segqc.nets.tabular import TabularScoreNet
+
+CategoricalNoise = Literal["gumbel", "gaussian"]
 
 
 @dataclass(frozen=True)
@@ -61,21 +73,28 @@ class TabularScoreModel(nn.Module):
 
     Args:
         cardinalities: Number of categories of each categorical column.
-        taus: Temperatures per level, shape ``(L,)``.
+        taus: Categorical noise per level, shape ``(L,)``: temperatures
+            (``gumbel``) or Gaussian scales of the one-hot slots (``gaussian``).
+            The network is conditioned on them.
         sigmas: Gaussian scales per level and continuous column, shape
             ``(L, D_cont)`` (a row per level; K-DSM uses one row of per-feature scales).
-        loss: Categorical loss, ``"kl"`` or ``"mse"``.
+        loss: Categorical loss, ``"kl"`` or ``"mse"`` (``gumbel`` only).
         delta: Floor of the one-hot before the logarithm.
         width: Hidden width of the network.
         depth: Number of residual blocks.
         embedding_size: Width of the noise-level embedding.
         dropout: Dropout in the blocks.
+        categorical_noise: ``"gumbel"`` or ``"gaussian"`` (see the module docstring).
     """
 
     def __init__(self, cardinalities: Sequence[int], taus: torch.Tensor, sigmas: torch.Tensor,
                  loss: losses.CategoricalLoss = "kl", delta: float = noise.DEFAULT_DELTA,
-                 width: int = 256, depth: int = 4, embedding_size: int = 128, dropout: float = 0.0) -> None:
+                 width: int = 256, depth: int = 4, embedding_size: int = 128, dropout: float = 0.0,
+                 categorical_noise: CategoricalNoise = "gumbel") -> None:
         super().__init__()
+        if categorical_noise not in ("gumbel", "gaussian"):
+            raise ValueError(f"unknown categorical noise {categorical_noise!r}; expected 'gumbel' or 'gaussian'")
+        self.categorical_noise = categorical_noise
         self.cardinalities = [int(k) for k in cardinalities]
         self.num_continuous = int(sigmas.shape[1])
         if taus.ndim != 1 or sigmas.ndim != 2 or sigmas.shape[0] != taus.shape[0]:
@@ -87,6 +106,10 @@ class TabularScoreModel(nn.Module):
         self.groups = category_groups(self.cardinalities)
         self.num_categorical_slots = sum(self.cardinalities)
         self.num_variables = len(self.cardinalities) + self.num_continuous
+        self.first_slot = torch.tensor([0, *self.cardinalities[:-1]], dtype=torch.long).cumsum(0)
+        self.slot_variable = torch.cat([torch.repeat_interleave(torch.arange(len(self.cardinalities)),
+                                                                torch.tensor(self.cardinalities, dtype=torch.long)),
+                                        len(self.cardinalities) + torch.arange(self.num_continuous)])
         self.net = TabularScoreNet(self.num_categorical_slots + self.num_continuous, width, depth,
                                    embedding_size, dropout)
 
@@ -116,6 +139,19 @@ class TabularScoreModel(nn.Module):
         parts = [flat[:, group.slots.to(flat.device)] for group in self.groups]
         return parts, flat[:, self.num_categorical_slots:]
 
+    def _one_hot(self, codes: torch.Tensor) -> torch.Tensor:
+        """One-hot slots ``(B, S)`` of category codes ``(B, D_cat)``; an unseen code (``-1``) gives zeros."""
+        slots = torch.zeros(codes.shape[0], self.num_categorical_slots, device=codes.device)
+        if self.cardinalities:
+            first_slot = self.first_slot.to(codes.device)
+            slots.scatter_(1, codes.clamp_min(0) + first_slot, (codes >= 0).float())
+        return slots
+
+    def _slot_sigmas(self, level: torch.Tensor) -> torch.Tensor:
+        """Gaussian scales ``(B, S + D_cont)`` of every slot (``gaussian`` categorical noise)."""
+        categorical = self.taus[level][:, None].expand(-1, self.num_categorical_slots)
+        return torch.cat([categorical, self.sigmas[level]], 1)
+
     def forward(self, codes: torch.Tensor, continuous: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Per-row denoising loss at a random level of each row.
@@ -131,6 +167,11 @@ class TabularScoreModel(nn.Module):
         device = continuous.device
         level = torch.randint(self.num_levels, (continuous.shape[0],), generator=generator, device=device)
         tau = self.taus[level]
+        if self.categorical_noise == "gaussian":
+            clean = torch.cat([self._one_hot(codes), continuous], 1)
+            z = torch.randn(clean.shape, generator=generator, device=device)
+            prediction = self.net(noise.gaussian_perturb(clean, self._slot_sigmas(level), z), tau)
+            return losses.gaussian_dsm_loss(prediction, z).sum(-1) / max(self.num_variables, 1)
         inputs, targets = [], []
         for group in self.groups:
             logits = self._group_logits(codes, group)
@@ -146,9 +187,8 @@ class TabularScoreModel(nn.Module):
             total = total + losses.categorical_dsm_loss(part, target, tau[:, None, None], self.loss_kind).sum(-1)
         return total / max(self.num_variables, 1)
 
-    def scores(self, codes: torch.Tensor, continuous: torch.Tensor,
-               level: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Estimated scores of clean rows at given levels.
+    def slot_scores(self, codes: torch.Tensor, continuous: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """Estimated scores of clean rows at given levels, one per input slot.
 
         Args:
             codes: Category codes, shape ``(B, D_cat)``.
@@ -156,49 +196,61 @@ class TabularScoreModel(nn.Module):
             level: Level index of each row, shape ``(B,)``.
 
         Returns:
-            Per-group categorical scores ``(B, m, K)`` and continuous scores ``(B, D_cont)``.
+            Scores of the categorical slots then the continuous columns, shape ``(B, S + D_cont)``.
         """
         tau = self.taus[level]
+        if self.categorical_noise == "gaussian":
+            prediction = self.net(torch.cat([self._one_hot(codes), continuous], 1), tau)
+            return noise.gaussian_score(prediction, self._slot_sigmas(level))
         inputs = [noise.noise_free_point(self._group_logits(codes, g), tau[:, None, None]) for g in self.groups]
         prediction = self.net(self._assemble(inputs, continuous), tau)
         parts, predicted_z = self._split(prediction)
         categorical = [noise.score_from_noise_logits(p, tau[:, None, None]) for p in parts]
-        return categorical, noise.gaussian_score(predicted_z, self.sigmas[level])
+        return self._assemble(categorical, noise.gaussian_score(predicted_z, self.sigmas[level]))
 
-    def score_norms(self, codes: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:
-        """Multiscale embedding ``eta(x)``: squared score norms at every level.
+    def variable_norms(self, codes: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:
+        """Squared score norm of every variable at every level of clean rows.
+
+        A categorical variable's norm sums its ``K`` slots.
 
         Args:
             codes: Category codes, shape ``(B, D_cat)``.
             continuous: Standardised continuous values, shape ``(B, D_cont)``.
 
         Returns:
-            ``||s(x, level_i)||^2`` summed over all variables, shape ``(B, L)``.
+            Norms of shape ``(B, L, V)`` with ``V = D_cat + D_cont``.
         """
         batch, levels = continuous.shape[0], self.num_levels
         level = torch.arange(levels, device=continuous.device).repeat_interleave(batch)
-        categorical, cont = self.scores(codes.repeat(levels, 1), continuous.repeat(levels, 1), level)
-        norms = (cont**2).sum(-1)
-        for part in categorical:
-            norms = norms + (part**2).sum((-1, -2))
-        return norms.reshape(levels, batch).T
+        squared = self.slot_scores(codes.repeat(levels, 1), continuous.repeat(levels, 1), level) ** 2
+        norms = squared.new_zeros(squared.shape[0], self.num_variables)
+        norms.index_add_(1, self.slot_variable.to(squared.device), squared)
+        return norms.reshape(levels, batch, self.num_variables).transpose(0, 1)
+
+    def score_norms(self, codes: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:
+        """Multiscale embedding ``eta(x)``: squared score norms at every level.
+
+        Returns:
+            ``||s(x, level_i)||^2`` summed over all variables, shape ``(B, L)``.
+        """
+        return self.variable_norms(codes, continuous).sum(-1)
 
     def filter_norms(self, codes: torch.Tensor, continuous: torch.Tensor,
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """Level-free score norms of clean rows for EMA-teacher filtering.
 
-        Scores are divided by their level's scale (``s / tau``, ``s * sigma``) so
-        that norms at different levels are comparable; each row is scored at one
-        random level.
+        Scores are divided by their level's scale (``s / tau`` for ExpConcrete,
+        ``s * sigma`` for Gaussian slots) so that norms at different levels are
+        comparable; each row is scored at one random level.
 
         Returns:
             Norms of shape ``(B,)``.
         """
         level = torch.randint(self.num_levels, (continuous.shape[0],), generator=generator,
                               device=continuous.device)
-        categorical, cont = self.scores(codes, continuous, level)
-        norms = ((cont * self.sigmas[level]) ** 2).sum(-1)
-        tau = self.taus[level][:, None, None]
-        for part in categorical:
-            norms = norms + ((part / tau) ** 2).sum((-1, -2))
-        return norms
+        scores = self.slot_scores(codes, continuous, level)
+        if self.categorical_noise == "gaussian":
+            return ((scores * self._slot_sigmas(level)) ** 2).sum(-1)
+        slots = self.num_categorical_slots
+        tau = self.taus[level][:, None]
+        return ((scores[:, :slots] / tau) ** 2).sum(-1) + ((scores[:, slots:] * self.sigmas[level]) ** 2).sum(-1)
