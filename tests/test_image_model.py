@@ -125,3 +125,18 @@ def test_wrong_inputs_are_named(fitted: ImageQC) -> None:
         fitted.decision_function((images, np.full_like(masks, 7)))
     with pytest.raises(SchemaError, match="1-channel 2D"):
         fitted.decision_function((np.repeat(images, 3, 1), masks))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_reconstruction_is_the_same_in_parts_or_whole(spatial_dims: int, monkeypatch) -> None:
+    """Splitting a large batch into network passes of PASS_VOXELS is only a speed-up."""
+    model = tiny_model(spatial_dims, 1, 3)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    images = torch.randn(3, 1, *(8,) * spatial_dims)
+    with torch.no_grad():
+        whole = model.reconstruct(images, torch.Generator().manual_seed(0))
+        monkeypatch.setattr(image_scoremodel, "PASS_VOXELS", 1)
+        parts = model.reconstruct(images, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(parts, whole, rtol=1e-4, atol=1e-5)

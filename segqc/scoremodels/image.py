@@ -154,6 +154,9 @@ class ImageScoreModel(nn.Module):
         ``tau y + e_hat`` estimate that location, and undoing the mixing gives
         the next ``p``.
 
+        Large batches go through the network in parts of about
+        :data:`PASS_VOXELS` voxels.
+
         Args:
             images: ``(B, C, *spatial)``.
             generator: Source of the Gumbel noise; one draw per level serves every
@@ -171,7 +174,11 @@ class ImageScoreModel(nn.Module):
             mixed = ((1 - beta) * probabilities + beta / self.num_classes).clamp_min(self.delta)
             gumbel = noise.sample_gumbel((1, *shape[1:]), generator, images.device).expand(shape)
             y = noise.exp_concrete_perturb(torch.log(mixed), tau, gumbel, dim=1)
-            prediction = self.net(images, self._network_input(y, tau), self.taus[index].expand(shape[0]))
+            cases = max(1, PASS_VOXELS // max(1, math.prod(shape[2:])))
+            network_input = self._network_input(y, tau)
+            prediction = torch.cat([self.net(images[rows], network_input[rows], self.taus[index].expand(len(rows)))
+                                    for rows in (torch.arange(start, min(start + cases, shape[0]))
+                                                 for start in range(0, shape[0], cases))])
             location = torch.softmax(prediction.float() + tau * y, dim=1)
             unmixed = ((location - beta / self.num_classes) / max(1 - beta, self.delta)).clamp_min(0)
             probabilities = unmixed / unmixed.sum(1, keepdim=True).clamp_min(self.delta)
