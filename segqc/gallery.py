@@ -94,8 +94,9 @@ class GalleryPool:
             reconstruction: ``(N, *spatial)`` reconstructions.
         """
         for index, (row, case) in enumerate(zip(rows, cases)):
-            self.candidates[case.case_id] = GalleryCandidate(case, heat[index], reconstruction[index], row["score"],
-                                                             row.get("predicted_dice", float("nan")))
+            # copies: a view would keep the whole chunk's arrays alive as long as the candidate
+            self.candidates[case.case_id] = GalleryCandidate(case, heat[index].copy(), reconstruction[index].copy(),
+                                                             row["score"], row.get("predicted_dice", float("nan")))
         self._prune()
 
     def merge(self, other: GalleryPool) -> None:
