@@ -140,3 +140,24 @@ def test_reconstruction_is_the_same_in_parts_or_whole(spatial_dims: int, monkeyp
         monkeypatch.setattr(image_scoremodel, "PASS_VOXELS", 1)
         parts = model.reconstruct(images, torch.Generator().manual_seed(0))
     torch.testing.assert_close(parts, whole, rtol=1e-4, atol=1e-5)
+
+
+def _pass_shapes(voxels: int, size: int, count: int, levels: int) -> set[tuple[int, int]]:
+    """(cases, levels) of every network pass embed runs on ``count`` cases padded as the detector pads them."""
+    unit = image_scoremodel.pass_plan(voxels, size, 1)[0]
+    padded = -(-count // unit) * unit
+    cases, per_pass = image_scoremodel.pass_plan(voxels, size, levels)
+    return {(len(range(start, min(start + cases, padded))), len(range(first, min(first + per_pass, levels))))
+            for start in range(0, padded, cases) for first in range(0, levels, per_pass)}
+
+
+@pytest.mark.parametrize("voxels", [8 ** 2, 64 ** 2, 24 ** 3, 32 ** 3, 48 ** 3, 96 ** 3])
+@pytest.mark.parametrize("size", [1, 12, 16, 21])
+def test_pass_plan_gives_short_batches_the_passes_of_a_full_one(voxels: int, size: int) -> None:
+    """A padded last batch runs network passes of the full batch's shapes, with little padding."""
+    full = _pass_shapes(voxels, size, size, 10)
+    unit = image_scoremodel.pass_plan(voxels, size, 1)[0]
+    assert size % unit == 0 and unit * voxels <= max(voxels, image_scoremodel.PASS_VOXELS)
+    for count in range(1, size + 1):
+        assert _pass_shapes(voxels, size, count, 10) <= full
+        assert -(-count // unit) * unit - count < unit

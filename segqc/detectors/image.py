@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from segqc.data.images import pair_cases
 from segqc.data.preprocess import PreparedCase, PreprocessConfig, prepare_dataset, stack
 from segqc.detectors.base import BaseDetector, split_groups
 from segqc.errors import ConfigError, InputError, SchemaError
-from segqc.scoremodels.image import ImageScoreModel
+from segqc.scoremodels.image import ImageScoreModel, pass_plan
 from segqc.train import StepInfo, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -285,7 +286,7 @@ class ImageQC(BaseDetector):
                               f"got {images.shape[1]}-channel {masks.ndim - 1}D")
         if masks.numel() and int(masks.max()) >= arch["num_classes"]:
             raise SchemaError(f"mask class index {int(masks.max())} outside 0..{arch['num_classes'] - 1}")
-        parts = self._in_batches(lambda model, image, mask: model.embed(image, mask), images, masks)
+        parts = self._in_batches(lambda model, size, image, mask: model.embed(image, mask, size), images, masks)
         return (np.concatenate([norms.double().cpu().numpy() for norms, _ in parts]),
                 np.concatenate([heat.float().cpu().numpy() for _, heat in parts]))
 
@@ -293,15 +294,18 @@ class ImageQC(BaseDetector):
         """Class probabilities ``(N, K, *spatial)`` of segqc's own segmentation of each image."""
         seed = self._training_config.seed
         parts = self._in_batches(
-            lambda model, image: model.reconstruct(image, torch.Generator(image.device).manual_seed(seed)), images)
+            lambda model, size, image: model.reconstruct(image, torch.Generator(image.device).manual_seed(seed), size),
+            images)
         return np.concatenate([part.cpu().numpy() for part in parts])
 
     @torch.inference_mode()
     def _in_batches(self, run: Callable[..., Any], *tensors: torch.Tensor) -> list[Any]:
-        """``run(model, *batch)`` for each scoring batch of ``tensors``, on the scoring device, in eval mode.
+        """``run(model, batch_size, *batch)`` for each scoring batch of ``tensors``, on the scoring device, in eval mode.
 
-        Every batch has the same size (the last one padded with copies of its
-        first case, whose results are dropped): convolution and attention
+        Every network pass has the same shape: batches hold ``score_batch_size``
+        cases, and the last one is padded with copies of its first case (whose
+        results are dropped) up to a whole number of passes
+        (:func:`~segqc.scoremodels.image.pass_plan`). Convolution and attention
         kernels are chosen by shape, so a case's results would otherwise depend,
         in the last digits, on how many cases share its batch (a chunk, a
         ``torchrun`` shard). Convolutions run in full fp32: with cuDNN's TF32, GPU
@@ -316,12 +320,13 @@ class ImageQC(BaseDetector):
         layout = torch.channels_last if self.architecture_["spatial_dims"] == 2 else torch.channels_last_3d
         model = self.model_.to(device).eval().to(memory_format=layout)
         size = self._model_config.score_batch_size
+        unit = pass_plan(math.prod(tensors[0].shape[2:]), size, 1)[0]
         outputs = []
         with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
             for start in range(0, len(tensors[0]), size):
-                batch = [_padded(tensor[start:start + size], size).to(device) for tensor in tensors]
                 count = min(size, len(tensors[0]) - start)
-                output = run(model, *(_laid_out(tensor, layout) for tensor in batch))
+                batch = [_padded(tensor[start:start + size], -(-count // unit) * unit).to(device) for tensor in tensors]
+                output = run(model, size, *(_laid_out(tensor, layout) for tensor in batch))
                 outputs.append(tuple(part[:count] for part in output) if isinstance(output, tuple)
                                else output[:count])
         return outputs

@@ -24,6 +24,28 @@ PASS_VOXELS = 2 ** 17
 2-core CPU (cache), 2D 64 x 64 at 10 levels took 68 ms per case in one pass and 31 ms at 2 levels per pass."""
 
 
+def pass_plan(voxels: int, batch_size: int, levels: int) -> tuple[int, int]:
+    """Cases and levels in each network pass of a scoring batch of ``batch_size`` cases.
+
+    A pass holds about :data:`PASS_VOXELS` mask voxels. When a whole batch fits,
+    it goes through at several levels at once; otherwise it is split into equal
+    parts (a divisor of ``batch_size``), so that a shorter batch padded to a
+    multiple of that part runs passes of exactly the same shape.
+
+    Args:
+        voxels: Mask voxels of one case.
+        batch_size: Cases in a full scoring batch.
+        levels: Noise levels to score.
+
+    Returns:
+        ``(cases, levels)`` per pass.
+    """
+    fits = max(1, PASS_VOXELS // max(1, voxels))
+    if fits >= batch_size:
+        return batch_size, max(1, min(levels, fits // batch_size))
+    return max(d for d in range(1, fits + 1) if batch_size % d == 0), 1
+
+
 class ImageScoreModel(nn.Module):
     """GNSM for segmentation masks conditioned on their images.
 
@@ -109,24 +131,24 @@ class ImageScoreModel(nn.Module):
         prediction = self.net(images, self._network_input(y, tau), self.taus[level])
         return noise.score_from_noise_logits(prediction.float(), tau, dim=1)
 
-    def embed(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed(self, images: torch.Tensor, masks: torch.Tensor,
+              batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Multiscale score-norm embedding and anomaly heat map of clean pairs.
 
-        Each network pass holds about :data:`PASS_VOXELS` mask voxels: several
-        levels of a small batch (the batch repeated once per level), or part of
-        a large batch at one level.
+        Network passes follow :func:`pass_plan`: several levels of a small batch
+        (the batch repeated once per level), or part of a large batch at one level.
 
         Args:
             images: ``(B, C, *spatial)``.
             masks: Class indices ``(B, *spatial)``.
+            batch_size: Size of a full batch, which sets the passes (default ``B``).
 
         Returns:
             ``norms``: ``||s(x, level_i)||^2`` over all pixels, ``(B, L)``; and
             ``heat``: per-pixel ``||s / tau||^2`` averaged over levels, ``(B, *spatial)``.
         """
-        batch, voxels = masks.shape[0], max(1, masks[0].numel())
-        cases = max(1, PASS_VOXELS // voxels)
-        per_pass = max(1, min(self.num_levels, cases // batch)) if cases >= batch else 1
+        batch = masks.shape[0]
+        cases, per_pass = pass_plan(masks[0].numel(), batch_size or batch, self.num_levels)
         norms = torch.zeros(batch, self.num_levels, device=masks.device)
         heat = torch.zeros(masks.shape, device=masks.device)
         for start in range(0, batch, cases):
@@ -143,7 +165,8 @@ class ImageScoreModel(nn.Module):
                 heat[rows] += (per_pixel / self.taus[levels].view(-1, *([1] * masks.ndim)) ** 2).sum(0)
         return norms, heat / self.num_levels
 
-    def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None = None,
+                    batch_size: int | None = None) -> torch.Tensor:
         """segqc's own segmentation of images, inferred from the image alone (a pseudo ground truth).
 
         Annealed denoising from the top level down through the mixed levels
@@ -154,8 +177,7 @@ class ImageScoreModel(nn.Module):
         ``tau y + e_hat`` estimate that location, and undoing the mixing gives
         the next ``p``.
 
-        Large batches go through the network in parts of about
-        :data:`PASS_VOXELS` voxels.
+        Large batches go through the network in parts (:func:`pass_plan`).
 
         Args:
             images: ``(B, C, *spatial)``.
@@ -168,13 +190,13 @@ class ImageScoreModel(nn.Module):
         """
         shape = (images.shape[0], self.num_classes, *images.shape[2:])
         probabilities = torch.full(shape, 1.0 / self.num_classes, device=images.device)
+        cases = pass_plan(math.prod(shape[2:]), batch_size or shape[0], 1)[0]
         for index in torch.argsort(self.taus, descending=True)[:max(1, (self.num_levels + 1) // 2)].tolist():
             tau = self.taus[index].view(*([1] * len(shape)))
             beta = float(self.betas[index])
             mixed = ((1 - beta) * probabilities + beta / self.num_classes).clamp_min(self.delta)
             gumbel = noise.sample_gumbel((1, *shape[1:]), generator, images.device).expand(shape)
             y = noise.exp_concrete_perturb(torch.log(mixed), tau, gumbel, dim=1)
-            cases = max(1, PASS_VOXELS // max(1, math.prod(shape[2:])))
             network_input = self._network_input(y, tau)
             prediction = torch.cat([self.net(images[rows], network_input[rows], self.taus[index].expand(len(rows)))
                                     for rows in (torch.arange(start, min(start + cases, shape[0]))
