@@ -57,13 +57,15 @@ sys.path.insert(0, str(ROOT))
 from examples import realdata  # noqa: E402
 from segqc import evaluation, phantoms  # noqa: E402
 from segqc.presets import preset_path  # noqa: E402
-from segqc.quality import dice_per_class, mean_dice  # noqa: E402
+from segqc.quality import QualityEstimator, dice_per_class, mean_dice, quality_verdicts  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
 from segqc.scoring import ScoreOptions, score_folder  # noqa: E402
 
 # segqc training steps per set unless --steps is given; None: the set's config (examples/configs/*.yaml).
 DEFAULT_STEPS = {"phantoms": None, "lits": None, "nuclei": None}
 COLUMNS = ["spearman_dice", "spearman_hd95", "auroc", "ap", "aurc", "pearson_dice_top_k"]
+COVERAGES = (0.5, 0.6, 0.7, 0.8, 0.9)
+"""Nominal interval coverages whose verdicts the benchmark compares (the model's own is ``quality_coverage``)."""
 QUALITY_COLUMNS = ["mae", "coverage", "false_alarms", "misses", "quantile_false_alarms", "quantile_misses"]
 ATLAS_NEIGHBOURS = 5
 
@@ -136,6 +138,18 @@ def quality_figures(table: pd.DataFrame, quantile_verdicts: np.ndarray) -> dict[
             "quantile_misses": old["misses"]}
 
 
+def coverage_figures(table: pd.DataFrame, estimator: QualityEstimator) -> dict[str, float | None]:
+    """False alarms, misses and actual coverage with the interval recalibrated to each of :data:`COVERAGES`."""
+    dice, predicted = table["dice_mean"].to_numpy(float), table["predicted_dice"].to_numpy(float)
+    figures = {}
+    for coverage in COVERAGES:
+        low, high = estimator.recalibrated(coverage).interval(predicted)
+        verdicts = evaluation.verdict_quality(quality_verdicts(low, high, 0.8), dice, 0.8)
+        figures |= {f"false_alarms@{coverage}": verdicts["false_alarms"], f"misses@{coverage}": verdicts["misses"],
+                    f"coverage@{coverage}": float(((dice >= low) & (dice <= high)).mean())}
+    return figures
+
+
 def evaluate(scores: np.ndarray, dice: np.ndarray, hd95: np.ndarray, top_k: int) -> dict[str, float | None]:
     """The benchmark's figures for one method."""
     by_dice = evaluation.correlations(scores, dice, top_k)
@@ -146,13 +160,13 @@ def evaluate(scores: np.ndarray, dice: np.ndarray, hd95: np.ndarray, top_k: int)
             "pearson_dice_top_k": by_dice["pearson_top_k"]}
 
 
-def segqc_scores(qc_set: realdata.QCSet, seed: int, steps: int | None, workdir: Path) -> tuple[pd.DataFrame,
-                                                                                               np.ndarray]:
+def segqc_scores(qc_set: realdata.QCSet, seed: int, steps: int | None, workdir: Path
+                 ) -> tuple[pd.DataFrame, np.ndarray, QualityEstimator | None]:
     """Train and score with segqc on the set's files.
 
     Returns:
-        The report's ``scores.csv`` in case order, and the verdicts the old
-        score-quantile rule would give.
+        The report's ``scores.csv`` in case order, the verdicts the old
+        score-quantile rule would give, and the model's predicted-Dice estimator.
     """
     folder = realdata.write_set(qc_set, workdir / qc_set.name)
     detector = ImageQC.from_config(qc_set.config, qc_set.labels, training={"steps": steps, "seed": seed,
@@ -163,7 +177,7 @@ def segqc_scores(qc_set: realdata.QCSet, seed: int, steps: int | None, workdir: 
     run = score_folder(qc, folder / "test" / "predictions", folder / "test" / "images", folder / "report",
                        ScoreOptions(ground_truth=folder / "test" / "ground-truth"))
     table = run.table.set_index("case_id").loc[[case.case_id for case in qc_set.cases]]
-    return table, qc.verdicts(table["score"].to_numpy(float))
+    return table, qc.verdicts(table["score"].to_numpy(float)), qc.quality_
 
 
 def run_set(name: str, seed: int, steps: int | None) -> dict[str, dict[str, dict]]:
@@ -171,7 +185,7 @@ def run_set(name: str, seed: int, steps: int | None) -> dict[str, dict[str, dict
     qc_set = SETS[name](seed)
     classes = len(qc_set.labels)
     with tempfile.TemporaryDirectory() as workdir:
-        table, quantile_verdicts = segqc_scores(qc_set, seed, steps, Path(workdir))
+        table, quantile_verdicts, estimator = segqc_scores(qc_set, seed, steps, Path(workdir))
     images = np.stack([case.image for case in qc_set.cases])
     predictions = np.stack([case.prediction for case in qc_set.cases])
     forest = IsolationForest(random_state=seed).fit(
@@ -197,7 +211,8 @@ def run_set(name: str, seed: int, steps: int | None) -> dict[str, dict[str, dict
         subsets["UNet predictions only"] = unet
     return {subset: {**{method: evaluate(values[keep], dice[keep], hd95[keep], top_k=50)
                         for method, values in methods.items()},
-                     **({"quality": quality_figures(table[keep], quantile_verdicts[keep])} if has_quality else {})}
+                     **({"quality": quality_figures(table[keep], quantile_verdicts[keep]),
+                         "coverages": coverage_figures(table[keep], estimator)} if has_quality else {})}
             for subset, keep in subsets.items()}
 
 
@@ -213,13 +228,17 @@ def table_lines(runs: list[dict[str, dict]]) -> list[str]:
     """Markdown rows ``method | mean ± std`` of each figure over seeds, then the predicted-Dice / verdict row."""
     lines = ["| method | Spearman Dice | Spearman HD95 | AUROC | AP | AURC | Pearson Dice top-50 |",
              "|---|---|---|---|---|---|---|"]
-    for method in (name for name in runs[0] if name != "quality"):
+    for method in (name for name in runs[0] if name not in ("quality", "coverages")):
         lines.append(f"| {method} | " + " | ".join(_cells(runs, method, COLUMNS)) + " |")
     if "quality" not in runs[0]:
         return lines + ["", "(no predicted Dice: the model had too few held-out sources)"]
     lines += ["", "| predicted Dice MAE | interval coverage | false alarms (Dice >= 0.9 not pass) | misses "
               "(Dice < 0.8 pass) | old quantile rule: false alarms | old quantile rule: misses |",
-              "|---|---|---|---|---|---|", "| " + " | ".join(_cells(runs, "quality", QUALITY_COLUMNS)) + " |"]
+              "|---|---|---|---|---|---|", "| " + " | ".join(_cells(runs, "quality", QUALITY_COLUMNS)) + " |",
+              "", "| nominal interval coverage | actual coverage | false alarms | misses |", "|---|---|---|---|"]
+    for coverage in COVERAGES:
+        cells = _cells(runs, "coverages", [f"coverage@{coverage}", f"false_alarms@{coverage}", f"misses@{coverage}"])
+        lines.append(f"| {coverage} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -247,7 +266,10 @@ def main() -> None:
              "of held-out training sources; the atlas and the degradations never see a test case",
              "- misses: share of failed predictions (Dice < 0.8) that got `pass`; false alarms: share of good ones "
              "(Dice >= 0.9) that got `review` or `fail`; interval coverage: share of true Dice values inside "
-             "[predicted_dice_low, predicted_dice_high] (nominal 0.6)"]
+             "[predicted_dice_low, predicted_dice_high] (nominal: the model's `quality_coverage`, 0.6)",
+             "- the last table of each set recomputes the interval from the same out-of-fold residuals at other "
+             "nominal coverages (`QualityEstimator.recalibrated`): exactly the figures a model trained with that "
+             "`quality_coverage` gives, since the regressor and its out-of-fold predictions do not depend on it"]
     for name in args.sets:
         runs, clock = [], time.perf_counter()
         for seed in range(args.seeds):

@@ -29,6 +29,7 @@ deterministically when the bundle is read.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,6 +143,8 @@ class QualityEstimator:
     Attributes:
         features_: Training features ``(M, F)``.
         targets_: Training targets ``(M, K)``: mean Dice, then each class's.
+        held_out_: Out-of-fold predicted mean Dice of each training example,
+            ``(M,)`` (``None`` in bundles written before it was kept).
         bin_edges_: Predicted-Dice bin edges of the residual quantiles, ``(B + 1,)``.
         below_: Residual quantile under the estimate per bin, ``(B,)``.
         above_: Residual quantile over the estimate per bin, ``(B,)``.
@@ -165,16 +168,34 @@ class QualityEstimator:
         """
         self.features_, self.targets_ = np.asarray(features, np.float64), np.asarray(targets, np.float64)
         folds = min(_FOLDS, len(np.unique(groups)))
-        held_out = np.empty(len(self.targets_))
+        self.held_out_ = np.empty(len(self.targets_))
         for fit_rows, test_rows in GroupKFold(folds).split(self.features_, groups=groups):
             model = _regressor(self.seed).fit(self.features_[fit_rows], self.targets_[fit_rows])
-            held_out[test_rows] = np.clip(model.predict(self.features_[test_rows])[:, 0], 0, 1)
-        self._calibrate(held_out, self.targets_[:, 0])
+            self.held_out_[test_rows] = np.clip(model.predict(self.features_[test_rows])[:, 0], 0, 1)
+        self._calibrate()
         self._refit()
         return self
 
-    def _calibrate(self, predicted: np.ndarray, true: np.ndarray) -> None:
-        """Residual quantiles per bin of predicted Dice (each tail holds (1 - coverage) / 2)."""
+    def recalibrated(self, coverage: float) -> QualityEstimator:
+        """The same estimator with its interval recomputed for another ``coverage`` (no refitting).
+
+        Raises:
+            ValueError: ``coverage`` outside (0, 1), or an estimator read from a
+                bundle written before the out-of-fold predictions were kept.
+        """
+        if not 0 < coverage < 1:
+            raise ValueError(f"interval coverage must lie in (0, 1), got {coverage}")
+        if self.held_out_ is None:
+            raise ValueError("this model was saved without the out-of-fold predictions a new interval coverage "
+                             "needs; retrain it to change the coverage")
+        other = copy.copy(self)
+        other.coverage = coverage
+        other._calibrate()
+        return other
+
+    def _calibrate(self) -> None:
+        """Out-of-fold residual quantiles per bin of predicted Dice (each tail holds (1 - coverage) / 2)."""
+        predicted, true = self.held_out_, self.targets_[:, 0]
         edges = np.unique(np.quantile(predicted, np.linspace(0, 1, _BINS + 1)))
         edges[0], edges[-1] = -np.inf, np.inf
         tail = (1 - self.coverage) / 2
@@ -193,14 +214,19 @@ class QualityEstimator:
         """Predicted Dice and interval of each case, ``features`` ``(N, F)``."""
         predicted = np.clip(self.model_.predict(np.asarray(features, np.float64)), 0, 1)
         dice = predicted[:, 0]
+        return QualityEstimate(dice, *self.interval(dice), predicted[:, 1:])
+
+    def interval(self, dice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` around predicted mean Dice values ``(N,)``, each ``(N,)``."""
         index = np.clip(np.searchsorted(self.bin_edges_, dice, side="right") - 1, 0, len(self.below_) - 1)
-        return QualityEstimate(dice, np.clip(dice - self.below_[index], 0, 1),
-                               np.clip(dice + self.above_[index], 0, 1), predicted[:, 1:])
+        return np.clip(dice - self.below_[index], 0, 1), np.clip(dice + self.above_[index], 0, 1)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Everything needed to rebuild the estimator (no pickle)."""
+        held_out = {} if self.held_out_ is None else {"held_out": self.held_out_}
         return {"features": self.features_, "targets": self.targets_, "bin_edges": self.bin_edges_,
-                "below": self.below_, "above": self.above_, "settings": np.array([self.coverage, self.seed])}
+                "below": self.below_, "above": self.above_, "settings": np.array([self.coverage, self.seed]),
+                **held_out}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> QualityEstimator:
@@ -208,6 +234,7 @@ class QualityEstimator:
         coverage, seed = arrays["settings"]
         estimator = cls(float(coverage), int(seed))
         estimator.features_, estimator.targets_ = arrays["features"], arrays["targets"]
+        estimator.held_out_ = arrays.get("held_out")
         estimator.bin_edges_, estimator.below_, estimator.above_ = arrays["bin_edges"], arrays["below"], arrays["above"]
         estimator._refit()
         return estimator

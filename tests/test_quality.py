@@ -85,6 +85,25 @@ def test_estimator_learns_dice_with_honest_intervals() -> None:
     np.testing.assert_array_equal(restored.high, estimate.high)
 
 
+def test_recalibrating_the_interval_matches_fitting_at_that_coverage() -> None:
+    rng = np.random.default_rng(4)
+    features = rng.uniform(0, 1, (300, 3))
+    dice = np.clip(0.3 + 0.6 * features[:, 0] + rng.normal(0, 0.05, 300), 0, 1)
+    targets, groups = np.column_stack([dice, dice]), np.arange(300) // 5
+    narrow = QualityEstimator(coverage=0.5).fit(features, targets, groups)
+    wide = QualityEstimator(coverage=0.9).fit(features, targets, groups)
+    restored = QualityEstimator.from_arrays(narrow.to_arrays()).recalibrated(0.9)
+    np.testing.assert_array_equal(restored.below_, wide.below_)
+    np.testing.assert_array_equal(restored.predict(features).low, wide.predict(features).low)
+    assert (wide.below_ >= narrow.below_).all() and (wide.below_ > narrow.below_).any()
+    assert narrow.coverage == 0.5, "recalibrating returns a new estimator"
+    with pytest.raises(ValueError, match="coverage"):
+        narrow.recalibrated(1.0)
+    old = {k: v for k, v in narrow.to_arrays().items() if k != "held_out"}
+    with pytest.raises(ValueError, match="retrain"):
+        QualityEstimator.from_arrays(old).recalibrated(0.8)
+
+
 def test_verdicts_follow_the_interval() -> None:
     verdicts = quality_verdicts(np.array([0.1, 0.7, 0.85, 0.8]), np.array([0.7, 0.9, 0.95, 0.99]), 0.8)
     assert list(verdicts) == ["fail", "review", "pass", "pass"]
