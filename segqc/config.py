@@ -107,8 +107,6 @@ class TabularModelConfig:
         depth: Number of residual blocks.
         embedding_size: Width of the noise-level embedding.
         dropout: Dropout inside the blocks.
-        members: Networks in the ensemble (each trained on its own loss; scores
-            use their mean noise estimate). Costs ``members`` times the training.
         min_scale: Floor of the inlier spread of a log score norm.
         review_quantile: Held-out inlier quantile above which a row is ``review``.
         fail_quantile: Held-out inlier quantile above which a row is ``fail``.
@@ -131,7 +129,6 @@ class TabularModelConfig:
     depth: int = 3
     embedding_size: int = 32
     dropout: float = 0.0
-    members: int = 1
     min_scale: float = 0.05
     review_quantile: float = 0.95
     fail_quantile: float = 0.99
@@ -153,7 +150,6 @@ class TabularModelConfig:
             "width": self.width >= 1,
             "depth": self.depth >= 0,
             "embedding_size": self.embedding_size >= 2 and self.embedding_size % 2 == 0,
-            "members": self.members >= 1,
             "min_scale": self.min_scale > 0,
             "review_quantile": 0 < self.review_quantile <= self.fail_quantile < 1,
         }

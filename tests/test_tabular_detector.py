@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from conftest import chained_table, joint_table
-from segqc.bundle import METADATA_FILE, WEIGHTS_FILE, metadata_digest, read_bundle, write_bundle
+from segqc.bundle import METADATA_FILE, WEIGHTS_FILE, metadata_digest
 from segqc.data.tabular import encode
 from segqc.detectors.tabular import TabularQC
 from segqc.errors import BundleError, InputError, NotFittedError, SchemaError
@@ -126,28 +126,6 @@ def test_save_load_round_trip_and_tampering(tiny_model, tiny_training, train_fra
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(BundleError, match="checksum mismatch"):
         TabularQC.load(path)
-
-
-def test_an_ensemble_detects_planted_anomalies_and_round_trips(tiny_model, tiny_training, train_frame,
-                                                                tmp_path) -> None:
-    qc = TabularQC(dataclasses.replace(tiny_model, members=2), tiny_training, id_column="id").fit(train_frame)
-    assert len(qc.model_.nets) == 2
-    test, is_anomaly = chained_table(300, seed=1, anomalies=30)
-    scores = qc.decision_function(test)
-    assert roc_auc_score(is_anomaly, scores) >= 0.9
-    np.testing.assert_allclose(TabularQC.load(qc.save(tmp_path / "model")).decision_function(test), scores,
-                               rtol=1e-5)
-
-
-def test_bundles_from_before_ensembles_still_load(tiny_model, tiny_training, train_frame, tmp_path) -> None:
-    """Their one network was stored under ``net.``, not ``nets.0.``."""
-    qc = TabularQC(tiny_model, tiny_training).fit(train_frame)
-    content = read_bundle(qc.save(tmp_path / "model"), "tabular")
-    old = {k.replace("nets.0.", "net.", 1): v for k, v in content.tensors.items()}
-    write_bundle(tmp_path / "old", "tabular", content.metadata, old, content.arrays)
-    test = chained_table(60, seed=6, anomalies=6)[0]
-    np.testing.assert_allclose(TabularQC.load(tmp_path / "old").decision_function(test), qc.decision_function(test),
-                               rtol=1e-5)
 
 
 def test_foreign_bundles_are_refused(tiny_model, tiny_training, train_frame, tmp_path) -> None:

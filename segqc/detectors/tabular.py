@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -132,7 +131,7 @@ class TabularQC(BaseDetector):
         """An untrained score model with this detector's settings (see :meth:`_schedule` for the noise)."""
         cfg = self._model_config
         return TabularScoreModel(cardinalities, taus, sigmas, cfg.loss, cfg.delta, cfg.width, cfg.depth,
-                                 cfg.embedding_size, cfg.dropout, cfg.categorical_noise, cfg.members)
+                                 cfg.embedding_size, cfg.dropout, cfg.categorical_noise)
 
     def _schedule(self, train_continuous: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Categorical noise ``(L,)`` and Gaussian scales ``(L, D_cont)`` of the chosen method.
@@ -238,8 +237,6 @@ class TabularQC(BaseDetector):
             detector = cls(model_cfg, cls._saved_training(meta, device), id_column=schema.id_column,
                            max_integer_categories=meta.get("max_integer_categories", 20))
             detector.schema_ = schema
-            # Bundles written before ensembles hold one network under "net."
-            content.tensors = {re.sub(r"^net\.", "nets.0.", k): v for k, v in content.tensors.items()}
             detector._restore(content, detector._score_model(schema.cardinalities, content.tensors["taus"],
                                                              content.tensors["sigmas"]))
             detector.head_ = VariableNormDensity.from_arrays(

@@ -22,7 +22,7 @@ standardised values). Categorical columns are noised in one of two ways:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,14 +85,12 @@ class TabularScoreModel(nn.Module):
         embedding_size: Width of the noise-level embedding.
         dropout: Dropout in the blocks.
         categorical_noise: ``"gumbel"`` or ``"gaussian"`` (see the module docstring).
-        members: Networks in the ensemble. Each is trained on its own loss (they
-            differ by their initialisation); scores use their mean noise estimate.
     """
 
     def __init__(self, cardinalities: Sequence[int], taus: torch.Tensor, sigmas: torch.Tensor,
                  loss: losses.CategoricalLoss = "kl", delta: float = noise.DEFAULT_DELTA,
                  width: int = 256, depth: int = 4, embedding_size: int = 128, dropout: float = 0.0,
-                 categorical_noise: CategoricalNoise = "gumbel", members: int = 1) -> None:
+                 categorical_noise: CategoricalNoise = "gumbel") -> None:
         super().__init__()
         if categorical_noise not in ("gumbel", "gaussian"):
             raise ValueError(f"unknown categorical noise {categorical_noise!r}; expected 'gumbel' or 'gaussian'")
@@ -112,22 +110,13 @@ class TabularScoreModel(nn.Module):
         self.slot_variable = torch.cat([torch.repeat_interleave(torch.arange(len(self.cardinalities)),
                                                                 torch.tensor(self.cardinalities, dtype=torch.long)),
                                         len(self.cardinalities) + torch.arange(self.num_continuous)])
-        self.nets = nn.ModuleList(TabularScoreNet(self.num_categorical_slots + self.num_continuous, width, depth,
-                                                  embedding_size, dropout) for _ in range(members))
+        self.net = TabularScoreNet(self.num_categorical_slots + self.num_continuous, width, depth,
+                                   embedding_size, dropout)
 
     @property
     def num_levels(self) -> int:
         """Number of noise levels ``L``."""
         return int(self.taus.shape[0])
-
-    def _member_losses(self, x: torch.Tensor, tau: torch.Tensor,
-                       loss: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """Mean over members of ``loss(member's noise estimate)`` for perturbed rows ``x`` ``(B, S + D_cont)``."""
-        return torch.stack([loss(net(x, tau)) for net in self.nets]).mean(0)
-
-    def _estimate(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-        """The members' mean noise estimate ``(B, S + D_cont)`` for perturbed rows ``x``."""
-        return torch.stack([net(x, tau) for net in self.nets]).mean(0)
 
     def _group_logits(self, codes: torch.Tensor, group: CategoryGroup) -> torch.Tensor:
         """Clean logits ``(B, m, K)`` of a group; code ``-1`` (unseen) gives a uniform location."""
@@ -181,9 +170,8 @@ class TabularScoreModel(nn.Module):
         if self.categorical_noise == "gaussian":
             clean = torch.cat([self._one_hot(codes), continuous], 1)
             z = torch.randn(clean.shape, generator=generator, device=device)
-            return self._member_losses(noise.gaussian_perturb(clean, self._slot_sigmas(level), z), tau,
-                                       lambda prediction: losses.gaussian_dsm_loss(prediction, z).sum(-1)
-                                       ) / max(self.num_variables, 1)
+            prediction = self.net(noise.gaussian_perturb(clean, self._slot_sigmas(level), z), tau)
+            return losses.gaussian_dsm_loss(prediction, z).sum(-1) / max(self.num_variables, 1)
         inputs, targets = [], []
         for group in self.groups:
             logits = self._group_logits(codes, group)
@@ -192,15 +180,12 @@ class TabularScoreModel(nn.Module):
             targets.append(noise.logit_noise_target(gumbel))
         z = torch.randn(continuous.shape, generator=generator, device=device)
         perturbed = noise.gaussian_perturb(continuous, self.sigmas[level], z)
-
-        def loss(prediction: torch.Tensor) -> torch.Tensor:
-            predicted_parts, predicted_z = self._split(prediction)
-            total = losses.gaussian_dsm_loss(predicted_z, z).sum(-1)
-            for part, target in zip(predicted_parts, targets):
-                total = total + losses.categorical_dsm_loss(part, target, tau[:, None, None], self.loss_kind).sum(-1)
-            return total
-
-        return self._member_losses(self._assemble(inputs, perturbed), tau, loss) / max(self.num_variables, 1)
+        prediction = self.net(self._assemble(inputs, perturbed), tau)
+        predicted_parts, predicted_z = self._split(prediction)
+        total = losses.gaussian_dsm_loss(predicted_z, z).sum(-1)
+        for part, target in zip(predicted_parts, targets):
+            total = total + losses.categorical_dsm_loss(part, target, tau[:, None, None], self.loss_kind).sum(-1)
+        return total / max(self.num_variables, 1)
 
     def slot_scores(self, codes: torch.Tensor, continuous: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         """Estimated scores of clean rows at given levels, one per input slot.
@@ -215,10 +200,10 @@ class TabularScoreModel(nn.Module):
         """
         tau = self.taus[level]
         if self.categorical_noise == "gaussian":
-            prediction = self._estimate(torch.cat([self._one_hot(codes), continuous], 1), tau)
+            prediction = self.net(torch.cat([self._one_hot(codes), continuous], 1), tau)
             return noise.gaussian_score(prediction, self._slot_sigmas(level))
         inputs = [noise.noise_free_point(self._group_logits(codes, g), tau[:, None, None]) for g in self.groups]
-        prediction = self._estimate(self._assemble(inputs, continuous), tau)
+        prediction = self.net(self._assemble(inputs, continuous), tau)
         parts, predicted_z = self._split(prediction)
         categorical = [noise.score_from_noise_logits(p, tau[:, None, None]) for p in parts]
         return self._assemble(categorical, noise.gaussian_score(predicted_z, self.sigmas[level]))
