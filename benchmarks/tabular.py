@@ -39,8 +39,10 @@ import datetime
 import platform
 import shlex
 import sys
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -62,8 +64,6 @@ from segqc.detectors.tabular import TabularQC
 DEFAULT_DATASETS = ("solar_flare", "monica", "hmda", "phishing", "attrition", "credit_data", "mlc_churn",
                     "wa_churn", "lending_club", "health_insurance", "arrests", "resume_names", "credit_card", "cells")
 SETTINGS = ("semi-supervised", "contaminated")
-BENCH_STEPS = 800
-"""Training steps of segqc here: ``TrainingConfig.steps`` (2000) is shared with the image mode."""
 QUICK_STEPS = 200
 """Training steps of segqc in ``--quick`` mode (a smoke run, not a result)."""
 
@@ -226,25 +226,53 @@ def detectors(model: TabularModelConfig, training: TrainingConfig) -> dict[str, 
     }
 
 
-def run_benchmark(datasets: Sequence[str], seeds: int, scorers: dict[str, Scorer], contaminated: bool = False,
-                  ) -> dict[str, dict[str, list[Outcome]]]:
-    """Every detector on every dataset and seed: ``results[dataset][detector]``.
+def run_dataset(name: str, seeds: int, scorers: dict[str, Scorer], contaminated: bool = False,
+                ) -> dict[str, list[Outcome]]:
+    """Every detector on one dataset for every seed: ``results[detector]``.
 
     With ``contaminated``, half of the anomalies join the training rows and
     segqc's detectors train with EMA-teacher filtering.
     """
-    results: dict[str, dict[str, list[Outcome]]] = {}
+    results: dict[str, list[Outcome]] = {detector: [] for detector in scorers}
     setting = SETTINGS[contaminated]
-    for name in datasets:
-        results[name] = {detector: [] for detector in scorers}
-        for seed in range(seeds):
-            split = split_inliers(load(name, seed=seed), seed, contaminated=contaminated)
-            for detector, scorer in scorers.items():
-                outcome = evaluate(scorer, split, seed)
-                results[name][detector].append(outcome)
-                print(f"{setting} {name} seed {seed} {detector}: AP {outcome.average_precision:.3f} "
-                      f"AUROC {outcome.auroc:.3f} fit {outcome.fit_seconds:.1f}s "
-                      f"score {outcome.score_seconds:.2f}s", file=sys.stderr, flush=True)
+    for seed in range(seeds):
+        split = split_inliers(load(name, seed=seed), seed, contaminated=contaminated)
+        for detector, scorer in scorers.items():
+            outcome = evaluate(scorer, split, seed)
+            results[detector].append(outcome)
+            print(f"{setting} {name} seed {seed} {detector}: AP {outcome.average_precision:.3f} "
+                  f"AUROC {outcome.auroc:.3f} fit {outcome.fit_seconds:.1f}s "
+                  f"score {outcome.score_seconds:.2f}s", file=sys.stderr, flush=True)
+    return results
+
+
+def _dataset_task(name: str, seeds: int, model: TabularModelConfig, training: TrainingConfig,
+                  contaminated: bool) -> dict[str, list[Outcome]]:
+    """:func:`run_dataset` in a worker process (one torch thread)."""
+    torch.set_num_threads(1)
+    scorers = detectors(model, dataclasses.replace(training, contaminated=contaminated))
+    return run_dataset(name, seeds, scorers, contaminated)
+
+
+def run_benchmark(datasets: Sequence[str], settings: Sequence[str], seeds: int, model: TabularModelConfig,
+                  training: TrainingConfig, jobs: int = 1) -> dict[str, dict[str, dict[str, list[Outcome]]]]:
+    """Every detector on every dataset, seed and setting: ``results[setting][dataset][detector]``.
+
+    ``jobs`` worker processes (one torch thread each) share the (setting, dataset) pairs.
+    """
+    tasks = [(setting, name) for setting in settings for name in datasets]
+
+    def arguments(setting: str, name: str) -> tuple:
+        return name, seeds, model, training, setting == "contaminated"
+
+    if jobs == 1:
+        outcomes = [_dataset_task(*arguments(*task)) for task in tasks]
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            outcomes = list(pool.map(_dataset_task, *zip(*(arguments(*task) for task in tasks))))
+    results: dict[str, dict[str, dict[str, list[Outcome]]]] = {setting: {} for setting in settings}
+    for (setting, name), outcome in zip(tasks, outcomes):
+        results[setting][name] = outcome
     return results
 
 
@@ -321,7 +349,7 @@ def _setting_section(setting: str, results: dict[str, dict[str, list[Outcome]]])
 
 
 def report(by_setting: dict[str, dict[str, dict[str, list[Outcome]]]], speed: Outcome | None, seeds: int,
-           model: TabularModelConfig, training: TrainingConfig, command: str) -> str:
+           model: TabularModelConfig, training: TrainingConfig, command: str, jobs: int = 1) -> str:
     """The markdown report of every setting run."""
     first = next(iter(by_setting.values()))
     sizes = {name: load(name) for name in first}
@@ -333,8 +361,8 @@ def report(by_setting: dict[str, dict[str, dict[str, list[Outcome]]]], speed: Ou
         f"Command: `{command}`",
         "",
         f"- date: {datetime.date.today().isoformat()}",
-        (f"- machine: {platform.machine()} CPU, 2 cores (shared with other jobs), torch limited to "
-         f"{torch.get_num_threads()} thread(s), no GPU"),
+        (f"- machine: {platform.machine()} CPU, 2 cores, {jobs} worker process(es) with one torch thread each, "
+         "no GPU"),
         (f"- versions: python {platform.python_version()}, torch {torch.__version__}, "
         f"scikit-learn {version('scikit-learn')}, pyod {version('pyod')}, numpy {np.__version__}"),
         (f"- seeds: {seeds} (mean ± std over seeds; seed s drives the inlier split, the anomaly subsample"
@@ -359,8 +387,8 @@ def report(by_setting: dict[str, dict[str, dict[str, list[Outcome]]]], speed: Ou
          "of Debian's weka / mlbench / kernlab packages are kept for an independent check) and nass_cds "
          "(26,216 rows; add it with `--datasets`)."),
         "",
-        (f"segqc trains {training.steps} steps here (`TrainingConfig.steps` is shared with the image mode); "
-         f"the slowest mean segqc fit on a dataset took {max(fit_times, default=float('nan')):.1f} s."),
+        (f"segqc trains with the defaults of `segqc tabular fit` ({training.steps} steps); the slowest mean "
+         f"segqc fit on a dataset took {max(fit_times, default=float('nan')):.1f} s."),
         "",
         "segqc settings (both methods; `method` differs):",
         "",
@@ -402,24 +430,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: {QUICK_STEPS} training steps, no speed row")
     parser.add_argument("--no-speed", action="store_true", help="skip the synthetic speed row")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes, one torch thread each (2 on a 2-core machine with nothing else)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model = TabularModelConfig()
-    training = TrainingConfig(steps=QUICK_STEPS if args.quick else BENCH_STEPS, device="cpu")
+    training = TrainingConfig(**({"steps": QUICK_STEPS} if args.quick else {}), device="cpu")
     datasets = [name.strip() for name in args.datasets.split(",") if name.strip()]
     settings = [name.strip() for name in args.settings.split(",") if name.strip()]
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         parser.error(f"unknown settings {unknown}; expected some of {list(SETTINGS)}")
-    by_setting = {}
-    for setting in settings:
-        contaminated = setting == "contaminated"
-        scorers = detectors(model, dataclasses.replace(training, contaminated=contaminated))
-        by_setting[setting] = run_benchmark(datasets, args.seeds, scorers, contaminated)
+    by_setting = run_benchmark(datasets, settings, args.seeds, model, training, args.jobs)
     speed = None if args.quick or args.no_speed else speed_run(model, training)
     command = shlex.join(["python", "benchmarks/tabular.py", *(sys.argv[1:] if argv is None else argv)])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(by_setting, speed, args.seeds, model, training, command), encoding="utf-8")
+    args.out.write_text(report(by_setting, speed, args.seeds, model, training, command, args.jobs), encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
 
 
