@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from examples import realdata  # noqa: E402
 from segqc import evaluation, phantoms  # noqa: E402
+from segqc.config import ImageModelConfig  # noqa: E402
 from segqc.presets import preset_path  # noqa: E402
 from segqc.quality import QualityEstimator, dice_per_class, mean_dice, quality_verdicts  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
@@ -266,7 +267,8 @@ def main() -> None:
              "of held-out training sources; the atlas and the degradations never see a test case",
              "- misses: share of failed predictions (Dice < 0.8) that got `pass`; false alarms: share of good ones "
              "(Dice >= 0.9) that got `review` or `fail`; interval coverage: share of true Dice values inside "
-             "[predicted_dice_low, predicted_dice_high] (nominal: the model's `quality_coverage`, 0.6)",
+             "[predicted_dice_low, predicted_dice_high] (nominal: the model's `quality_coverage`, "
+             f"{ImageModelConfig().quality_coverage})",
              "- the last table of each set recomputes the interval from the same out-of-fold residuals at other "
              "nominal coverages (`QualityEstimator.recalibrated`): exactly the figures a model trained with that "
              "`quality_coverage` gives, since the regressor and its out-of-fold predictions do not depend on it"]

@@ -200,7 +200,7 @@ def test_score_reports_predicted_dice_and_quality_verdicts(trained, tmp_path) ->
     assert set(table["gallery_reason"].dropna()) <= {"top-k", "near the fail line"}
     assert (table["gallery_reason"] == "near the fail line").sum() == 2
     summary = json.loads((tmp_path / "report/summary.json").read_text())
-    assert summary["verdict_rule"] == {"rule": "quality", "dice_threshold": 0.8, "coverage": 0.6}
+    assert summary["verdict_rule"] == {"rule": "quality", "dice_threshold": 0.8, "coverage": 0.8}
     assert summary["predicted_dice"]["mae"] is not None and "misses" in summary["verdict_quality"]
     assert "Predicted vs. true Dice" in (tmp_path / "report/report.html").read_text()
     lenient = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "lenient"), "--dice-threshold", "0.3",
