@@ -300,7 +300,7 @@ class ImageQC(BaseDetector):
 
     @torch.inference_mode()
     def _in_batches(self, run: Callable[..., Any], *tensors: torch.Tensor) -> list[Any]:
-        """``run(model, batch_size, *batch)`` for each scoring batch of ``tensors``, on the scoring device, in eval mode.
+        """``run(model, batch_size, *batch)`` for each scoring batch of ``tensors`` (scoring device, eval mode).
 
         Every network pass has the same shape: batches hold ``score_batch_size``
         cases, and the last one is padded with copies of its first case (whose
