@@ -121,7 +121,6 @@ class EmbeddingDensity:
         return density
 
 
-
 class VariableNormDensity:
     """One-sided robust model of per-variable, per-level score norms (tabular head).
 

@@ -227,14 +227,6 @@ class TabularScoreModel(nn.Module):
         norms.index_add_(1, self.slot_variable.to(squared.device), squared)
         return norms.reshape(levels, batch, self.num_variables).transpose(0, 1)
 
-    def score_norms(self, codes: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:
-        """Multiscale embedding ``eta(x)``: squared score norms at every level.
-
-        Returns:
-            ``||s(x, level_i)||^2`` summed over all variables, shape ``(B, L)``.
-        """
-        return self.variable_norms(codes, continuous).sum(-1)
-
     def filter_norms(self, codes: torch.Tensor, continuous: torch.Tensor,
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """Level-free score norms of clean rows for EMA-teacher filtering.
