@@ -248,14 +248,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-segmentation.md")
     parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
     parser.add_argument("--steps", type=int, help="segqc training steps for every set (default: each set's "
-                        "config: phantoms 1500, lits 150, nuclei 500)")
+                        "config: 1,500 on every set)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 when another job shares the cores)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lines = ["# Segmentation-QC benchmark", "", f"Command: `python {shlex.join(sys.argv)}`", "",
              f"- date: {datetime.date.today()}; 2-core CPU, {args.threads} torch thread(s); segqc trained with each set's config (image2d-small "
-             f"network, 64 x 64 input) for {args.steps or 'phantoms 1500, lits 150, nuclei 500'} steps; "
+             f"network, 64 x 64 input) for {args.steps or '1,500 on every set'} steps; "
              f"mean ± std over {args.seeds} seeds (the seed changes the "
              "segqc and UNet initialisation, the corruptions and, for phantoms, the data)",
              "- better: Spearman(score, Dice) more negative, Spearman(score, HD95) more positive, AUROC / AP "

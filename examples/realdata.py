@@ -260,20 +260,23 @@ def _test_cases(prefix: str, images: np.ndarray, truths: np.ndarray, snapshots: 
 
 
 def lits_set(budgets: Sequence[int] = (25, 75, 250, 750), seed: int = 0, block: int = 8, augment_copies: int = 4,
-             volume: tuple[np.ndarray, np.ndarray] | None = None,
+             source_slices: int = 4, volume: tuple[np.ndarray, np.ndarray] | None = None,
              on_budget: Callable[[int], None] | None = None) -> QCSet:
     """LiTS liver / tumour CT as 2D slices along the first array axis.
 
     Slices are split in interleaved blocks of ``block`` (even blocks labelled,
     odd blocks test) so both parts cover the whole liver. The labelled slices,
     plus ``augment_copies`` random affine copies, train segqc; the UNet trains
-    on the labelled slices.
+    on the labelled slices. Neighbouring slices are near copies of each other,
+    so every ``source_slices`` contiguous labelled slices (with their copies)
+    form one source, which segqc's held-out split keeps on one side.
 
     Args:
         budgets: UNet training steps at which test predictions are taken.
         seed: Seed of the UNet, corruptions and augmentation.
         block: Slices per block of the interleaved split.
         augment_copies: Random affine copies of each labelled slice for segqc.
+        source_slices: Contiguous labelled slices per source.
         volume: ``(hounsfield, labels)`` to use instead of :func:`load_lits` (tests).
         on_budget: Progress callback, see :func:`unet_predictions`.
 
@@ -287,7 +290,8 @@ def lits_set(budgets: Sequence[int] = (25, 75, 250, 750), seed: int = 0, block: 
     snapshots = unet_predictions(train_images, train_masks, test_images, 3, budgets, seed, LIVER_WINDOW, on_budget)
     cases = _test_cases("slice", test_images, truths, snapshots, corrupted_predictions(truths, 3, seed))
     augmented = _augment(train_images, train_masks, augment_copies, seed)
-    groups = [f"slice{index:03d}" for index in np.flatnonzero(labelled)] * (augment_copies + 1)
+    groups = [f"slices{index // source_slices * source_slices:03d}"
+              for index in np.flatnonzero(labelled)] * (augment_copies + 1)
     return QCSet("lits", [0, 1, 2], *augmented, cases, CONFIGS / "lits-slices.yaml", groups)
 
 
@@ -308,9 +312,12 @@ def nuclei_set(budgets: Sequence[int] = (15, 40, 150), seed: int = 0, tile: int 
                on_budget: Callable[[int], None] | None = None) -> QCSet:
     """stardist nuclei as ``tile`` x ``tile`` tiles with a foreground mask.
 
-    The left half of the image is labelled (tiles at stride ``tile // 2``, plus
-    their flips and 90-degree rotations for segqc); the right half is the test
-    part (tiles at stride ``tile // 2``).
+    The left half of the image is labelled, the right half is the test part
+    (tiles at stride ``tile // 2``). The UNet trains on every labelled tile.
+    Tiles at that stride overlap, so segqc's labelled pairs are the tiles that
+    lie wholly inside one block of ``2 tile`` x ``2 tile`` pixels (nine per
+    block), plus their flips and 90-degree rotations; a block is one source, so
+    no held-out tile shares a pixel with a training tile.
 
     Args:
         budgets: UNet training steps at which test predictions are taken.
@@ -328,9 +335,13 @@ def nuclei_set(budgets: Sequence[int] = (15, 40, 150), seed: int = 0, tile: int 
     test_images, truths = _tiles(image[:, half:], tile, tile // 2), _tiles(mask[:, half:], tile, tile // 2)
     snapshots = unet_predictions(train_images, train_masks, test_images, 2, budgets, seed, None, on_budget)
     cases = _test_cases("tile", test_images, truths, snapshots, corrupted_predictions(truths, 2, seed))
-    tiles = [f"tile{index:03d}" for index in range(len(train_images))]  # a tile and its 8 symmetries: one source
-    return QCSet("nuclei", [0, 1], _dihedral(train_images), _dihedral(train_masks), cases,
-                 CONFIGS / "nuclei-tiles.yaml", tiles * 8)
+    stride, block = tile // 2, 2 * tile
+    origins = [(r, c) for r in range(0, image.shape[0] - tile + 1, stride) for c in range(0, half - tile + 1, stride)]
+    inside = [i for i, (r, c) in enumerate(origins) if r // block == (r + tile - 1) // block
+              and c // block == (c + tile - 1) // block]
+    blocks = [f"block{origins[i][0] // block}-{origins[i][1] // block}" for i in inside]
+    return QCSet("nuclei", [0, 1], _dihedral(train_images[inside]), _dihedral(train_masks[inside]), cases,
+                 CONFIGS / "nuclei-tiles.yaml", blocks * 8)
 
 
 # How the training file names written by write_set name their source.

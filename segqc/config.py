@@ -15,6 +15,9 @@ from segqc.errors import ConfigError, InputError, did_you_mean
 T = TypeVar("T")
 # How verdicts are given: from the predicted-Dice interval, or from held-out score quantiles.
 VERDICT_RULES = ("quality", "score")
+RECONSTRUCTIONS = ("auto", "anneal", "average")
+"""How segqc segments an image itself (:data:`segqc.scoremodels.image.RECONSTRUCTIONS`); ``auto`` picks by
+held-out Dice."""
 
 
 def _reject_invalid(config: Any, section: str, checks: dict[str, bool]) -> None:
@@ -185,8 +188,20 @@ class ImageModelConfig:
             should hold on held-out degradations. Real failures are harder to
             predict than self-made ones: at 0.8 the intervals held 48-81 % of
             true Dice values on the benchmark sets (docs/benchmarks-segmentation.md).
-        degradations_per_case: Degraded copies of each held-out mask that teach
-            the quality estimator.
+        degradations_per_case: Synthetic degradations of each held-out mask that
+            teach the quality estimator.
+        quality_snapshots: Points of training (fractions of ``training.steps``)
+            at which the network's weights are kept: each earlier network is a
+            weaker segmenter whose masks of the held-out images, and grafts of its
+            mistakes into their correct masks, teach the quality estimator what a
+            learned segmenter's failures look like. Empty: none.
+        quality_examples: Most masks the quality estimator learns from; with more
+            held-out cases than that allows, a random subset of them is used.
+        reconstruction: How segqc segments each image itself (the reference
+            its predictions are compared with): ``anneal`` (annealed denoising
+            through the upper half of the levels), ``average`` (the mean of 8
+            draws at the top level) or ``auto`` (whichever agrees better with
+            the held-out correct masks).
         atlas_size: Correct training pairs kept in the bundle as an atlas whose
             agreement with a prediction informs the quality estimator
             (:mod:`segqc.atlas`); 0 leaves the atlas out.
@@ -208,6 +223,9 @@ class ImageModelConfig:
     dice_threshold: float = 0.8
     quality_coverage: float = 0.8
     degradations_per_case: int = 24
+    quality_snapshots: list[float] = dataclasses.field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4])
+    quality_examples: int = 6144
+    reconstruction: str = "auto"
     atlas_size: int = 256
 
     def __post_init__(self) -> None:
@@ -216,6 +234,9 @@ class ImageModelConfig:
                               f"{did_you_mean(str(self.verdicts), VERDICT_RULES)}")
         if self.loss not in ("kl", "mse"):
             raise ConfigError(f"model.loss: {self.loss!r} is not one of kl, mse{did_you_mean(self.loss, ('kl', 'mse'))}")
+        if self.reconstruction not in RECONSTRUCTIONS:
+            raise ConfigError(f"model.reconstruction: {self.reconstruction!r} is not one of "
+                              f"{', '.join(RECONSTRUCTIONS)}{did_you_mean(str(self.reconstruction), RECONSTRUCTIONS)}")
         checks = {
             "levels": self.levels >= 1,
             "tau_min": 0 < self.tau_min <= self.tau_max,
@@ -227,6 +248,9 @@ class ImageModelConfig:
             "dice_threshold": 0 < self.dice_threshold <= 1,
             "quality_coverage": 0 < self.quality_coverage < 1,
             "degradations_per_case": self.degradations_per_case >= 1,
+            "quality_snapshots": isinstance(self.quality_snapshots, (list, tuple)) and all(
+                isinstance(f, (int, float)) and 0 < f < 1 for f in self.quality_snapshots),
+            "quality_examples": self.quality_examples >= 1,
             "atlas_size": self.atlas_size >= 0,
         }
         _reject_invalid(self, "model", checks)

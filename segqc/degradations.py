@@ -7,6 +7,9 @@ true Dice. Every degradation works on a label map of class indices ``0..K-1``
 (``0`` = background) in 2D or 3D, and ``strength`` in ``[0, 1]`` scales it
 relative to the size of the structure it changes.
 
+Besides these, :func:`graft` carries a real segmenter's mistakes into a correct
+mask, and :func:`teaching_set` assembles everything the estimator learns from.
+
 Kinds: a learned segmenter's typical errors (boundaries moved by a smooth
 field at the scale of the objects), boundary erosion / dilation, smooth boundary jitter, a shift, holes,
 a dropped part of a structure (or all of it), extra blobs, labels swapped in a
@@ -273,3 +276,64 @@ def degradation_plan(count: int, rng: np.random.Generator) -> list[tuple[str, fl
             kind = queue.pop()
         plan.append((kind, float(rng.uniform(0.15, 1.0) ** 2)))
     return plan
+
+
+GRAFTS_PER_SEGMENTATION = 3
+"""Graded grafts of each other segmentation into each correct mask (:func:`teaching_set`)."""
+
+
+def graft(mask: np.ndarray, other: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """A correct mask carrying another segmentation's mistakes in a smooth random region.
+
+    The region (a thresholded smooth random field, at a length of 6 % of the
+    image) holds ``strength`` of the voxels; inside it the labels are
+    ``other``'s. With ``other`` a learned segmenter's output on the same image
+    this gives failures a network really makes (missed faint structures, halos,
+    merges), graded from none (strength 0) to all of them (strength 1).
+
+    Args:
+        mask: Correct class indices ``(*spatial)``.
+        other: Another segmentation of the same image, same shape.
+        strength: Share of the voxels in ``[0, 1]`` that take ``other``'s labels.
+        rng: Random generator.
+
+    Returns:
+        Class indices, same shape and dtype as ``mask``.
+    """
+    field = ndimage.gaussian_filter(rng.standard_normal(mask.shape), max(1.0, 0.06 * min(mask.shape)))
+    region = field >= np.quantile(field, 1.0 - float(np.clip(strength, 0.0, 1.0)))
+    return np.where(region, other, mask).astype(mask.dtype)
+
+
+def teaching_set(masks: np.ndarray, segmentations: list[np.ndarray], count: int, rng: np.random.Generator,
+                 num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of known quality that teach the quality estimator.
+
+    For every correct mask: ``count`` synthetic degradations
+    (:func:`degradation_plan`), then for every other segmentation its own
+    mask of that image and :data:`GRAFTS_PER_SEGMENTATION` grafts of it
+    (strength uniform in ``[0.1, 1]``).
+
+    Args:
+        masks: Correct class indices ``(N, *spatial)``.
+        segmentations: Other segmentations of the same images, each ``(N, *spatial)``.
+        count: Synthetic degradations per mask.
+        rng: Random generator.
+        num_classes: ``K``.
+
+    Returns:
+        ``(candidates, sources)``: class indices ``(M, *spatial)`` and the row
+        of ``masks`` each one degrades, ``(M,)``.
+    """
+    candidates, sources = [], []
+    for index, mask in enumerate(masks):
+        for kind, strength in degradation_plan(count, rng):
+            candidates.append(degrade(mask, kind, strength, rng, num_classes))
+            sources.append(index)
+    for segmentation in segmentations:
+        for index, mask in enumerate(masks):
+            other = segmentation[index].astype(mask.dtype)
+            candidates += [other] + [graft(mask, other, rng.uniform(0.1, 1.0), rng)
+                                     for _ in range(GRAFTS_PER_SEGMENTATION)]
+            sources += [index] * (1 + GRAFTS_PER_SEGMENTATION)
+    return np.stack(candidates), np.asarray(sources)

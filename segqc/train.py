@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +89,7 @@ class TrainResult:
         best_val_loss: Its validation loss (``nan`` without validation data).
         history: One dict per validation: step, train_loss, val_loss.
         seconds: Wall time of the training loop.
+        snapshots: EMA weights (on the CPU) at each of the trainer's ``snapshot_steps``.
     """
 
     state_dict: dict[str, torch.Tensor]
@@ -96,6 +97,7 @@ class TrainResult:
     best_val_loss: float
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 def typical_mask(norms: torch.Tensor, keep: float) -> torch.Tensor:
@@ -175,11 +177,16 @@ class Trainer:
         checkpoint_dir: Where ``last.pt`` is written every ``checkpoint_every``
             steps (rank 0 only); ``None`` disables checkpoints.
         on_step: Called after every step with a :class:`StepInfo` (rank 0 only).
+        snapshot_steps: Steps after which a copy of the EMA weights is kept
+            (:attr:`TrainResult.snapshots`; they survive a resume): the same
+            network earlier in training, a weaker segmenter whose mistakes teach
+            the quality estimator.
     """
 
     def __init__(self, model: nn.Module, config: TrainingConfig, checkpoint_dir: str | Path | None = None,
-                 on_step: Callable[[StepInfo], None] | None = None) -> None:
+                 on_step: Callable[[StepInfo], None] | None = None, snapshot_steps: Sequence[int] = ()) -> None:
         self.config = config
+        self.snapshot_steps = frozenset(int(step) for step in snapshot_steps)
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
@@ -237,7 +244,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps, eta_min=cfg.lr_min)
         generator = torch.Generator(self.device).manual_seed(cfg.seed * 1000 + self.rank)
-        state = {"step": 0, "best_val": math.inf, "best_step": 0, "best_state": None, "history": []}
+        state = {"step": 0, "best_val": math.inf, "best_step": 0, "best_state": None, "history": [], "snapshots": {}}
         if resume:
             self._load_checkpoint(ema, optimizer, scheduler, generator, state)
         wrapped = self.model
@@ -269,6 +276,8 @@ class Trainer:
                                          "lower training.lr or raise the smallest noise level")
             running = value if math.isnan(running) else 0.98 * running + 0.02 * value
             done = step + 1
+            if done in self.snapshot_steps:
+                state["snapshots"][done] = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
             val_loss = None
             if done % cfg.val_every == 0 or done == cfg.steps:
                 val_loss = self._validate(ema, val, done, running, state)
@@ -282,7 +291,7 @@ class Trainer:
         best = state["best_state"] if state["best_state"] is not None else ema.state_dict()
         return TrainResult({k: v.detach().cpu().clone() for k, v in best.items()}, state["best_step"] or cfg.steps,
                            state["best_val"] if val is not None else math.nan, state["history"],
-                           time.perf_counter() - started)
+                           time.perf_counter() - started, dict(state["snapshots"]))
 
     def _validate(self, ema: nn.Module, val: Batch | None, step: int, running: float, state: dict) -> float | None:
         val_loss = self.validation_loss(ema, val) if val is not None else None
@@ -303,7 +312,7 @@ class Trainer:
             "model": self.model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "generator": generator.get_state().cpu(),
             "step": state["step"], "best_val": state["best_val"], "best_step": state["best_step"],
-            "best_state": state["best_state"], "history": state["history"],
+            "best_state": state["best_state"], "history": state["history"], "snapshots": state["snapshots"],
         }
         with atomic_file(self.checkpoint_dir / CHECKPOINT_NAME) as temporary:
             torch.save(payload, temporary)
@@ -322,6 +331,7 @@ class Trainer:
             generator.set_state(payload["generator"].to(generator.get_state().device))
             for key in ("step", "best_val", "best_step", "best_state", "history"):
                 state[key] = payload[key]
+            state["snapshots"] = payload.get("snapshots", {})  # absent from checkpoints of segqc <= 0.1.0 runs
             if not 0 <= int(state["step"]) <= self.config.steps:
                 raise ValueError(f"step {state['step']} outside 0..{self.config.steps}")
         except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:

@@ -142,6 +142,21 @@ def test_reconstruction_is_the_same_in_parts_or_whole(spatial_dims: int, monkeyp
     torch.testing.assert_close(parts, whole, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_a_reconstruction_of_several_draws_is_the_mean_of_single_draws(spatial_dims: int) -> None:
+    model = tiny_model(spatial_dims, 1, 3)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        images = torch.randn(2, 1, *(8,) * spatial_dims)
+        generator = torch.Generator().manual_seed(3)
+        singles = [model.reconstruct(images, generator, levels=2) for _ in range(3)]
+        mean = model.reconstruct(images, torch.Generator().manual_seed(3), levels=2, draws=3)
+    torch.testing.assert_close(mean, torch.stack(singles).mean(0))
+    torch.testing.assert_close(mean.sum(1), torch.ones(2, *(8,) * spatial_dims))
+    assert not torch.allclose(singles[0], singles[1])
+
+
 def _pass_shapes(voxels: int, size: int, count: int, levels: int) -> set[tuple[int, int]]:
     """(cases, levels) of every network pass embed runs on ``count`` cases padded as the detector pads them."""
     unit = image_scoremodel.pass_plan(voxels, size, 1)[0]

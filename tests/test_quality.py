@@ -16,7 +16,7 @@ from segqc.config import ImageModelConfig, TrainingConfig
 from segqc.data.images import CaseFiles
 from segqc.data.preprocess import PreparedCase
 from segqc.detectors.base import split_groups
-from segqc.detectors.image import ImageQC, source_groups
+from segqc.detectors.image import ImageQC, snapshot_steps, source_groups
 from segqc.errors import ConfigError
 from segqc.metrics import case_metrics
 from segqc.quality import QualityEstimator, dice_per_class, mean_dice, quality_verdicts
@@ -65,6 +65,38 @@ def test_plan_mixes_good_masks_and_every_failure() -> None:
     kinds = [kind for kind, _ in plan]
     assert kinds.count("good") == 11 and set(kinds) == set(degradations.KINDS)
     assert all(0 < strength <= 1 for _, strength in plan)
+
+
+@pytest.mark.parametrize("spatial", [(32, 32), (16, 16, 16)], ids=["2d", "3d"])
+def test_a_graft_takes_the_other_segmentation_in_a_region_of_the_asked_share(spatial) -> None:
+    mask, other = masks_like(spatial, 2, 3)
+    rng = np.random.default_rng(0)
+    for strength in (0.0, 0.3, 1.0):
+        grafted = degradations.graft(mask, other, strength, rng)
+        taken = (grafted == other) & (other != mask)
+        assert ((grafted == mask) | (grafted == other)).all() and grafted.dtype == mask.dtype
+        assert abs(taken.sum() / max((other != mask).sum(), 1) - strength) < 0.2
+    np.testing.assert_array_equal(degradations.graft(mask, other, 1.0, rng), other)
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_the_teaching_set_holds_degradations_and_every_segmentation_with_its_grafts(num_classes) -> None:
+    masks = np.minimum(masks_like((24, 24), 4, 6), num_classes - 1)
+    others = [np.roll(masks, 3, axis=1), np.zeros_like(masks)]
+    candidates, sources = degradations.teaching_set(masks, others, 5, np.random.default_rng(0), num_classes)
+    per_case = 5 + len(others) * (1 + degradations.GRAFTS_PER_SEGMENTATION)
+    assert len(candidates) == len(sources) == 4 * per_case
+    assert np.bincount(sources).tolist() == [per_case] * 4
+    whole = [index for index in range(4 * 5, len(candidates), 1 + degradations.GRAFTS_PER_SEGMENTATION)]
+    np.testing.assert_array_equal(candidates[whole], np.concatenate(others))
+    dice = mean_dice(dice_per_class(candidates, masks[sources], num_classes), candidates, masks[sources])
+    assert dice.min() < 0.5 < dice.max()
+
+
+def test_snapshot_steps_are_inside_the_run() -> None:
+    assert snapshot_steps([0.05, 0.1, 0.2, 0.4], 1500) == [75, 150, 300, 600]
+    assert snapshot_steps([0.01, 0.02, 0.5, 0.99], 10) == [1, 5]
+    assert snapshot_steps([], 100) == []
 
 
 def test_estimator_learns_dice_with_honest_intervals() -> None:
@@ -160,6 +192,15 @@ def test_the_reconstruction_recovers_the_phantom_masks(trained, unseen) -> None:
     assert trained.training_["val_sources"] == 6 and trained.quality_ is not None
 
 
+def test_the_reconstruction_that_agrees_best_with_held_out_masks_is_kept(trained, unseen) -> None:
+    choice = trained.reconstruction_
+    assert set(choice["held_out_dice"]) == {"anneal", "average"}
+    assert choice["held_out_dice"][choice["method"]] == max(choice["held_out_dice"].values())
+    images, truth = unseen
+    rebuilt = trained._reconstruct(torch.as_tensor(images), choice["method"])
+    np.testing.assert_array_equal(trained.assess(images, truth).reconstruction, rebuilt.argmax(1))
+
+
 def test_predicted_dice_falls_along_a_graded_corruption_series(trained, unseen) -> None:
     images, truth = unseen
     rng = np.random.default_rng(4)
@@ -176,6 +217,8 @@ def test_the_estimator_survives_the_bundle(trained, unseen, tmp_path) -> None:
     images, truth = unseen
     before = trained.assess(images, truth)
     after = ImageQC.load(trained.save(tmp_path / "model")).assess(images, truth)
+    loaded = ImageQC.load(tmp_path / "model")
+    assert loaded.reconstruction_ == trained.reconstruction_
     np.testing.assert_allclose(after.quality.dice, before.quality.dice)
     np.testing.assert_array_equal(after.reconstruction, before.reconstruction)
 

@@ -61,6 +61,21 @@ def test_resume_continues_exactly_where_the_checkpoint_left(tmp_path) -> None:
         torch.testing.assert_close(straight.state_dict[key], resumed.state_dict[key])
 
 
+def test_snapshots_are_the_ema_weights_of_their_step_and_survive_a_resume(tmp_path) -> None:
+    data = make_data()
+    straight = Trainer(make_model(), config(steps=60), snapshot_steps=(10, 30)).fit(data, data)
+    shorter = Trainer(make_model(), config(steps=60), snapshot_steps=()).fit(data, data)
+    assert sorted(straight.snapshots) == [10, 30] and not shorter.snapshots
+    partial = tmp_path / "partial"
+    interrupted = Trainer(make_model(), config(steps=60, checkpoint_every=20), partial, snapshot_steps=(10, 30))
+    _run_until(interrupted, data, stop_after=40)
+    resumed = Trainer(make_model(seed=99), config(), partial, snapshot_steps=(10, 30)).fit(data, data, resume=True)
+    for step in (10, 30):
+        for key, value in straight.snapshots[step].items():
+            torch.testing.assert_close(resumed.snapshots[step][key], value)
+    assert any(not torch.equal(straight.snapshots[10][k], straight.state_dict[k]) for k in straight.state_dict)
+
+
 def _run_until(trainer: Trainer, data, stop_after: int) -> None:
     """Run a trainer and kill it (KeyboardInterrupt) after ``stop_after`` steps."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -93,9 +93,14 @@ class BaseDetector:
 
     def _train(self, model: nn.Module, tensors: tuple[torch.Tensor, ...], train_rows: np.ndarray,
                val_rows: np.ndarray, config: TrainingConfig, on_step: Callable[[StepInfo], None] | None,
-               checkpoint_dir: str | Path | None, resume: bool) -> None:
-        """Train ``model`` on the selected rows; sets ``model_`` (best EMA weights) and ``training_``."""
-        result = Trainer(model, config, checkpoint_dir, on_step).fit(
+               checkpoint_dir: str | Path | None, resume: bool,
+               snapshot_steps: Sequence[int] = ()) -> dict[int, dict[str, torch.Tensor]]:
+        """Train ``model`` on the selected rows; sets ``model_`` (best EMA weights) and ``training_``.
+
+        Returns:
+            The EMA weights at each of ``snapshot_steps`` (see :class:`~segqc.train.Trainer`).
+        """
+        result = Trainer(model, config, checkpoint_dir, on_step, snapshot_steps).fit(
             tuple(t[train_rows] for t in tensors),
             tuple(t[val_rows] for t in tensors) if len(val_rows) else None, resume=resume)
         model.load_state_dict(result.state_dict)
@@ -103,6 +108,7 @@ class BaseDetector:
         self.training_ = {"steps": config.steps, "best_step": result.best_step,
                           "best_val_loss": result.best_val_loss, "seconds": result.seconds,
                           "history": result.history, "train_rows": len(train_rows), "val_rows": len(val_rows)}
+        return result.snapshots
 
     @staticmethod
     def _fit_density(train_norms: np.ndarray, config: TrainingConfig, max_components: int) -> EmbeddingDensity:

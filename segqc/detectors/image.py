@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -21,13 +22,15 @@ from segqc.data.images import pair_cases
 from segqc.data.preprocess import PreparedCase, PreprocessConfig, prepare_dataset, stack
 from segqc.detectors.base import BaseDetector, split_groups
 from segqc.errors import ConfigError, InputError, SchemaError
-from segqc.scoremodels.image import ImageScoreModel, pass_plan
+from segqc.scoremodels.image import RECONSTRUCTIONS, ImageScoreModel, pass_plan
 from segqc.train import StepInfo, resolve_device
 
 logger = logging.getLogger(__name__)
 
 MIN_CASES = 10
-# Fewest held-out cases whose degradations can teach the quality estimator.
+# Fewest held-out sources (and cases) whose degradations can teach the quality estimator: two sources give
+# out-of-fold residuals for its interval.
+MIN_QUALITY_SOURCES = 2
 MIN_QUALITY_CASES = 4
 
 
@@ -80,6 +83,11 @@ def source_groups(cases: Sequence[PreparedCase], pattern: str | None = None) -> 
         match = compiled.search(name) if compiled else None
         groups.append((match.group(1) if match.groups() else match.group(0)) if match else name)
     return groups
+
+
+def snapshot_steps(fractions: Sequence[float], steps: int) -> list[int]:
+    """Training steps at ``fractions`` of ``steps``: at least 1, before the last step, each once."""
+    return sorted(step for step in {max(1, round(fraction * steps)) for fraction in fractions} if step < steps)
 
 
 def _as_tensors(images: Any, masks: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,7 +234,8 @@ class ImageQC(BaseDetector):
         train_rows, val_rows = split_groups(groups, train_cfg.val_fraction, train_cfg.seed)
         torch.manual_seed(train_cfg.seed)
         model = self._build(images.shape[1], num_classes, masks.ndim - 1, masks.shape[1])
-        self._train(model, (images, masks), train_rows, val_rows, train_cfg, on_step, checkpoint_dir, resume)
+        snapshots = self._train(model, (images, masks), train_rows, val_rows, train_cfg, on_step, checkpoint_dir,
+                                resume, snapshot_steps(cfg.quality_snapshots, train_cfg.steps))
         self.training_.update(val_sources=len(set(groups[val_rows])), train_sources=len(set(groups[train_rows])))
         norms, _ = self.embed(images, masks)
         self.density_ = self._fit_density(norms[train_rows], train_cfg, cfg.max_components)
@@ -234,27 +243,67 @@ class ImageQC(BaseDetector):
         self.atlas_ = (Atlas.sample(images[train_rows].numpy(), masks[train_rows].numpy(), num_classes,
                                     cfg.atlas_size, train_cfg.seed) if cfg.atlas_size else None)
         self.quality_ = None
-        if len(set(groups[val_rows])) >= MIN_QUALITY_CASES:
-            self.quality_ = self._fit_quality(images[val_rows], masks[val_rows], groups[val_rows])
+        held_out_sources = len(set(groups[val_rows]))
+        if held_out_sources >= MIN_QUALITY_SOURCES and len(val_rows) >= MIN_QUALITY_CASES:
+            rows = self._quality_rows(val_rows, len(snapshots))
+            self.reconstruction_ = self._choose_reconstruction(images[rows], masks[rows])
+            self.quality_ = self._fit_quality(images[rows], masks[rows], groups[rows], snapshots)
         else:
-            logger.warning("%d held-out source(s): too few to fit the predicted-Dice estimator (need %d); verdicts "
-                           "will use the score thresholds", len(set(groups[val_rows])), MIN_QUALITY_CASES)
+            self.reconstruction_ = self._choose_reconstruction(images[val_rows], masks[val_rows])
+            logger.warning("%d held-out case(s) from %d source(s): too few to fit the predicted-Dice estimator (need "
+                           "%d from %d); verdicts will use the score thresholds", len(val_rows), held_out_sources,
+                           MIN_QUALITY_CASES, MIN_QUALITY_SOURCES)
         return self
 
-    def _fit_quality(self, images: torch.Tensor, masks: torch.Tensor, groups: np.ndarray) -> quality.QualityEstimator:
-        """Fit the predicted-Dice estimator on graded degradations of held-out correct masks."""
+    def _quality_rows(self, val_rows: np.ndarray, snapshot_count: int) -> np.ndarray:
+        """The held-out rows that teach the quality estimator: all of them, or a random subset whose masks and
+        their degradations stay within ``quality_examples``."""
+        cfg = self._model_config
+        per_case = cfg.degradations_per_case + (snapshot_count + 1) * (1 + degradations.GRAFTS_PER_SEGMENTATION)
+        most = max(MIN_QUALITY_CASES, cfg.quality_examples // per_case)
+        if len(val_rows) <= most:
+            return val_rows
+        return np.sort(np.random.default_rng([self._training_config.seed, 17]).choice(val_rows, most, replace=False))
+
+    def _choose_reconstruction(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, Any]:
+        """The way of segmenting images (:data:`RECONSTRUCTIONS`) that ``reconstruction`` names or, for
+        ``auto``, the one whose masks of the held-out images agree best with their correct masks."""
+        method = self._model_config.reconstruction
+        choice: dict[str, Any] = {"method": method if method != "auto" else "anneal"}
+        if method == "auto" and len(images):
+            num_classes = self.architecture_["num_classes"]
+            truth = masks.numpy()
+            held_out = {}
+            for name in RECONSTRUCTIONS:
+                rebuilt = self._reconstruct(images, name).argmax(1)
+                held_out[name] = float(quality.mean_dice(quality.dice_per_class(rebuilt, truth, num_classes),
+                                                         rebuilt, truth).mean())
+            choice = {"method": max(held_out, key=held_out.get), "held_out_dice": held_out}
+            logger.info("reconstruction: %s (held-out Dice %s)", choice["method"],
+                        ", ".join(f"{k} {v:.3f}" for k, v in held_out.items()))
+        return choice
+
+    def _fit_quality(self, images: torch.Tensor, masks: torch.Tensor, groups: np.ndarray,
+                     snapshots: dict[int, dict[str, torch.Tensor]]) -> quality.QualityEstimator:
+        """Fit the predicted-Dice estimator on masks of known quality made from held-out correct masks.
+
+        They are graded synthetic degradations, and the masks of the held-out
+        images by the network at each snapshot and at the end of training,
+        whole and grafted into the correct masks (:func:`degradations.teaching_set`).
+        """
         cfg, seed = self._model_config, self._training_config.seed
         rng = np.random.default_rng([seed, 11])
         num_classes = self.architecture_["num_classes"]
         reconstruction = self._reconstruct(images)
         truth = masks.numpy()
-        sources, degraded = [], []
-        for index, mask in enumerate(truth):
-            for kind, strength in degradations.degradation_plan(cfg.degradations_per_case, rng):
-                degraded.append(degradations.degrade(mask, kind, strength, rng, num_classes))
-                sources.append(index)
-        sources = np.asarray(sources)
-        degraded = np.stack(degraded)
+        segmentations = []
+        for _, state in sorted(snapshots.items()):
+            earlier = copy.deepcopy(self.model_)
+            earlier.load_state_dict(state)
+            segmentations.append(self._reconstruct(images, model=earlier).argmax(1))
+        segmentations.append(reconstruction.argmax(1))
+        degraded, sources = degradations.teaching_set(truth, segmentations, cfg.degradations_per_case, rng,
+                                                      num_classes)
         norms, heat = self.embed(images[sources], degraded)
         features = self._quality_features(images[sources].numpy(), degraded, norms, heat, reconstruction[sources])
         per_class = quality.dice_per_class(degraded, truth[sources], num_classes)
@@ -290,17 +339,30 @@ class ImageQC(BaseDetector):
         return (np.concatenate([norms.double().cpu().numpy() for norms, _ in parts]),
                 np.concatenate([heat.float().cpu().numpy() for _, heat in parts]))
 
-    def _reconstruct(self, images: torch.Tensor) -> np.ndarray:
-        """Class probabilities ``(N, K, *spatial)`` of segqc's own segmentation of each image."""
+    def _reconstruct(self, images: torch.Tensor, method: str | None = None,
+                     model: ImageScoreModel | None = None) -> np.ndarray:
+        """Class probabilities ``(N, K, *spatial)`` of segqc's own segmentation of each image.
+
+        Args:
+            images: ``(N, C, *spatial)``.
+            method: A key of :data:`RECONSTRUCTIONS` (default: the one chosen at training time; ``anneal`` for
+                bundles from before the choice).
+            model: The network (default: the trained one).
+        """
         seed = self._training_config.seed
+        settings = RECONSTRUCTIONS[method or getattr(self, "reconstruction_", {}).get("method", "anneal")]
         parts = self._in_batches(
-            lambda model, size, image: model.reconstruct(image, torch.Generator(image.device).manual_seed(seed), size),
-            images)
+            lambda network, size, image: network.reconstruct(image, torch.Generator(image.device).manual_seed(seed),
+                                                             size, **settings),
+            images, model=model)
         return np.concatenate([part.cpu().numpy() for part in parts])
 
     @torch.inference_mode()
-    def _in_batches(self, run: Callable[..., Any], *tensors: torch.Tensor) -> list[Any]:
+    def _in_batches(self, run: Callable[..., Any], *tensors: torch.Tensor,
+                    model: ImageScoreModel | None = None) -> list[Any]:
         """``run(model, batch_size, *batch)`` for each scoring batch of ``tensors`` (scoring device, eval mode).
+
+        ``model`` defaults to the trained network.
 
         Every network pass has the same shape: batches hold ``score_batch_size``
         cases, and the last one is padded with copies of its first case (whose
@@ -318,7 +380,7 @@ class ImageQC(BaseDetector):
         """
         device = resolve_device(self._training_config.device)
         layout = torch.channels_last if self.architecture_["spatial_dims"] == 2 else torch.channels_last_3d
-        model = self.model_.to(device).eval().to(memory_format=layout)
+        model = (model or self.model_).to(device).eval().to(memory_format=layout)
         size = self._model_config.score_batch_size
         unit = pass_plan(math.prod(tensors[0].shape[2:]), size, 1)[0]
         outputs = []
@@ -366,7 +428,8 @@ class ImageQC(BaseDetector):
         """Write the fitted detector as a model bundle directory (atomic)."""
         self._check_fitted()
         metadata = {"architecture": self.architecture_, "labels": self.labels_,
-                    "preprocess": dataclasses.asdict(self._preprocess_config)}
+                    "preprocess": dataclasses.asdict(self._preprocess_config),
+                    "reconstruction": getattr(self, "reconstruction_", {"method": "anneal"})}
         estimator = getattr(self, "quality_", None)
         extra = {f"quality_{k}": v for k, v in estimator.to_arrays().items()} if estimator is not None else {}
         atlas = getattr(self, "atlas_", None)
@@ -390,6 +453,9 @@ class ImageQC(BaseDetector):
             model = detector._build(arch["image_channels"], arch["num_classes"], arch["spatial_dims"],
                                     arch["input_size"])
             detector.labels_ = list(meta["labels"])
+            detector.reconstruction_ = dict(meta.get("reconstruction", {"method": "anneal"}))
+            if detector.reconstruction_["method"] not in RECONSTRUCTIONS:
+                raise ValueError(f"unknown reconstruction {detector.reconstruction_['method']!r}")
             detector._restore(content, model)
             estimator = {k.removeprefix("quality_"): v for k, v in content.arrays.items() if k.startswith("quality_")}
             detector.quality_ = quality.QualityEstimator.from_arrays(estimator) if estimator else None

@@ -23,6 +23,13 @@ PASS_VOXELS = 2 ** 17
 """Mask voxels (cases x levels x voxels) in one scoring pass of the network: larger passes ran slower on a
 2-core CPU (cache), 2D 64 x 64 at 10 levels took 68 ms per case in one pass and 31 ms at 2 levels per pass."""
 
+RECONSTRUCTIONS: dict[str, dict[str, int | None]] = {"anneal": {"levels": None, "draws": 1},
+                                                     "average": {"levels": 1, "draws": 8}}
+"""Keyword arguments of :meth:`ImageScoreModel.reconstruct` for each named way of segmenting an image: annealing
+through the upper half of the levels (one run), or the mean of 8 runs at the top level alone. Which segments
+better depends on the data and the training budget (held-out Dice 0.85 vs 0.67 on phantoms, 0.77 vs 0.84 on
+nuclei tiles after 1,500 steps), so ``reconstruction: auto`` picks by held-out Dice."""
+
 
 def pass_plan(voxels: int, batch_size: int, levels: int) -> tuple[int, int]:
     """Cases and levels in each network pass of a scoring batch of ``batch_size`` cases.
@@ -166,45 +173,59 @@ class ImageScoreModel(nn.Module):
         return norms, heat / self.num_levels
 
     def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None = None,
-                    batch_size: int | None = None) -> torch.Tensor:
+                    batch_size: int | None = None, levels: int | None = None, draws: int = 1) -> torch.Tensor:
         """segqc's own segmentation of images, inferred from the image alone (a pseudo ground truth).
 
-        Annealed denoising from the top level down through the mixed levels
-        (the upper half): it starts from a uniform location, which says nothing
-        about the mask, so the network must read the image. At each level the
-        current class probabilities ``p`` are perturbed through the mixed
-        location ``log((1 - beta) p + beta / K)``; the denoiser's clean logits
+        Annealed denoising from the top level down through ``levels`` mixed
+        levels: it starts from a uniform location, which says nothing about the
+        mask, so the network must read the image. At each level the current
+        class probabilities ``p`` are perturbed through the mixed location
+        ``log((1 - beta) p + beta / K)``; the denoiser's clean logits
         ``tau y + e_hat`` estimate that location, and undoing the mixing gives
-        the next ``p``.
+        the next ``p``. ``draws`` independent runs are averaged (a Monte Carlo
+        estimate of the posterior class probabilities).
 
         Large batches go through the network in parts (:func:`pass_plan`).
 
         Args:
             images: ``(B, C, *spatial)``.
-            generator: Source of the Gumbel noise; one draw per level serves every
-                case of the batch, so with a freshly seeded generator a case's
+            generator: Source of the Gumbel noise; one draw per level and run serves
+                every case of the batch, so with a freshly seeded generator a case's
                 reconstruction does not depend on the batch it is in.
+            batch_size: Size of a full batch, which sets the passes (default ``B``).
+            levels: Levels annealed through, from the top (default: the upper half).
+            draws: Runs averaged.
 
         Returns:
             Class probabilities ``(B, K, *spatial)``.
         """
         shape = (images.shape[0], self.num_classes, *images.shape[2:])
-        probabilities = torch.full(shape, 1.0 / self.num_classes, device=images.device)
         cases = pass_plan(math.prod(shape[2:]), batch_size or shape[0], 1)[0]
-        for index in torch.argsort(self.taus, descending=True)[:max(1, (self.num_levels + 1) // 2)].tolist():
-            tau = self.taus[index].view(*([1] * len(shape)))
-            beta = float(self.betas[index])
-            mixed = ((1 - beta) * probabilities + beta / self.num_classes).clamp_min(self.delta)
-            gumbel = noise.sample_gumbel((1, *shape[1:]), generator, images.device).expand(shape)
-            y = noise.exp_concrete_perturb(torch.log(mixed), tau, gumbel, dim=1)
-            network_input = self._network_input(y, tau)
-            prediction = torch.cat([self.net(images[rows], network_input[rows], self.taus[index].expand(len(rows)))
-                                    for rows in (torch.arange(start, min(start + cases, shape[0]))
-                                                 for start in range(0, shape[0], cases))])
-            location = torch.softmax(prediction.float() + tau * y, dim=1)
-            unmixed = ((location - beta / self.num_classes) / max(1 - beta, self.delta)).clamp_min(0)
-            probabilities = unmixed / unmixed.sum(1, keepdim=True).clamp_min(self.delta)
-        return probabilities
+        order = torch.argsort(self.taus, descending=True)[:levels or max(1, (self.num_levels + 1) // 2)].tolist()
+        total = torch.zeros(shape, device=images.device)
+        for _ in range(draws):
+            probabilities = torch.full(shape, 1.0 / self.num_classes, device=images.device)
+            for index in order:
+                probabilities = self._denoised_probabilities(images, probabilities, index, generator, cases)
+            total += probabilities
+        return total / draws
+
+    def _denoised_probabilities(self, images: torch.Tensor, probabilities: torch.Tensor, index: int,
+                                generator: torch.Generator | None, cases: int) -> torch.Tensor:
+        """One annealing step of :meth:`reconstruct` at level ``index``, in passes of ``cases`` cases."""
+        shape = probabilities.shape
+        tau = self.taus[index].view(*([1] * len(shape)))
+        beta = float(self.betas[index])
+        mixed = ((1 - beta) * probabilities + beta / self.num_classes).clamp_min(self.delta)
+        gumbel = noise.sample_gumbel((1, *shape[1:]), generator, images.device).expand(shape)
+        y = noise.exp_concrete_perturb(torch.log(mixed), tau, gumbel, dim=1)
+        network_input = self._network_input(y, tau)
+        prediction = torch.cat([self.net(images[rows], network_input[rows], self.taus[index].expand(len(rows)))
+                                for rows in (torch.arange(start, min(start + cases, shape[0]))
+                                             for start in range(0, shape[0], cases))])
+        location = torch.softmax(prediction.float() + tau * y, dim=1)
+        unmixed = ((location - beta / self.num_classes) / max(1 - beta, self.delta)).clamp_min(0)
+        return unmixed / unmixed.sum(1, keepdim=True).clamp_min(self.delta)
 
     def filter_norms(self, images: torch.Tensor, masks: torch.Tensor,
                      generator: torch.Generator | None = None) -> torch.Tensor:
