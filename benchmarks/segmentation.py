@@ -255,7 +255,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     lines = ["# Segmentation-QC benchmark", "", f"Command: `python {shlex.join(sys.argv)}`", "",
              f"- date: {datetime.date.today()}; 2-core CPU, {args.threads} torch thread(s); segqc trained with each set's config (image2d-small "
-             f"network, 64 x 64 input) for {args.steps or '1,500 on every set'} steps; "
+             f"network, 64 x 64 input) for {args.steps or '1,500'} steps; "
              f"mean ± std over {args.seeds} seeds (the seed changes the "
              "segqc and UNet initialisation, the corruptions and, for phantoms, the data)",
              "- better: Spearman(score, Dice) more negative, Spearman(score, HD95) more positive, AUROC / AP "
@@ -264,7 +264,9 @@ def main() -> None:
              "- `segqc predicted Dice` combines the score model's features, the agreement with segqc's "
              "reconstruction and the agreement with its atlas (the k = 5 NCC-nearest of up to 256 training pairs, "
              "the same information as the `atlas nearest neighbour` baseline) in a regressor fitted on degradations "
-             "of held-out training sources; the atlas and the degradations never see a test case",
+             "of held-out training sources (on lits and nuclei, whose configs set `model.quality_snapshots`, also on "
+             "the network's own segmentations of those sources at 5 / 10 / 20 / 40 % of training and at its end); "
+             "the atlas and the degradations never see a test case",
              "- misses: share of failed predictions (Dice < 0.8) that got `pass`; false alarms: share of good ones "
              "(Dice >= 0.9) that got `review` or `fail`; interval coverage: share of true Dice values inside "
              "[predicted_dice_low, predicted_dice_high] (nominal: the model's `quality_coverage`, "

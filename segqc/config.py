@@ -191,10 +191,14 @@ class ImageModelConfig:
         degradations_per_case: Synthetic degradations of each held-out mask that
             teach the quality estimator.
         quality_snapshots: Points of training (fractions of ``training.steps``)
-            at which the network's weights are kept: each earlier network is a
-            weaker segmenter whose masks of the held-out images, and grafts of its
-            mistakes into their correct masks, teach the quality estimator what a
-            learned segmenter's failures look like. Empty: none.
+            at which the network's weights are kept: each earlier network, and
+            the final one, is a segmenter whose masks of the held-out images, and
+            grafts of its mistakes into their correct masks, teach the quality
+            estimator what a learned segmenter's failures look like. Empty (the
+            default): only synthetic degradations teach it. On the benchmark's
+            real sets, whose failures are a UNet's, ``[0.05, 0.1, 0.2, 0.4]`` cut
+            the failures that pass; on phantoms, whose failures are synthetic,
+            it raised false alarms (docs/benchmarks-segmentation.md).
         quality_examples: Most masks the quality estimator learns from; with more
             held-out cases than that allows, a random subset of them is used.
         reconstruction: How segqc segments each image itself (the reference
@@ -223,7 +227,7 @@ class ImageModelConfig:
     dice_threshold: float = 0.8
     quality_coverage: float = 0.8
     degradations_per_case: int = 24
-    quality_snapshots: list[float] = dataclasses.field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4])
+    quality_snapshots: list[float] = dataclasses.field(default_factory=list)
     quality_examples: int = 6144
     reconstruction: str = "auto"
     atlas_size: int = 256

@@ -192,6 +192,23 @@ def test_the_reconstruction_recovers_the_phantom_masks(trained, unseen) -> None:
     assert trained.training_["val_sources"] == 6 and trained.quality_ is not None
 
 
+def test_the_teaching_set_holds_the_networks_own_segmentations_only_when_snapshots_are_asked_for(trained) -> None:
+    held_out = trained.training_["val_sources"] * 2
+    assert len(trained.quality_.targets_) == held_out * 12
+    cases = phantoms.make_training_set(24, (32, 32), seed=1)
+    images = np.stack([case.image for case in cases]).astype(np.float32)
+    masks = np.stack([case.mask for case in cases]).astype(np.int64)
+    model = ImageModelConfig(levels=4, network={"nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1},
+                             degradations_per_case=4, quality_snapshots=[0.5])
+    training = TrainingConfig(steps=20, batch_size=8, val_every=10, checkpoint_every=0, val_fraction=0.25,
+                              device="cpu")
+    taught = ImageQC(model, training).fit(images, masks, groups=[f"s{i // 2}" for i in range(24)])
+    # Per held-out case: 4 degradations, then for the step-10 network and the final one its mask and its grafts.
+    per_case = 4 + 2 * (1 + degradations.GRAFTS_PER_SEGMENTATION)
+    assert len(taught.quality_.targets_) == taught.training_["val_sources"] * 2 * per_case
+    assert taught.quality_.targets_[:, 0].min() < taught.quality_.targets_[:, 0].max() <= 1
+
+
 def test_the_reconstruction_that_agrees_best_with_held_out_masks_is_kept(trained, unseen) -> None:
     choice = trained.reconstruction_
     assert set(choice["held_out_dice"]) == {"anneal", "average"}

@@ -259,7 +259,8 @@ class ImageQC(BaseDetector):
         """The held-out rows that teach the quality estimator: all of them, or a random subset whose masks and
         their degradations stay within ``quality_examples``."""
         cfg = self._model_config
-        per_case = cfg.degradations_per_case + (snapshot_count + 1) * (1 + degradations.GRAFTS_PER_SEGMENTATION)
+        segmenters = snapshot_count + 1 if snapshot_count else 0
+        per_case = cfg.degradations_per_case + segmenters * (1 + degradations.GRAFTS_PER_SEGMENTATION)
         most = max(MIN_QUALITY_CASES, cfg.quality_examples // per_case)
         if len(val_rows) <= most:
             return val_rows
@@ -287,9 +288,10 @@ class ImageQC(BaseDetector):
                      snapshots: dict[int, dict[str, torch.Tensor]]) -> quality.QualityEstimator:
         """Fit the predicted-Dice estimator on masks of known quality made from held-out correct masks.
 
-        They are graded synthetic degradations, and the masks of the held-out
-        images by the network at each snapshot and at the end of training,
-        whole and grafted into the correct masks (:func:`degradations.teaching_set`).
+        They are graded synthetic degradations and, when ``snapshots`` were
+        kept, the masks of the held-out images by the network at each snapshot
+        and at the end of training, whole and grafted into the correct masks
+        (:func:`degradations.teaching_set`).
         """
         cfg, seed = self._model_config, self._training_config.seed
         rng = np.random.default_rng([seed, 11])
@@ -301,7 +303,8 @@ class ImageQC(BaseDetector):
             earlier = copy.deepcopy(self.model_)
             earlier.load_state_dict(state)
             segmentations.append(self._reconstruct(images, model=earlier).argmax(1))
-        segmentations.append(reconstruction.argmax(1))
+        if snapshots:
+            segmentations.append(reconstruction.argmax(1))
         degraded, sources = degradations.teaching_set(truth, segmentations, cfg.degradations_per_case, rng,
                                                       num_classes)
         norms, heat = self.embed(images[sources], degraded)

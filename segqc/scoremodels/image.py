@@ -27,7 +27,7 @@ RECONSTRUCTIONS: dict[str, dict[str, int | None]] = {"anneal": {"levels": None, 
                                                      "average": {"levels": 1, "draws": 8}}
 """Keyword arguments of :meth:`ImageScoreModel.reconstruct` for each named way of segmenting an image: annealing
 through the upper half of the levels (one run), or the mean of 8 runs at the top level alone. Which segments
-better depends on the data and the training budget (held-out Dice 0.85 vs 0.67 on phantoms, 0.77 vs 0.84 on
+better depends on the data and the training budget (held-out Dice 0.87 vs 0.70 on phantoms, 0.77 vs 0.84 on
 nuclei tiles after 1,500 steps), so ``reconstruction: auto`` picks by held-out Dice."""
 
 
