@@ -415,7 +415,7 @@ def _write_gallery(qc: ImageQC, table: pd.DataFrame, shard: _Shard, truths: dict
     shown = gallery_cases(table, options.top_k, options.dice_threshold)
     heat_files = table.pop("heatmap").fillna("") if "heatmap" in table else ""
     table["heatmap"], table["gallery"] = heat_files, ""
-    table["gallery_reason"] = table["case_id"].map(shown).fillna("")
+    table["gallery_reason"] = [shown.get(case_id, "") for case_id in table["case_id"]]
     reused = set(shard.reused)
     for index, row in table.iterrows():
         if row["status"] != "ok":
