@@ -90,6 +90,13 @@ def snapshot_steps(fractions: Sequence[float], steps: int) -> list[int]:
     return sorted(step for step in {max(1, round(fraction * steps)) for fraction in fractions} if step < steps)
 
 
+def teaching_states(snapshots: dict[int, dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor] | None]:
+    """Weights of the networks whose masks of the held-out images teach the quality estimator: each snapshot's,
+    in training order, then, when there is any, the final network (``None``); no snapshots, no networks."""
+    states: list[dict[str, torch.Tensor] | None] = [state for _, state in sorted(snapshots.items())]
+    return states + [None] if states else []
+
+
 def _as_tensors(images: Any, masks: Any) -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.as_tensor(np.asarray(images), dtype=torch.float32)
     masks = torch.as_tensor(np.asarray(masks)).long()
@@ -245,66 +252,77 @@ class ImageQC(BaseDetector):
         self.quality_ = None
         held_out_sources = len(set(groups[val_rows]))
         if held_out_sources >= MIN_QUALITY_SOURCES and len(val_rows) >= MIN_QUALITY_CASES:
-            rows = self._quality_rows(val_rows, len(snapshots))
-            self.reconstruction_ = self._choose_reconstruction(images[rows], masks[rows])
-            self.quality_ = self._fit_quality(images[rows], masks[rows], groups[rows], snapshots)
+            teachers = teaching_states(snapshots)
+            rows = self._quality_rows(val_rows, len(teachers))
+            self.reconstruction_, rebuilt = self._choose_reconstruction(images[rows], masks[rows])
+            self.quality_ = self._fit_quality(images[rows], masks[rows], groups[rows], teachers, rebuilt)
         else:
-            self.reconstruction_ = self._choose_reconstruction(images[val_rows], masks[val_rows])
+            self.reconstruction_, _ = self._choose_reconstruction(images[val_rows], masks[val_rows])
             logger.warning("%d held-out case(s) from %d source(s): too few to fit the predicted-Dice estimator (need "
                            "%d from %d); verdicts will use the score thresholds", len(val_rows), held_out_sources,
                            MIN_QUALITY_CASES, MIN_QUALITY_SOURCES)
         return self
 
-    def _quality_rows(self, val_rows: np.ndarray, snapshot_count: int) -> np.ndarray:
+    def _quality_rows(self, val_rows: np.ndarray, segmenters: int) -> np.ndarray:
         """The held-out rows that teach the quality estimator: all of them, or a random subset whose masks and
-        their degradations stay within ``quality_examples``."""
+        their degradations (and the masks and grafts of ``segmenters`` networks) stay within ``quality_examples``."""
         cfg = self._model_config
-        segmenters = snapshot_count + 1 if snapshot_count else 0
         per_case = cfg.degradations_per_case + segmenters * (1 + degradations.GRAFTS_PER_SEGMENTATION)
         most = max(MIN_QUALITY_CASES, cfg.quality_examples // per_case)
         if len(val_rows) <= most:
             return val_rows
         return np.sort(np.random.default_rng([self._training_config.seed, 17]).choice(val_rows, most, replace=False))
 
-    def _choose_reconstruction(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, Any]:
+    def _choose_reconstruction(self, images: torch.Tensor, masks: torch.Tensor
+                               ) -> tuple[dict[str, Any], np.ndarray | None]:
         """The way of segmenting images (:data:`RECONSTRUCTIONS`) that ``reconstruction`` names or, for
-        ``auto``, the one whose masks of the held-out images agree best with their correct masks."""
+        ``auto``, the one whose masks of the held-out images agree best with their correct masks.
+
+        Returns:
+            The choice, and for ``auto`` the chosen way's class probabilities of ``images``
+            ``(N, K, *spatial)`` (``None`` otherwise), so they need not be computed again.
+        """
         method = self._model_config.reconstruction
         choice: dict[str, Any] = {"method": method if method != "auto" else "anneal"}
-        if method == "auto" and len(images):
-            num_classes = self.architecture_["num_classes"]
-            truth = masks.numpy()
-            held_out = {}
-            for name in RECONSTRUCTIONS:
-                rebuilt = self._reconstruct(images, name).argmax(1)
-                held_out[name] = float(quality.mean_dice(quality.dice_per_class(rebuilt, truth, num_classes),
-                                                         rebuilt, truth).mean())
-            choice = {"method": max(held_out, key=held_out.get), "held_out_dice": held_out}
-            logger.info("reconstruction: %s (held-out Dice %s)", choice["method"],
-                        ", ".join(f"{k} {v:.3f}" for k, v in held_out.items()))
-        return choice
+        if method != "auto" or not len(images):
+            return choice, None
+        num_classes = self.architecture_["num_classes"]
+        truth = masks.numpy()
+        held_out, probabilities = {}, {}
+        for name in RECONSTRUCTIONS:
+            probabilities[name] = self._reconstruct(images, name)
+            rebuilt = probabilities[name].argmax(1)
+            held_out[name] = float(quality.mean_dice(quality.dice_per_class(rebuilt, truth, num_classes),
+                                                     rebuilt, truth).mean())
+        choice = {"method": max(held_out, key=held_out.get), "held_out_dice": held_out}
+        logger.info("reconstruction: %s (held-out Dice %s)", choice["method"],
+                    ", ".join(f"{k} {v:.3f}" for k, v in held_out.items()))
+        return choice, probabilities[choice["method"]]
 
     def _fit_quality(self, images: torch.Tensor, masks: torch.Tensor, groups: np.ndarray,
-                     snapshots: dict[int, dict[str, torch.Tensor]]) -> quality.QualityEstimator:
+                     teachers: list[dict[str, torch.Tensor] | None],
+                     reconstruction: np.ndarray | None = None) -> quality.QualityEstimator:
         """Fit the predicted-Dice estimator on masks of known quality made from held-out correct masks.
 
-        They are graded synthetic degradations and, when ``snapshots`` were
-        kept, the masks of the held-out images by the network at each snapshot
-        and at the end of training, whole and grafted into the correct masks
-        (:func:`degradations.teaching_set`).
+        They are graded synthetic degradations and the masks of the held-out
+        images by each of ``teachers`` (:func:`teaching_states`), whole and
+        grafted into the correct masks (:func:`degradations.teaching_set`).
+        ``reconstruction`` holds the final network's class probabilities of
+        ``images`` when they are already at hand.
         """
         cfg, seed = self._model_config, self._training_config.seed
         rng = np.random.default_rng([seed, 11])
         num_classes = self.architecture_["num_classes"]
-        reconstruction = self._reconstruct(images)
+        reconstruction = reconstruction if reconstruction is not None else self._reconstruct(images)
         truth = masks.numpy()
         segmentations = []
-        for _, state in sorted(snapshots.items()):
+        for state in teachers:
+            if state is None:
+                segmentations.append(reconstruction.argmax(1))
+                continue
             earlier = copy.deepcopy(self.model_)
             earlier.load_state_dict(state)
             segmentations.append(self._reconstruct(images, model=earlier).argmax(1))
-        if snapshots:
-            segmentations.append(reconstruction.argmax(1))
         degraded, sources = degradations.teaching_set(truth, segmentations, cfg.degradations_per_case, rng,
                                                       num_classes)
         norms, heat = self.embed(images[sources], degraded)
