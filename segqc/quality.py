@@ -10,6 +10,10 @@ trained score model knows about a case into an estimate of the mask's Dice:
   image alone at the highest noise level (the location mixed towards uniform
   hides the mask, so the network must read the image). Hard and soft Dice
   between prediction and reconstruction, per class, and the area of each;
+  and the **image evidence along each predicted boundary**
+  (:func:`boundary_features`): a correct boundary sits on an intensity edge and
+  a quiet heat map, so small structures are judged by local evidence rather
+  than by their size alone;
 * a **regressor** (:class:`QualityEstimator`, scikit-learn extra trees, mean
   and per-class Dice as outputs) fitted at training time on self-generated
   degradations of held-out correct masks (:mod:`segqc.degradations`), whose true
@@ -33,12 +37,14 @@ import copy
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.model_selection import GroupKFold
 
 _EPS = 1e-6
 _BINS = 4
 _FOLDS = 5
+_BAND = 3
 
 
 @dataclass
@@ -127,6 +133,55 @@ def case_features(norms: np.ndarray, scores: np.ndarray, heat: np.ndarray, masks
         columns += [hard[:, label - 1], soft_dice, area, rebuilt_area,
                     np.log((area + 1 / pixels) / (rebuilt_area + 1 / pixels))]
     return np.column_stack(columns).astype(np.float64)
+
+
+def boundary_features(images: np.ndarray, masks: np.ndarray, heat: np.ndarray, num_classes: int,
+                      band: int = _BAND) -> np.ndarray:
+    """Image and heat-map evidence along the boundary of each predicted foreground class.
+
+    For each class, with the inner band the predicted voxels within ``band``
+    steps of the boundary and the outer band the voxels within ``band`` steps
+    outside it: the contrast of the whole class and of its inner band against
+    the outer band (in units of the image's standard deviation), the gradient
+    magnitude on the boundary relative to the image's mean gradient magnitude,
+    and the mean heat over both bands. A class absent from the mask gives zeros.
+
+    Args:
+        images: ``(N, C, *spatial)`` preprocessed images (channels averaged).
+        masks: ``(N, *spatial)`` predicted class indices.
+        heat: ``(N, *spatial)`` heat maps.
+        num_classes: ``K``.
+        band: Width of each band in voxels.
+
+    Returns:
+        ``(N, 4 (K - 1))`` float64 features.
+    """
+    count, spatial = len(masks), masks.ndim - 1
+    intensity = images.astype(np.float64).mean(1)
+    spread = intensity.reshape(count, -1).std(1) + _EPS
+    gradient = np.sqrt(sum(part ** 2 for part in np.gradient(intensity, axis=tuple(range(1, spatial + 1)))))
+    relative_gradient = gradient.reshape(count, -1) / (gradient.reshape(count, -1).mean(1, keepdims=True) + _EPS)
+    flat_intensity, flat_heat = intensity.reshape(count, -1), heat.reshape(count, -1).astype(np.float64)
+    # Neighbours along the spatial axes only: each case is dilated on its own.
+    step = ndimage.generate_binary_structure(spatial, 1)[None]
+
+    def mean_over(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+        return (values * where).sum(1) / np.maximum(where.sum(1), 1)
+
+    columns = []
+    for label in range(1, num_classes):
+        predicted = masks == label
+        outer = (ndimage.binary_dilation(predicted, step, band) & ~predicted).reshape(count, -1)
+        inner = (predicted & ~ndimage.binary_erosion(predicted, step, band, border_value=1)).reshape(count, -1)
+        edge = (predicted & ~ndimage.binary_erosion(predicted, step, 1, border_value=1)).reshape(count, -1)
+        flat = predicted.reshape(count, -1)
+        present = flat.any(1) & outer.any(1)
+        outside = mean_over(flat_intensity, outer)
+        columns += [np.where(present, (mean_over(flat_intensity, flat) - outside) / spread, 0.0),
+                    np.where(present, (mean_over(flat_intensity, inner) - outside) / spread, 0.0),
+                    np.where(present, mean_over(relative_gradient, edge), 0.0),
+                    np.where(present, np.log1p(mean_over(flat_heat, inner | outer)), 0.0)]
+    return np.column_stack(columns) if columns else np.zeros((count, 0))
 
 
 def _regressor(seed: int) -> ExtraTreesRegressor:

@@ -333,10 +333,22 @@ class ImageQC(BaseDetector):
 
     def _quality_features(self, images: np.ndarray, masks: np.ndarray, norms: np.ndarray, heat: np.ndarray,
                           reconstruction: np.ndarray) -> np.ndarray:
-        """Features of the quality estimator: the model's view (:func:`quality.case_features`) and the atlas's."""
-        features = quality.case_features(norms, self.density_.score(norms), heat, masks, reconstruction)
+        """Features of the quality estimator, ``(N, F)``.
+
+        The model's view (:func:`quality.case_features`), the atlas's, then the
+        image evidence along each predicted boundary
+        (:func:`quality.boundary_features`). A bundle written before a group
+        was added holds an estimator fitted on the leading columns only; it
+        gets exactly those.
+        """
+        columns = [quality.case_features(norms, self.density_.score(norms), heat, masks, reconstruction)]
         atlas = getattr(self, "atlas_", None)
-        return np.column_stack([features, atlas.features(images, masks)]) if atlas is not None else features
+        if atlas is not None:
+            columns.append(atlas.features(images, masks))
+        columns.append(quality.boundary_features(images, masks, heat, reconstruction.shape[1]))
+        features = np.column_stack(columns)
+        fitted = getattr(getattr(self, "quality_", None), "features_", None)
+        return features[:, :fitted.shape[1]] if fitted is not None else features
 
     def _build(self, image_channels: int, num_classes: int, spatial_dims: int, input_size: int) -> ImageScoreModel:
         cfg = self._model_config
