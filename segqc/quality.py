@@ -177,10 +177,11 @@ def boundary_features(images: np.ndarray, masks: np.ndarray, heat: np.ndarray, n
         flat = predicted.reshape(count, -1)
         present = flat.any(1) & outer.any(1)
         outside = mean_over(flat_intensity, outer)
-        columns += [np.where(present, (mean_over(flat_intensity, flat) - outside) / spread, 0.0),
-                    np.where(present, (mean_over(flat_intensity, inner) - outside) / spread, 0.0),
-                    np.where(present, mean_over(relative_gradient, edge), 0.0),
-                    np.where(present, np.log1p(mean_over(flat_heat, inner | outer)), 0.0)]
+        evidence = np.column_stack([(mean_over(flat_intensity, flat) - outside) / spread,
+                                    (mean_over(flat_intensity, inner) - outside) / spread,
+                                    mean_over(relative_gradient, edge),
+                                    np.log1p(mean_over(flat_heat, inner | outer))])
+        columns.append(np.where(present[:, None], evidence, 0.0))
     return np.column_stack(columns) if columns else np.zeros((count, 0))
 
 

@@ -337,18 +337,15 @@ class ImageQC(BaseDetector):
 
         The model's view (:func:`quality.case_features`), the atlas's, then the
         image evidence along each predicted boundary
-        (:func:`quality.boundary_features`). A bundle written before a group
-        was added holds an estimator fitted on the leading columns only; it
-        gets exactly those.
+        (:func:`quality.boundary_features`); new groups go last, so an
+        estimator from an older bundle reads the leading columns.
         """
         columns = [quality.case_features(norms, self.density_.score(norms), heat, masks, reconstruction)]
         atlas = getattr(self, "atlas_", None)
         if atlas is not None:
             columns.append(atlas.features(images, masks))
         columns.append(quality.boundary_features(images, masks, heat, reconstruction.shape[1]))
-        features = np.column_stack(columns)
-        fitted = getattr(getattr(self, "quality_", None), "features_", None)
-        return features[:, :fitted.shape[1]] if fitted is not None else features
+        return np.column_stack(columns)
 
     def _build(self, image_channels: int, num_classes: int, spatial_dims: int, input_size: int) -> ImageScoreModel:
         cfg = self._model_config
@@ -449,8 +446,9 @@ class ImageQC(BaseDetector):
         probabilities = self._reconstruct(images)
         estimate = None
         if getattr(self, "quality_", None) is not None:
-            estimate = self.quality_.predict(self._quality_features(images.numpy(), masks.numpy(), norms, heat,
-                                                                    probabilities))
+            features = self._quality_features(images.numpy(), masks.numpy(), norms, heat, probabilities)
+            # A bundle written before a feature group was added was fitted on the leading columns only.
+            estimate = self.quality_.predict(features[:, :self.quality_.features_.shape[1]])
         return Assessment(scores, norms, heat, probabilities.argmax(1), estimate)
 
     def decision_function(self, data: tuple[Any, Any]) -> np.ndarray:
