@@ -1,16 +1,16 @@
 """GPU check: train on CUDA with bf16 autocast, score on CUDA and on CPU from the same bundle, time both.
 
-What it does (issue 12, item 4), on phantom PNGs (:mod:`segqc.phantoms`):
+What it does (issue 12, item 4), on phantom PNGs (:mod:`segqc.synthetic.phantoms`):
 
 1. trains the ``small`` preset's 2D model on CUDA with bf16 autocast
    (``training.amp``) for ``--steps`` steps through :meth:`ImageQC.fit` and saves the bundle;
 2. times short training runs of the same network in fp32 on CUDA and on the CPU
-   (:class:`segqc.train.Trainer`, steps/s only);
+   (:class:`segqc.fitting.trainer.Trainer`, steps/s only);
 3. loads that one bundle on CPU and on CUDA and scores the prediction set:
    model only (:meth:`ImageQC.score_pairs` on prepared arrays) on the CPU (fp32),
    on CUDA as the library runs it (fp32 weights, PyTorch's TF32 defaults), on CUDA
    with TF32 off, and on CUDA under a bf16 autocast; then end to end
-   (:func:`segqc.scoring.score_folder`, report included) on CPU and CUDA;
+   (:func:`segqc.jobs.score.score_folder`, report included) on CPU and CUDA;
 4. compares every CUDA score vector with the CPU one (max |difference|, Spearman,
    verdict agreement) and checks NCCL (one-process ``nccl`` group, all_reduce
    and a DDP step; two ranks cannot share one GPU under NCCL).
@@ -52,8 +52,8 @@ from segqc.data.images import pair_cases  # noqa: E402
 from segqc.data.preprocess import prepare_dataset, stack  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
 from segqc.presets import preset_path  # noqa: E402
-from segqc.scoring import ScoreOptions, score_folder  # noqa: E402
-from segqc.train import StepInfo, Trainer  # noqa: E402
+from segqc.jobs.score import ScoreOptions, score_folder  # noqa: E402
+from segqc.fitting.trainer import StepInfo, Trainer  # noqa: E402
 
 WARMUP_STEPS = 5
 

@@ -42,7 +42,7 @@ from segqc import phantoms  # noqa: E402
 from segqc.config import ImageModelConfig, TrainingConfig, from_mapping  # noqa: E402
 from segqc.data.preprocess import PreprocessConfig  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
-from segqc.scoring import ScoreOptions, score_folder  # noqa: E402
+from segqc.jobs.score import ScoreOptions, score_folder  # noqa: E402
 
 FORMATS = {2: "png", 3: "nii.gz"}
 

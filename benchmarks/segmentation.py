@@ -58,9 +58,9 @@ from examples import realdata  # noqa: E402
 from segqc import evaluation, phantoms  # noqa: E402
 from segqc.config import ImageModelConfig  # noqa: E402
 from segqc.presets import preset_path  # noqa: E402
-from segqc.quality import QualityEstimator, dice_per_class, mean_dice, quality_verdicts  # noqa: E402
+from segqc.quality.estimator import QualityEstimator, dice_per_class, mean_dice, quality_verdicts  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
-from segqc.scoring import ScoreOptions, score_folder  # noqa: E402
+from segqc.jobs.score import ScoreOptions, score_folder  # noqa: E402
 
 # segqc training steps per set unless --steps is given; None: the set's config (examples/configs/*.yaml).
 DEFAULT_STEPS = {"phantoms": None, "lits": None, "nuclei": None}

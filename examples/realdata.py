@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segqc import phantoms
+from segqc.synthetic import phantoms
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE / "configs"

@@ -25,8 +25,8 @@ _EXPORTS = {
     "TabularModelConfig": "segqc.config",
     "TrainingConfig": "segqc.config",
     "PreprocessConfig": "segqc.data.preprocess",
-    "ScoreOptions": "segqc.scoring",
-    "score_folder": "segqc.scoring",
+    "ScoreOptions": "segqc.jobs.score",
+    "score_folder": "segqc.jobs.score",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -208,7 +208,7 @@ class ImageModelConfig:
             the held-out correct masks).
         atlas_size: Correct training pairs kept in the bundle as an atlas whose
             agreement with a prediction informs the quality estimator
-            (:mod:`segqc.atlas`); 0 leaves the atlas out.
+            (:mod:`segqc.quality.atlas`); 0 leaves the atlas out.
     """
 
     levels: int = 10

@@ -105,7 +105,7 @@ def image_model(tmp_path_factory):
     """A tiny 2D QC model (labels 0, 1, 2) trained with `segqc train` on 24 phantom PNGs: (root, bundle)."""
     from typer.testing import CliRunner
 
-    from segqc import phantoms
+    from segqc.synthetic import phantoms
     from segqc.cli import app
 
     root = tmp_path_factory.mktemp("image-model")

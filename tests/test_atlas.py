@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from segqc import atlas as atlas_module
-from segqc.atlas import Atlas
-from segqc.quality import dice_per_class, mean_dice
+from segqc.quality.atlas import Atlas
+from segqc.quality.estimator import dice_per_class, mean_dice
 
 
 def _references(spatial_dims: int, num_classes: int, count: int = 12, size: int = 16,

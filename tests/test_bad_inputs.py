@@ -38,7 +38,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import TINY_IMAGE_CONFIG, chained_table
-from segqc import phantoms
+from segqc.synthetic import phantoms
 from segqc.cli import app
 from segqc.config import TabularModelConfig, TrainingConfig
 from segqc.detectors.tabular import TabularQC
@@ -486,7 +486,7 @@ def test_verbose_shows_the_traceback_it_promises(template: Path, tmp_path: Path,
     def broken(*_args, **_kwargs):
         raise RuntimeError("something internal")
 
-    monkeypatch.setattr("segqc.scoring.score_folder", broken)
+    monkeypatch.setattr("segqc.jobs.score.score_folder", broken)
     quiet = invoke(SCORE, work)
     assert quiet.exit_code == 1 and "run with --verbose for the traceback" in quiet.stderr
     assert "Traceback" not in quiet.stderr

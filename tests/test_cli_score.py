@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segqc import phantoms
+from segqc.synthetic import phantoms
 from segqc.cli import app
 from segqc.history import RunHistory
-from segqc.scoring import FAILED_QC_EXIT_CODE
+from segqc.jobs.score import FAILED_QC_EXIT_CODE
 
 runner = CliRunner()
 @pytest.fixture(scope="module")
@@ -132,7 +132,8 @@ def test_python_api_mirrors_the_cli(setup) -> None:
 
 def test_streaming_in_small_chunks_gives_the_same_report(setup, monkeypatch) -> None:
     """Chunks of 3 files (errors, gallery pool pruning across chunks) give the report of one chunk."""
-    from segqc import gallery, scoring
+    from segqc import scoring
+    from segqc.report import gallery
 
     root, _ = setup
     assert runner.invoke(app, score_args(root, "one-chunk")).exit_code == 0
@@ -159,7 +160,7 @@ def test_streaming_in_small_chunks_gives_the_same_report(setup, monkeypatch) -> 
 
 def test_the_gallery_pool_keeps_every_case_the_gallery_can_choose() -> None:
     """Pruned chunk by chunk, the pool still holds the top-K and the cases nearest the fail line."""
-    from segqc.gallery import GalleryPool, gallery_cases
+    from segqc.report.gallery import GalleryPool, gallery_cases
 
     rng = np.random.default_rng(0)
     scores, predicted = rng.normal(size=200), rng.uniform(0, 1, 200)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from segqc import phantoms
+from segqc.synthetic import phantoms
 from segqc.cli import app
 
 runner = CliRunner()

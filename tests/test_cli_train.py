@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import TINY_IMAGE_CONFIG
-from segqc import phantoms
+from segqc.synthetic import phantoms
 from segqc.cli import app
 
 runner = CliRunner()

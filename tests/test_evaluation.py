@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segqc.evaluation import (aurc, correlations, failure_detection, predicted_dice_agreement, score_quantiles,
+from segqc.report.summary import (aurc, correlations, failure_detection, predicted_dice_agreement, score_quantiles,
                               summarise_metrics, top_k_indices, verdict_quality)
 
 # Five cases listed out of score order; by score 1..5 the Dice is 0.9, 0.9, 0.6, 0.5, 0.1.

@@ -10,7 +10,7 @@ import pytest
 from monai.transforms import ResizeWithPadOrCrop
 from PIL import Image
 
-from segqc import heatmaps
+from segqc.report import heatmaps
 from segqc.data.images import CaseFiles
 from segqc.data.preprocess import PreprocessConfig, prepare_case, restore_spatial
 

@@ -23,7 +23,7 @@ from segqc.data.preprocess import (
     stack,
 )
 from segqc.errors import ConfigError, InputError, SchemaError
-from segqc.phantoms import make_training_set, write_cases
+from segqc.synthetic.phantoms import make_training_set, write_cases
 
 SIZE_2D, SIZE_3D = (32, 32), (16, 24, 20)
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from segqc import noise, phantoms
+from segqc import noise
+from segqc.synthetic import phantoms
 from segqc.config import ImageModelConfig, TrainingConfig
 from segqc.detectors.image import ImageQC
 from segqc.errors import BundleError, SchemaError

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from segqc import phantoms
-from segqc.phantoms import FAILURE_MODES, MODES, PhantomCase, corrupt, make_pair
+from segqc.synthetic import phantoms
+from segqc.synthetic.phantoms import FAILURE_MODES, MODES, PhantomCase, corrupt, make_pair
 
 SIZES = [(64, 64), (32, 32, 32)]
 SIZE_IDS = ["2d", "3d"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from segqc import phantoms
+from segqc.synthetic import phantoms
 from segqc.cli import app
 from segqc.config import read_mapping_file
 from segqc.errors import ConfigError

@@ -12,7 +12,8 @@ import torch
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from segqc import degradations, phantoms
+from segqc.synthetic import corruptions as degradations
+from segqc.synthetic import phantoms
 from segqc.cli import app
 from segqc.config import ImageModelConfig, TrainingConfig
 from segqc.data.images import CaseFiles
@@ -21,7 +22,7 @@ from segqc.detectors.base import split_groups
 from segqc.detectors.image import ImageQC, snapshot_steps, source_groups
 from segqc.errors import ConfigError
 from segqc.metrics import case_metrics
-from segqc.quality import QualityEstimator, boundary_features, dice_per_class, mean_dice, quality_verdicts
+from segqc.quality.estimator import QualityEstimator, boundary_features, dice_per_class, mean_dice, quality_verdicts
 
 
 def masks_like(spatial: tuple[int, ...], count: int, seed: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from segqc import phantoms
+from segqc.synthetic import phantoms
 
 
 def test_two_ranks_write_the_single_process_report(image_model, tmp_path) -> None:

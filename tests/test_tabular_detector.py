@@ -16,7 +16,7 @@ from segqc.bundle import METADATA_FILE, WEIGHTS_FILE, metadata_digest
 from segqc.data.tabular import encode
 from segqc.detectors.tabular import TabularQC
 from segqc.errors import BundleError, InputError, NotFittedError, SchemaError
-from segqc.train import typical_mask
+from segqc.fitting.trainer import typical_mask
 
 
 def test_init_stores_arguments_only(tiny_model, tiny_training) -> None:

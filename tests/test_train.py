@@ -7,7 +7,8 @@ import torch
 from segqc.config import TrainingConfig
 from segqc.noise import geometric_levels
 from segqc.scoremodels.tabular import TabularScoreModel
-from segqc.train import CHECKPOINT_NAME, Trainer
+from segqc.fitting.checkpoints import CHECKPOINT_NAME
+from segqc.fitting.trainer import Trainer
 
 
 def make_model(seed: int = 0) -> TabularScoreModel:

@@ -24,7 +24,7 @@ from segqc import bundle
 from segqc.config import TrainingConfig
 from segqc.density import Calibration, EmbeddingDensity
 from segqc.errors import BundleError, NotFittedError
-from segqc.train import StepInfo, Trainer, typical_mask
+from segqc.fitting.trainer import StepInfo, Trainer, typical_mask
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class BaseDetector:
         """Train ``model`` on the selected rows; sets ``model_`` (best EMA weights) and ``training_``.
 
         Returns:
-            The EMA weights at each of ``snapshot_steps`` (see :class:`~segqc.train.Trainer`).
+            The EMA weights at each of ``snapshot_steps`` (see :class:`~segqc.fitting.trainer.Trainer`).
         """
         result = Trainer(model, config, checkpoint_dir, on_step, snapshot_steps).fit(
             tuple(t[train_rows] for t in tensors),

@@ -15,15 +15,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from segqc import bundle, degradations, noise, quality
-from segqc.atlas import Atlas
+from segqc import bundle, noise
+from segqc.synthetic import corruptions as degradations
+from segqc.quality import estimator as quality
+from segqc.quality.atlas import Atlas
 from segqc.config import ImageModelConfig, TrainingConfig, merged_config, read_mapping_file
 from segqc.data.images import pair_cases
 from segqc.data.preprocess import PreparedCase, PreprocessConfig, prepare_dataset, stack
 from segqc.detectors.base import BaseDetector, split_groups
 from segqc.errors import ConfigError, InputError, SchemaError
 from segqc.scoremodels.image import RECONSTRUCTIONS, ImageScoreModel, pass_plan
-from segqc.train import StepInfo, resolve_device
+from segqc.fitting.device import resolve_device
+from segqc.fitting.trainer import StepInfo
 
 logger = logging.getLogger(__name__)
 

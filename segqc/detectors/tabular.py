@@ -17,7 +17,8 @@ from segqc.density import VariableNormDensity, ranks
 from segqc.detectors.base import BaseDetector, split_rows
 from segqc.errors import BundleError, InputError
 from segqc.scoremodels.tabular import TabularScoreModel
-from segqc.train import StepInfo, resolve_device
+from segqc.fitting.device import resolve_device
+from segqc.fitting.trainer import StepInfo
 
 logger = logging.getLogger(__name__)
 

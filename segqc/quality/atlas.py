@@ -5,7 +5,7 @@ studies): the reference cases are a sample of the correct training pairs at the
 model's input size. For each new image the ``k`` most similar reference images,
 by normalised cross-correlation, lend their masks as pseudo ground truths; the
 Dice of the prediction with them, and how similar the neighbours are, become
-features of the quality estimator (:mod:`segqc.quality`). Where the anatomy is
+features of the quality estimator (:mod:`segqc.quality.estimator`). Where the anatomy is
 consistent (organs in CT) these features carry the quality; where it is not
 (nuclei scattered over a tile) the estimator learns to weigh them little.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segqc.quality import dice_per_class, mean_dice
+from segqc.quality.estimator import dice_per_class, mean_dice
 
 NEIGHBOURS = 5
 # Reference values kept at most (images + masks), bounding the bundle's size (about 32 MB of float16 images).

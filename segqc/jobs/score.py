@@ -3,7 +3,7 @@
 For every case: pair the prediction with its image (same rules as training),
 preprocess both exactly as the bundle says, score, rank, give a verdict and a
 heat map; with ground truth also Dice / MSD / HD95 and the summary figures of
-:mod:`segqc.evaluation`. A case that cannot be read or does not match the model
+:mod:`segqc.report.summary`. A case that cannot be read or does not match the model
 becomes an ``error`` row and the run goes on. The report directory is written
 to a temporary sibling and renamed, so an interrupted run never leaves a broken
 report; the history row is appended only after the report is in place.
@@ -31,7 +31,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from segqc import __version__, evaluation, heatmaps
+from segqc import __version__
+from segqc.report import summary as evaluation
+from segqc.report import heatmaps
 from segqc.atomic import atomic_directory
 from segqc.bundle import METADATA_FILE, WEIGHTS_FILE
 from segqc.config import VERDICT_RULES, ImageModelConfig
@@ -40,13 +42,13 @@ from segqc.data.preprocess import PreparedCase, PreprocessConfig, label_indices,
 from segqc.density import ranks
 from segqc.detectors.image import ImageQC
 from segqc.errors import ConfigError, InputError, SchemaError, SegQCError
-from segqc.gallery import GalleryPool, gallery_cases
+from segqc.report.gallery import GalleryPool, gallery_cases
 from segqc.history import RunHistory, fingerprint
 from segqc.metrics import case_metrics
 from segqc.outputs import OutputKind, check_output_dir, write_marker
-from segqc.quality import dice_per_class, mean_dice, quality_verdicts
+from segqc.quality.estimator import dice_per_class, mean_dice, quality_verdicts
 from segqc.report import render_report
-from segqc.train import distributed_context, resolve_device
+from segqc.fitting.device import distributed_context, resolve_device
 
 logger = logging.getLogger(__name__)
 

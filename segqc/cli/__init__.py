@@ -28,7 +28,7 @@ from segqc.outputs import OutputKind, check_output_dir, check_output_file
 from segqc.threads import THREADS_ENV, limit_threads
 
 if TYPE_CHECKING:
-    from segqc.train import StepInfo
+    from segqc.fitting.trainer import StepInfo
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -224,7 +224,7 @@ def checkpoints_for(out: Path, is_writer: bool = True) -> Iterator[Path]:
 
     An interrupted run (Ctrl-C, a crash) keeps its checkpoint for ``--resume``.
     """
-    from segqc.train import checkpoint_folder, discard_checkpoints
+    from segqc.fitting.checkpoints import checkpoint_folder, discard_checkpoints
 
     folder = checkpoint_folder(out)
     existed = folder.exists()
@@ -255,7 +255,7 @@ def demo(
     empty masks...), trains the small 2D model, scores the predictions against
     ground truth and writes OUT/report/report.html.
     """
-    from segqc.demo import run_demo
+    from segqc.jobs.demo import run_demo
 
     computing(threads)
     with training_progress() as on_step, progress_bar("scoring", "cases") as on_case:
@@ -327,7 +327,7 @@ def train(
     from segqc.data.images import data_spatial_dims
     from segqc.detectors.image import ImageQC
     from segqc.presets import resolve_config
-    from segqc.train import distributed_context, distributed_session, resolve_device
+    from segqc.fitting.device import distributed_context, distributed_session, resolve_device
 
     computing(threads, max_voxels)
     check_output_dir(out, OutputKind.MODEL, [images, masks, Path(config) if config else None])
@@ -374,7 +374,7 @@ def run_segmenter(spec: str, images: Path, out: Path, weights: Path | None, opti
                   model_labels: list[int] | None = None) -> Any:
     """Load a segmenter and write its masks for every image (shared by 'segment' and 'score')."""
     from segqc.segmenters import load_class_map, load_segmenter, segment_folder
-    from segqc.train import resolve_device
+    from segqc.fitting.device import resolve_device
 
     torch_device = resolve_device(device or "auto")
     segmenter = load_segmenter(spec, weights, options, torch_device)
@@ -468,8 +468,8 @@ def score(
     import torch.distributed as dist
 
     from segqc.detectors.image import ImageQC
-    from segqc.scoring import ScoreOptions, check_report_output, resolved_options, score_folder
-    from segqc.train import distributed_context, distributed_session, resolve_device
+    from segqc.jobs.score import ScoreOptions, check_report_output, resolved_options, score_folder
+    from segqc.fitting.device import distributed_context, distributed_session, resolve_device
 
     computing(threads, max_voxels)
     if incremental and history is None:

@@ -19,53 +19,25 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from segqc.atomic import atomic_file
 from segqc.config import TrainingConfig
-from segqc.errors import InputError, OutputError
+from segqc.errors import InputError
+from segqc.fitting.checkpoints import CHECKPOINT_NAME
+from segqc.fitting.device import distributed_context, resolve_device
 from segqc.torchfile import load_torch_file
 
 logger = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, ...]
-CHECKPOINT_NAME = "last.pt"
-
-
-def checkpoint_folder(out: str | Path) -> Path:
-    """The folder of resumable checkpoints beside a model bundle ``out`` (``OUT.checkpoints``).
-
-    Raises:
-        OutputError: The folder exists and holds anything but segqc's checkpoint,
-            so using (and later removing) it could lose a user's files.
-    """
-    out = Path(out)
-    folder = out.with_name(f"{out.name}.checkpoints")
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        raise OutputError(f"--out {out}: {folder} (where checkpoints go) exists and is not a folder; move it away")
-    if folder.is_dir():
-        foreign = sorted(p.name for p in folder.iterdir() if p.name != CHECKPOINT_NAME)
-        if foreign:
-            raise OutputError(f"--out {out}: {folder} (where checkpoints go) holds {foreign[0]!r}, which segqc did "
-                              "not write; move it away or choose another --out")
-    return folder
-
-
-def discard_checkpoints(folder: str | Path) -> None:
-    """Remove segqc's checkpoint from ``folder``, and the folder once it is empty (nothing else is touched)."""
-    folder = Path(folder)
-    (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
 
 
 @dataclass
@@ -111,61 +83,6 @@ def typical_mask(norms: torch.Tensor, keep: float) -> torch.Tensor:
         Boolean mask of shape ``(N,)``.
     """
     return norms <= torch.quantile(norms, keep)
-
-
-def resolve_device(name: str) -> torch.device:
-    """Turn ``auto``/``cpu``/``cuda[:i]`` into a device, checking CUDA exists.
-
-    Under ``torchrun`` a bare ``cuda`` (or ``auto`` with CUDA) means this
-    process's GPU, ``cuda:LOCAL_RANK``.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    if name == "cuda" and "LOCAL_RANK" in os.environ:
-        name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    return torch.device(name)
-
-
-def distributed_context() -> tuple[int, int]:
-    """``(rank, world_size)`` of the running process group, ``(0, 1)`` without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def init_distributed_from_env(device: torch.device) -> bool:
-    """Join the process group announced by ``torchrun``'s environment, if any.
-
-    Returns:
-        True when running distributed.
-    """
-    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
-        return False
-    if not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return True
-
-
-@contextmanager
-def distributed_session(device: torch.device) -> Iterator[bool]:
-    """:func:`init_distributed_from_env` for a block; the process group is destroyed after it.
-
-    Every rank leaves the group cleanly (a gloo process that exits with its group
-    still open can abort with "terminate called without an active exception").
-
-    Yields:
-        True when running distributed.
-    """
-    sharded = init_distributed_from_env(device)
-    try:
-        yield sharded
-    finally:
-        if sharded and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 class Trainer:

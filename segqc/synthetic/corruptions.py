@@ -1,6 +1,6 @@
 """Self-generated failures of correct masks, with graded strength, for any number of classes.
 
-The quality estimator (:mod:`segqc.quality`) learns how the score model's
+The quality estimator (:mod:`segqc.quality.estimator`) learns how the score model's
 features relate to Dice from correct held-out masks degraded in the ways real
 segmenters fail; since the correct mask is known, so is each degraded mask's
 true Dice. Every degradation works on a label map of class indices ``0..K-1``

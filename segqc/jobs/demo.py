@@ -1,7 +1,7 @@
 """``segqc demo``: the whole job on built-in phantoms, in minutes on a laptop CPU.
 
 1. write synthetic training pairs and predictions with graded, labelled
-   failures (:mod:`segqc.phantoms`) as PNG files;
+   failures (:mod:`segqc.synthetic.phantoms`) as PNG files;
 2. train the small 2D model (the ``image2d-small`` network) on the training pairs;
 3. score the predictions with ground truth and write the full report.
 """
@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from segqc import phantoms
+from segqc.synthetic import phantoms
 from segqc.config import ImageModelConfig, TrainingConfig
 from segqc.data.preprocess import PreprocessConfig
 from segqc.detectors.image import ImageQC
 from segqc.outputs import OutputKind, check_output_dir, write_marker
-from segqc.scoring import ScoreOptions, ScoreRun, score_folder
-from segqc.train import StepInfo
+from segqc.jobs.score import ScoreOptions, ScoreRun, score_folder
+from segqc.fitting.trainer import StepInfo
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ trained score model knows about a case into an estimate of the mask's Dice:
   than by their size alone;
 * a **regressor** (:class:`QualityEstimator`, scikit-learn extra trees, mean
   and per-class Dice as outputs) fitted at training time on self-generated
-  degradations of held-out correct masks (:mod:`segqc.degradations`), whose true
+  degradations of held-out correct masks (:mod:`segqc.synthetic.corruptions`), whose true
   Dice is known;
 * an **interval** from held-out residuals: grouped cross-fitting gives each
   training example an out-of-fold prediction; the residual quantiles, per bin
