@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from segqc import phantoms  # noqa: E402
+from segqc.synthetic import phantoms  # noqa: E402
 
 
 def segqc(*arguments: str) -> tuple[float, str]:

@@ -46,10 +46,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from segqc import phantoms  # noqa: E402
+from segqc.synthetic import phantoms  # noqa: E402
 from segqc.config import TrainingConfig  # noqa: E402
 from segqc.data.images import pair_cases  # noqa: E402
-from segqc.data.preprocess import prepare_dataset, stack  # noqa: E402
+from segqc.data.cases import prepare_dataset
+from segqc.data.cases import stack  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
 from segqc.presets import preset_path  # noqa: E402
 from segqc.jobs.score import ScoreOptions, score_folder  # noqa: E402

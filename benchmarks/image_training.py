@@ -36,10 +36,10 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from segqc import phantoms  # noqa: E402
+from segqc.synthetic import phantoms  # noqa: E402
 from segqc.config import ImageModelConfig, TrainingConfig, from_mapping  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
-from segqc.metrics import mean_dice  # noqa: E402
+from segqc.metrics import dice_per_class, mean_dice  # noqa: E402
 
 GROSS_MODES = ("empty", "missing", "shift", "class_swap")
 
@@ -94,7 +94,8 @@ def full_run(name: str) -> dict:
     started = time.perf_counter()
     scores = qc.decision_function(phantom_arrays(cases, predicted=True))
     score_seconds = time.perf_counter() - started
-    dice = np.array([mean_dice(c.prediction, c.mask, 3) for c in cases])
+    predictions, truths = np.stack([c.prediction for c in cases]), np.stack([c.mask for c in cases])
+    dice = mean_dice(dice_per_class(predictions, truths, 3), predictions, truths)
     gross = np.array([c.failure_mode in GROSS_MODES and (c.severity or 0) >= 0.8 for c in cases])
     good = np.array([not c.is_failure for c in cases])
     keep = gross | good

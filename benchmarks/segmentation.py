@@ -55,10 +55,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from examples import realdata  # noqa: E402
-from segqc import evaluation, phantoms  # noqa: E402
+from segqc import metrics  # noqa: E402
+from segqc.report import summary  # noqa: E402
+from segqc.synthetic import phantoms  # noqa: E402
 from segqc.config import ImageModelConfig  # noqa: E402
 from segqc.presets import preset_path  # noqa: E402
-from segqc.quality.estimator import QualityEstimator, dice_per_class, mean_dice, quality_verdicts  # noqa: E402
+from segqc.metrics import dice_per_class, mean_dice  # noqa: E402
+from segqc.quality.estimator import QualityEstimator  # noqa: E402
+from segqc.verdicts import quality_verdicts  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
 from segqc.jobs.score import ScoreOptions, score_folder  # noqa: E402
 
@@ -131,9 +135,9 @@ def atlas_scores(train_images: np.ndarray, train_masks: np.ndarray, images: np.n
 
 def quality_figures(table: pd.DataFrame, quantile_verdicts: np.ndarray) -> dict[str, float | None]:
     """Predicted-Dice error and verdict mistakes (quality rule, and the old score-quantile rule)."""
-    agreement = evaluation.predicted_dice_agreement(table, 0.8)
-    verdicts = evaluation.verdict_quality(table["verdict"], table["dice_mean"], 0.8)
-    old = evaluation.verdict_quality(quantile_verdicts, table["dice_mean"], 0.8)
+    agreement = summary.predicted_dice_agreement(table, 0.8)
+    verdicts = summary.verdict_quality(table["verdict"], table["dice_mean"], 0.8)
+    old = summary.verdict_quality(quantile_verdicts, table["dice_mean"], 0.8)
     return {"mae": agreement["mae"], "coverage": agreement["coverage"], "false_alarms": verdicts["false_alarms"],
             "misses": verdicts["misses"], "quantile_false_alarms": old["false_alarms"],
             "quantile_misses": old["misses"]}
@@ -145,7 +149,7 @@ def coverage_figures(table: pd.DataFrame, estimator: QualityEstimator) -> dict[s
     figures = {}
     for coverage in COVERAGES:
         low, high = estimator.recalibrated(coverage).interval(predicted)
-        verdicts = evaluation.verdict_quality(quality_verdicts(low, high, 0.8), dice, 0.8)
+        verdicts = summary.verdict_quality(quality_verdicts(low, high, 0.8), dice, 0.8)
         figures |= {f"false_alarms@{coverage}": verdicts["false_alarms"], f"misses@{coverage}": verdicts["misses"],
                     f"coverage@{coverage}": float(((dice >= low) & (dice <= high)).mean())}
     return figures
@@ -153,10 +157,10 @@ def coverage_figures(table: pd.DataFrame, estimator: QualityEstimator) -> dict[s
 
 def evaluate(scores: np.ndarray, dice: np.ndarray, hd95: np.ndarray, top_k: int) -> dict[str, float | None]:
     """The benchmark's figures for one method."""
-    by_dice = evaluation.correlations(scores, dice, top_k)
-    detection = evaluation.failure_detection(scores, dice, 0.8)
+    by_dice = metrics.correlations(scores, dice, top_k)
+    detection = metrics.failure_detection(scores, dice, 0.8)
     return {"spearman_dice": by_dice["spearman"],
-            "spearman_hd95": evaluation.correlations(scores, hd95, top_k)["spearman"],
+            "spearman_hd95": metrics.correlations(scores, hd95, top_k)["spearman"],
             "auroc": detection["auroc"], "ap": detection["average_precision"], "aurc": detection["aurc"],
             "pearson_dice_top_k": by_dice["pearson_top_k"]}
 

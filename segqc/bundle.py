@@ -112,6 +112,11 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def model_id(metadata: dict[str, Any]) -> str:
+    """Short id of a bundle: the first 12 hex digits of its weights' SHA-256 (names the model in reports)."""
+    return str(metadata["checksums"][WEIGHTS_FILE])[:12]
+
+
 def read_bundle(path: str | Path, mode: str) -> Bundle:
     """Read and verify a bundle.
 

@@ -17,8 +17,6 @@ so a model bundle never needs pickle.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from sklearn.mixture import GaussianMixture
@@ -28,9 +26,6 @@ from threadpoolctl import threadpool_limits
 from segqc.errors import NotFittedError
 
 logger = logging.getLogger(__name__)
-
-VERDICTS = ("pass", "review", "fail")
-
 
 def log_embedding(norms: np.ndarray) -> np.ndarray:
     """``log(eta + eps)``: squared norms span orders of magnitude across levels."""
@@ -179,52 +174,3 @@ class VariableNormDensity:
         if density.median_.ndim != 2 or density.median_.shape != density.scale_.shape:
             raise ValueError(f"median {density.median_.shape} and scale {density.scale_.shape} must be (L, V)")
         return density
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Review / fail thresholds from held-out inlier scores.
-
-    Attributes:
-        review: Scores above this get ``review``.
-        fail: Scores above this get ``fail``.
-        review_quantile: Inlier quantile that set ``review``.
-        fail_quantile: Inlier quantile that set ``fail``.
-        num_samples: Held-out inliers used.
-    """
-
-    review: float
-    fail: float
-    review_quantile: float
-    fail_quantile: float
-    num_samples: int
-
-    @classmethod
-    def from_scores(cls, scores: Sequence[float], review_quantile: float = 0.95,
-                    fail_quantile: float = 0.99) -> Calibration:
-        """Thresholds at quantiles of held-out inlier scores."""
-        if not 0 < review_quantile <= fail_quantile < 1:
-            raise ValueError(f"need 0 < review_quantile <= fail_quantile < 1, got {review_quantile}, {fail_quantile}")
-        scores = np.asarray(scores, dtype=np.float64)
-        scores = scores[np.isfinite(scores)]
-        if scores.size == 0:
-            raise ValueError("no finite held-out scores to calibrate on")
-        review, fail = np.quantile(scores, [review_quantile, fail_quantile])
-        return cls(float(review), float(fail), review_quantile, fail_quantile, int(scores.size))
-
-    def verdicts(self, scores: Sequence[float]) -> np.ndarray:
-        """``pass`` / ``review`` / ``fail`` per score (non-finite scores fail)."""
-        scores = np.asarray(scores, dtype=np.float64)
-        out = np.full(scores.shape, "pass", dtype=object)
-        out[scores > self.review] = "review"
-        out[(scores > self.fail) | ~np.isfinite(scores)] = "fail"
-        return out
-
-
-def ranks(scores: Sequence[float]) -> np.ndarray:
-    """Rank 1 = most anomalous (highest score); ties keep input order."""
-    scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-np.nan_to_num(scores, nan=np.inf), kind="stable")
-    result = np.empty(len(scores), dtype=np.int64)
-    result[order] = np.arange(1, len(scores) + 1)
-    return result

@@ -132,7 +132,7 @@ def test_python_api_mirrors_the_cli(setup) -> None:
 
 def test_streaming_in_small_chunks_gives_the_same_report(setup, monkeypatch) -> None:
     """Chunks of 3 files (errors, gallery pool pruning across chunks) give the report of one chunk."""
-    from segqc import scoring
+    from segqc.jobs import score as scoring
     from segqc.report import gallery
 
     root, _ = setup
@@ -168,7 +168,7 @@ def test_the_gallery_pool_keeps_every_case_the_gallery_can_choose() -> None:
     for start in range(0, 200, 7):
         rows = [{"score": scores[i], "predicted_dice": predicted[i]} for i in range(start, min(start + 7, 200))]
         cases = [type("Case", (), {"case_id": f"c{i}"})() for i in range(start, min(start + 7, 200))]
-        pool.offer(rows, cases, np.zeros((len(rows), 2, 2)), np.zeros((len(rows), 2, 2)))
+        pool.offer(rows, cases, np.zeros((len(rows), 2, 2)), np.zeros((len(rows), 2, 2)), {})
         assert len(pool.candidates) <= 4 * 6
     order = np.argsort(-scores, kind="stable")
     table = pd.DataFrame({"case_id": [f"c{i}" for i in range(200)], "status": "ok", "predicted_dice": predicted,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segqc.density import Calibration, EmbeddingDensity, VariableNormDensity, ranks
+from segqc.density import EmbeddingDensity, VariableNormDensity
+from segqc.verdicts import Calibration, ranks
 
 
 def bimodal_norms(n: int, seed: int = 0) -> np.ndarray:

@@ -12,7 +12,8 @@ from PIL import Image
 
 from segqc.report import heatmaps
 from segqc.data.images import CaseFiles
-from segqc.data.preprocess import PreprocessConfig, prepare_case, restore_spatial
+from segqc.data.cases import prepare_case
+from segqc.data.preprocess import PreprocessConfig, restore_spatial
 
 
 @pytest.mark.parametrize("orientation", ["RAS", None])

@@ -17,12 +17,18 @@ from segqc.synthetic import phantoms
 from segqc.cli import app
 from segqc.config import ImageModelConfig, TrainingConfig
 from segqc.data.images import CaseFiles
-from segqc.data.preprocess import PreparedCase
-from segqc.detectors.base import split_groups
-from segqc.detectors.image import ImageQC, snapshot_steps, source_groups
+from segqc.data.cases import PreparedCase
+from segqc.data.grouping import split_groups
+from segqc.data.grouping import source_groups
+from segqc.detectors.image import ImageQC
+from segqc.quality import teaching
+from segqc.quality.teaching import snapshot_steps
 from segqc.errors import ConfigError
 from segqc.metrics import case_metrics
-from segqc.quality.estimator import QualityEstimator, boundary_features, dice_per_class, mean_dice, quality_verdicts
+from segqc.metrics import dice_per_class, mean_dice
+from segqc.quality.estimator import QualityEstimator
+from segqc.quality.features import boundary_features
+from segqc.verdicts import quality_verdicts
 
 
 def masks_like(spatial: tuple[int, ...], count: int, seed: int) -> np.ndarray:
@@ -64,7 +70,7 @@ def test_dice_matches_the_monai_reference() -> None:
 
 
 def test_plan_mixes_good_masks_and_every_failure() -> None:
-    plan = degradations.degradation_plan(33, np.random.default_rng(0))
+    plan = teaching.degradation_plan(33, np.random.default_rng(0))
     kinds = [kind for kind, _ in plan]
     assert kinds.count("good") == 11 and set(kinds) == set(degradations.KINDS)
     assert all(0 < strength <= 1 for _, strength in plan)
@@ -86,7 +92,7 @@ def test_a_graft_takes_the_other_segmentation_in_a_region_of_the_asked_share(spa
 def test_the_teaching_set_holds_degradations_and_every_segmentation_with_its_grafts(num_classes) -> None:
     masks = np.minimum(masks_like((24, 24), 4, 6), num_classes - 1)
     others = [np.roll(masks, 3, axis=1), np.zeros_like(masks)]
-    candidates, sources = degradations.teaching_set(masks, others, 5, np.random.default_rng(0), num_classes)
+    candidates, sources = teaching.teaching_set(masks, others, 5, np.random.default_rng(0), num_classes)
     per_case = 5 + len(others) * (1 + degradations.GRAFTS_PER_SEGMENTATION)
     assert len(candidates) == len(sources) == 4 * per_case
     assert np.bincount(sources).tolist() == [per_case] * 4

@@ -22,45 +22,13 @@ from torch import nn
 
 from segqc import bundle
 from segqc.config import TrainingConfig
-from segqc.density import Calibration, EmbeddingDensity
+from segqc.density import EmbeddingDensity
 from segqc.errors import BundleError, NotFittedError
+from segqc.fitting.device import resolve_device
 from segqc.fitting.trainer import StepInfo, Trainer, typical_mask
+from segqc.verdicts import Calibration
 
 logger = logging.getLogger(__name__)
-
-
-def split_rows(num_rows: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random split into sorted training and validation indices."""
-    order = np.random.default_rng(seed).permutation(num_rows)
-    num_val = int(round(num_rows * val_fraction))
-    return np.sort(order[num_val:]), np.sort(order[:num_val])
-
-
-def split_groups(groups: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split by source: every case of a group lands on the same side.
-
-    Whole groups, in random order, go to validation until it holds about
-    ``val_fraction`` of the cases; at least one group stays for training.
-
-    Args:
-        groups: Source of each case, ``(N,)``.
-        val_fraction: Share of cases to hold out.
-        seed: Seed of the group order.
-
-    Returns:
-        Sorted training and validation indices.
-    """
-    groups = np.asarray(groups)
-    names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    target = int(round(len(groups) * val_fraction))
-    held, total = [], 0
-    for name in np.random.default_rng(seed).permutation(len(names))[:-1]:
-        if total >= target:
-            break
-        held.append(name)
-        total += counts[name]
-    is_val = np.isin(inverse, held)
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
 class BaseDetector:
@@ -72,6 +40,11 @@ class BaseDetector:
     @property
     def _training_config(self) -> TrainingConfig:
         return self.training or TrainingConfig()
+
+    @property
+    def scoring_device(self) -> torch.device:
+        """Where the detector computes: its training config's device (``auto``: CUDA when there is one)."""
+        return resolve_device(self._training_config.device)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "calibration_"):

@@ -1,12 +1,16 @@
-"""ImageQC: anomaly scores and predicted Dice for (image, segmentation mask) pairs."""
+"""ImageQC: anomaly scores and predicted Dice for (image, segmentation mask) pairs.
+
+The estimator contract only (fit / assess / save / load): files become arrays in
+:mod:`segqc.data`, sources and splits in :mod:`segqc.data.grouping`, batches of
+network passes in :mod:`segqc.scoremodels.batches`, the predicted-Dice estimator
+and its teaching set in :mod:`segqc.quality`.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import logging
-import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,27 +20,26 @@ import numpy as np
 import torch
 
 from segqc import bundle, noise
-from segqc.synthetic import corruptions as degradations
-from segqc.quality import estimator as quality
-from segqc.quality.atlas import Atlas
 from segqc.config import ImageModelConfig, TrainingConfig, merged_config, read_mapping_file
+from segqc.data.cases import prepare_dataset, stack
+from segqc.data.grouping import group_regex, source_groups, split_groups
 from segqc.data.images import pair_cases
-from segqc.data.preprocess import PreparedCase, PreprocessConfig, prepare_dataset, stack
-from segqc.detectors.base import BaseDetector, split_groups
-from segqc.errors import ConfigError, InputError, SchemaError
-from segqc.scoremodels.image import RECONSTRUCTIONS, ImageScoreModel, pass_plan
-from segqc.fitting.device import resolve_device
+from segqc.data.preprocess import PreprocessConfig
+from segqc.detectors.base import BaseDetector
+from segqc.errors import InputError, SchemaError
 from segqc.fitting.trainer import StepInfo
+from segqc.metrics import dice_per_class, mean_dice
+from segqc.quality import teaching
+from segqc.quality.atlas import Atlas
+from segqc.quality.estimator import QualityEstimate, QualityEstimator
+from segqc.quality.features import quality_features
+from segqc.scoremodels.batches import as_pairs, in_batches
+from segqc.scoremodels.image import RECONSTRUCTIONS, ImageScoreModel
+from segqc.synthetic.corruptions import GRAFTS_PER_SEGMENTATION
 
 logger = logging.getLogger(__name__)
 
 MIN_CASES = 10
-# Fewest held-out sources (and cases) whose degradations can teach the quality estimator: two sources give
-# out-of-fold residuals for its interval.
-MIN_QUALITY_SOURCES = 2
-MIN_QUALITY_CASES = 4
-
-
 @dataclass
 class Assessment:
     """What the model says about a batch of (image, mask) pairs.
@@ -53,72 +56,7 @@ class Assessment:
     norms: np.ndarray
     heat: np.ndarray
     reconstruction: np.ndarray
-    quality: quality.QualityEstimate | None
-
-
-def group_regex(pattern: str | None) -> re.Pattern[str] | None:
-    """The compiled ``--group-pattern`` (``None`` without one).
-
-    Raises:
-        ConfigError: ``pattern`` is not a valid regular expression.
-    """
-    try:
-        return re.compile(pattern) if pattern else None
-    except re.error as err:
-        raise ConfigError(f"--group-pattern {pattern!r}: not a regular expression ({err})") from None
-
-
-def source_groups(cases: Sequence[PreparedCase], pattern: str | None = None) -> list[str]:
-    """The source of each prepared case, for splits that keep a source on one side.
-
-    Slices of one volume share their file's case id. With ``pattern`` (a regular
-    expression searched in the case id; its first group, or the whole match,
-    names the source) cases already cut into files, e.g. ``patient7_slice012``
-    with ``pattern="(patient\\d+)"``, are grouped too.
-
-    Raises:
-        ConfigError: ``pattern`` is not a valid regular expression.
-    """
-    compiled = group_regex(pattern)
-    groups = []
-    for case in cases:
-        name = case.source.case_id
-        match = compiled.search(name) if compiled else None
-        groups.append((match.group(1) if match.groups() else match.group(0)) if match else name)
-    return groups
-
-
-def snapshot_steps(fractions: Sequence[float], steps: int) -> list[int]:
-    """Training steps at ``fractions`` of ``steps``: at least 1, before the last step, each once."""
-    return sorted(step for step in {max(1, round(fraction * steps)) for fraction in fractions} if step < steps)
-
-
-def teaching_states(snapshots: dict[int, dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor] | None]:
-    """Weights of the networks whose masks of the held-out images teach the quality estimator: each snapshot's,
-    in training order, then, when there is any, the final network (``None``); no snapshots, no networks."""
-    states: list[dict[str, torch.Tensor] | None] = [state for _, state in sorted(snapshots.items())]
-    return states + [None] if states else []
-
-
-def _as_tensors(images: Any, masks: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    images = torch.as_tensor(np.asarray(images), dtype=torch.float32)
-    masks = torch.as_tensor(np.asarray(masks)).long()
-    if images.ndim not in (4, 5) or masks.shape != images.shape[:1] + images.shape[2:]:
-        raise SchemaError(f"expected images (N, C, *spatial) and masks (N, *spatial) with the same N and spatial "
-                          f"shape, got {tuple(images.shape)} and {tuple(masks.shape)}")
-    return images, masks
-
-
-def _padded(batch: torch.Tensor, size: int) -> torch.Tensor:
-    """``batch`` with copies of its first row appended up to ``size`` rows."""
-    missing = size - len(batch)
-    return torch.cat([batch, batch[:1].expand(missing, *batch.shape[1:])]) if missing > 0 else batch
-
-
-def _laid_out(tensor: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
-    """Images ``(B, C, *spatial)`` in ``layout``; masks (one axis fewer) as they are."""
-    return tensor.contiguous(memory_format=layout) if tensor.ndim == (4 if layout == torch.channels_last else 5) \
-        else tensor
+    quality: QualityEstimate | None
 
 
 class ImageQC(BaseDetector):
@@ -143,6 +81,7 @@ class ImageQC(BaseDetector):
         atlas_: Reference training pairs whose agreement with a prediction feeds
             the quality estimator (``None`` with ``atlas_size: 0``).
         bundle_: The bundle directory the detector was loaded from (set by :meth:`load`).
+        model_id_: Short id of that bundle (:func:`segqc.bundle.model_id`; set by :meth:`load`).
         training_: Summary of the training run.
     """
 
@@ -229,7 +168,7 @@ class ImageQC(BaseDetector):
             self
         """
         cfg, train_cfg = self._model_config, self._training_config
-        images, masks = _as_tensors(images, masks)
+        images, masks = as_pairs(images, masks)
         if len(images) < MIN_CASES:
             raise InputError(f"{len(images)} training cases; need at least {MIN_CASES}")
         labels = labels if labels is not None else self.labels
@@ -245,7 +184,7 @@ class ImageQC(BaseDetector):
         torch.manual_seed(train_cfg.seed)
         model = self._build(images.shape[1], num_classes, masks.ndim - 1, masks.shape[1])
         snapshots = self._train(model, (images, masks), train_rows, val_rows, train_cfg, on_step, checkpoint_dir,
-                                resume, snapshot_steps(cfg.quality_snapshots, train_cfg.steps))
+                                resume, teaching.snapshot_steps(cfg.quality_snapshots, train_cfg.steps))
         self.training_.update(val_sources=len(set(groups[val_rows])), train_sources=len(set(groups[train_rows])))
         norms, _ = self.embed(images, masks)
         self.density_ = self._fit_density(norms[train_rows], train_cfg, cfg.max_components)
@@ -254,27 +193,18 @@ class ImageQC(BaseDetector):
                                     cfg.atlas_size, train_cfg.seed) if cfg.atlas_size else None)
         self.quality_ = None
         held_out_sources = len(set(groups[val_rows]))
-        if held_out_sources >= MIN_QUALITY_SOURCES and len(val_rows) >= MIN_QUALITY_CASES:
-            teachers = teaching_states(snapshots)
-            rows = self._quality_rows(val_rows, len(teachers))
+        if held_out_sources >= teaching.MIN_SOURCES and len(val_rows) >= teaching.MIN_CASES:
+            teachers = teaching.teaching_states(snapshots)
+            per_case = cfg.degradations_per_case + len(teachers) * (1 + GRAFTS_PER_SEGMENTATION)
+            rows = teaching.teaching_rows(val_rows, per_case, cfg.quality_examples, train_cfg.seed)
             self.reconstruction_, rebuilt = self._choose_reconstruction(images[rows], masks[rows])
             self.quality_ = self._fit_quality(images[rows], masks[rows], groups[rows], teachers, rebuilt)
         else:
             self.reconstruction_, _ = self._choose_reconstruction(images[val_rows], masks[val_rows])
             logger.warning("%d held-out case(s) from %d source(s): too few to fit the predicted-Dice estimator (need "
                            "%d from %d); verdicts will use the score thresholds", len(val_rows), held_out_sources,
-                           MIN_QUALITY_CASES, MIN_QUALITY_SOURCES)
+                           teaching.MIN_CASES, teaching.MIN_SOURCES)
         return self
-
-    def _quality_rows(self, val_rows: np.ndarray, segmenters: int) -> np.ndarray:
-        """The held-out rows that teach the quality estimator: all of them, or a random subset whose masks and
-        their degradations (and the masks and grafts of ``segmenters`` networks) stay within ``quality_examples``."""
-        cfg = self._model_config
-        per_case = cfg.degradations_per_case + segmenters * (1 + degradations.GRAFTS_PER_SEGMENTATION)
-        most = max(MIN_QUALITY_CASES, cfg.quality_examples // per_case)
-        if len(val_rows) <= most:
-            return val_rows
-        return np.sort(np.random.default_rng([self._training_config.seed, 17]).choice(val_rows, most, replace=False))
 
     def _choose_reconstruction(self, images: torch.Tensor, masks: torch.Tensor
                                ) -> tuple[dict[str, Any], np.ndarray | None]:
@@ -295,8 +225,7 @@ class ImageQC(BaseDetector):
         for name in RECONSTRUCTIONS:
             probabilities[name] = self._reconstruct(images, name)
             rebuilt = probabilities[name].argmax(1)
-            held_out[name] = float(quality.mean_dice(quality.dice_per_class(rebuilt, truth, num_classes),
-                                                     rebuilt, truth).mean())
+            held_out[name] = float(mean_dice(dice_per_class(rebuilt, truth, num_classes), rebuilt, truth).mean())
         choice = {"method": max(held_out, key=held_out.get), "held_out_dice": held_out}
         logger.info("reconstruction: %s (held-out Dice %s)", choice["method"],
                     ", ".join(f"{k} {v:.3f}" for k, v in held_out.items()))
@@ -304,20 +233,17 @@ class ImageQC(BaseDetector):
 
     def _fit_quality(self, images: torch.Tensor, masks: torch.Tensor, groups: np.ndarray,
                      teachers: list[dict[str, torch.Tensor] | None],
-                     reconstruction: np.ndarray | None = None) -> quality.QualityEstimator:
+                     reconstruction: np.ndarray | None = None) -> QualityEstimator:
         """Fit the predicted-Dice estimator on masks of known quality made from held-out correct masks.
 
         They are graded synthetic degradations and the masks of the held-out
-        images by each of ``teachers`` (:func:`teaching_states`), whole and
-        grafted into the correct masks (:func:`degradations.teaching_set`).
+        images by each of ``teachers`` (:func:`~segqc.quality.teaching.teaching_states`),
+        whole and grafted into the correct masks (:func:`~segqc.quality.teaching.teaching_set`).
         ``reconstruction`` holds the final network's class probabilities of
         ``images`` when they are already at hand.
         """
-        cfg, seed = self._model_config, self._training_config.seed
-        rng = np.random.default_rng([seed, 11])
-        num_classes = self.architecture_["num_classes"]
+        cfg = self._model_config
         reconstruction = reconstruction if reconstruction is not None else self._reconstruct(images)
-        truth = masks.numpy()
         segmentations = []
         for state in teachers:
             if state is None:
@@ -326,29 +252,20 @@ class ImageQC(BaseDetector):
             earlier = copy.deepcopy(self.model_)
             earlier.load_state_dict(state)
             segmentations.append(self._reconstruct(images, model=earlier).argmax(1))
-        degraded, sources = degradations.teaching_set(truth, segmentations, cfg.degradations_per_case, rng,
-                                                      num_classes)
-        norms, heat = self.embed(images[sources], degraded)
-        features = self._quality_features(images[sources].numpy(), degraded, norms, heat, reconstruction[sources])
-        per_class = quality.dice_per_class(degraded, truth[sources], num_classes)
-        targets = np.column_stack([quality.mean_dice(per_class, degraded, truth[sources]), per_class])
-        return quality.QualityEstimator(cfg.quality_coverage, seed).fit(features, targets, groups[sources])
+
+        def describe(sources: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+            norms, heat = self.embed(images[sources], candidates)
+            return self._quality_features(images[sources].numpy(), candidates, norms, heat, reconstruction[sources])
+
+        return teaching.fit_quality_estimator(describe, masks.numpy(), segmentations, groups,
+                                              cfg.degradations_per_case, self.architecture_["num_classes"],
+                                              cfg.quality_coverage, self._training_config.seed)
 
     def _quality_features(self, images: np.ndarray, masks: np.ndarray, norms: np.ndarray, heat: np.ndarray,
                           reconstruction: np.ndarray) -> np.ndarray:
-        """Features of the quality estimator, ``(N, F)``.
-
-        The model's view (:func:`quality.case_features`), the atlas's, then the
-        image evidence along each predicted boundary
-        (:func:`quality.boundary_features`); new groups go last, so an
-        estimator from an older bundle reads the leading columns.
-        """
-        columns = [quality.case_features(norms, self.density_.score(norms), heat, masks, reconstruction)]
-        atlas = getattr(self, "atlas_", None)
-        if atlas is not None:
-            columns.append(atlas.features(images, masks))
-        columns.append(quality.boundary_features(images, masks, heat, reconstruction.shape[1]))
-        return np.column_stack(columns)
+        """Features of the quality estimator (:func:`~segqc.quality.features.quality_features`), ``(N, F)``."""
+        return quality_features(norms, self.density_.score(norms), heat, images, masks, reconstruction,
+                                getattr(self, "atlas_", None))
 
     def _build(self, image_channels: int, num_classes: int, spatial_dims: int, input_size: int) -> ImageScoreModel:
         cfg = self._model_config
@@ -361,7 +278,7 @@ class ImageQC(BaseDetector):
 
     def embed(self, images: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
         """Score-norm embeddings ``(N, L)`` and heat maps ``(N, *spatial)`` of pairs."""
-        images, masks = _as_tensors(images, masks)
+        images, masks = as_pairs(images, masks)
         arch = self.architecture_
         if images.shape[1] != arch["image_channels"] or masks.ndim - 1 != arch["spatial_dims"]:
             raise SchemaError(f"the model expects {arch['image_channels']}-channel {arch['spatial_dims']}D images, "
@@ -390,41 +307,12 @@ class ImageQC(BaseDetector):
             images, model=model)
         return np.concatenate([part.cpu().numpy() for part in parts])
 
-    @torch.inference_mode()
     def _in_batches(self, run: Callable[..., Any], *tensors: torch.Tensor,
                     model: ImageScoreModel | None = None) -> list[Any]:
-        """``run(model, batch_size, *batch)`` for each scoring batch of ``tensors`` (scoring device, eval mode).
-
-        ``model`` defaults to the trained network.
-
-        Every network pass has the same shape: batches hold ``score_batch_size``
-        cases, and the last one is padded with copies of its first case (whose
-        results are dropped) up to a whole number of passes
-        (:func:`~segqc.scoremodels.image.pass_plan`). Convolution and attention
-        kernels are chosen by shape, so a case's results would otherwise depend,
-        in the last digits, on how many cases share its batch (a chunk, a
-        ``torchrun`` shard). Convolutions run in full fp32: with cuDNN's TF32, GPU
-        scores drifted from CPU scores by about 4 % of their spread. Weights and
-        images are laid out channels-last, which the CPU convolution kernels run
-        1.4-1.6 times faster.
-
-        Returns:
-            ``run``'s output (a tensor or a tuple of tensors with the batch first) per batch.
-        """
-        device = resolve_device(self._training_config.device)
-        layout = torch.channels_last if self.architecture_["spatial_dims"] == 2 else torch.channels_last_3d
-        model = (model or self.model_).to(device).eval().to(memory_format=layout)
-        size = self._model_config.score_batch_size
-        unit = pass_plan(math.prod(tensors[0].shape[2:]), size, 1)[0]
-        outputs = []
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
-            for start in range(0, len(tensors[0]), size):
-                count = min(size, len(tensors[0]) - start)
-                batch = [_padded(tensor[start:start + size], -(-count // unit) * unit).to(device) for tensor in tensors]
-                output = run(model, size, *(_laid_out(tensor, layout) for tensor in batch))
-                outputs.append(tuple(part[:count] for part in output) if isinstance(output, tuple)
-                               else output[:count])
-        return outputs
+        """:func:`~segqc.scoremodels.batches.in_batches` on the scoring device; ``model`` defaults to the trained
+        network."""
+        return in_batches(model or self.model_, run, tensors, self._model_config.score_batch_size,
+                          self.scoring_device)
 
     def score_pairs(self, images: Any, masks: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Anomaly scores ``(N,)``, per-level norms ``(N, L)`` and heat maps ``(N, *spatial)``."""
@@ -443,7 +331,7 @@ class ImageQC(BaseDetector):
             The :class:`Assessment` of every pair.
         """
         self._check_fitted()
-        images, masks = _as_tensors(images, masks)
+        images, masks = as_pairs(images, masks)
         norms, heat = self.embed(images, masks)
         scores = self.density_.score(norms)
         probabilities = self._reconstruct(images)
@@ -492,8 +380,9 @@ class ImageQC(BaseDetector):
                 raise ValueError(f"unknown reconstruction {detector.reconstruction_['method']!r}")
             detector._restore(content, model)
             estimator = {k.removeprefix("quality_"): v for k, v in content.arrays.items() if k.startswith("quality_")}
-            detector.quality_ = quality.QualityEstimator.from_arrays(estimator) if estimator else None
+            detector.quality_ = QualityEstimator.from_arrays(estimator) if estimator else None
             atlas = {k.removeprefix("atlas_"): v for k, v in content.arrays.items() if k.startswith("atlas_")}
             detector.atlas_ = Atlas.from_arrays(atlas) if atlas else None
         detector.bundle_ = Path(path)
+        detector.model_id_ = bundle.model_id(meta)
         return detector

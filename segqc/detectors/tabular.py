@@ -12,13 +12,14 @@ import torch
 
 from segqc import bundle, noise
 from segqc.config import TabularModelConfig, TrainingConfig
+from segqc.data.grouping import split_rows
 from segqc.data.tabular import EncodedTable, TabularSchema, check_unique_columns, encode, infer_schema, read_table
-from segqc.density import VariableNormDensity, ranks
-from segqc.detectors.base import BaseDetector, split_rows
+from segqc.density import VariableNormDensity
+from segqc.detectors.base import BaseDetector
 from segqc.errors import BundleError, InputError
-from segqc.scoremodels.tabular import TabularScoreModel
-from segqc.fitting.device import resolve_device
 from segqc.fitting.trainer import StepInfo
+from segqc.scoremodels.tabular import TabularScoreModel
+from segqc.verdicts import ranks
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ class TabularQC(BaseDetector):
     @torch.no_grad()
     def _norms(self, table: EncodedTable) -> np.ndarray:
         """Squared score norms ``(N, L, V)`` of every variable of encoded rows at every level."""
-        device = resolve_device(self._training_config.device)
+        device = self.scoring_device
         model = self.model_.to(device).eval()
         size = self._model_config.score_batch_size
         chunks = []

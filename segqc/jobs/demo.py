@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from segqc.synthetic import phantoms
 from segqc.config import ImageModelConfig, TrainingConfig
 from segqc.data.preprocess import PreprocessConfig
 from segqc.detectors.image import ImageQC
-from segqc.outputs import OutputKind, check_output_dir, write_marker
-from segqc.jobs.score import ScoreOptions, ScoreRun, score_folder
 from segqc.fitting.trainer import StepInfo
+from segqc.jobs.score import ScoreOptions, ScoreRun, score_folder
+from segqc.outputs import OutputKind, check_output_dir, write_marker
+from segqc.synthetic import phantoms
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,14 @@
 
 For every case: pair the prediction with its image (same rules as training),
 preprocess both exactly as the bundle says, score, rank, give a verdict and a
-heat map; with ground truth also Dice / MSD / HD95 and the summary figures of
-:mod:`segqc.report.summary`. A case that cannot be read or does not match the model
-becomes an ``error`` row and the run goes on. The report directory is written
-to a temporary sibling and renamed, so an interrupted run never leaves a broken
-report; the history row is appended only after the report is in place.
-The layout is documented in ``docs/report-format.md``.
+heat map (:mod:`segqc.jobs.scored_cases`); with ground truth also Dice / MSD /
+HD95 and the summary figures of :mod:`segqc.report.summary`. A case that cannot
+be read or does not match the model becomes an ``error`` row and the run goes
+on. Cases stream through in chunks, and under ``torchrun`` in shards gathered on
+rank 0. The report directory is written to a temporary sibling and renamed, so
+an interrupted run never leaves a broken report; the history row is appended
+only after the report is in place. The layout is documented in
+``docs/report-format.md``.
 """
 
 from __future__ import annotations
@@ -15,46 +17,42 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import json
 import logging
 import math
-import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 
 from segqc import __version__
-from segqc.report import summary as evaluation
-from segqc.report import heatmaps
 from segqc.atomic import atomic_directory
-from segqc.bundle import METADATA_FILE, WEIGHTS_FILE
 from segqc.config import VERDICT_RULES, ImageModelConfig
-from segqc.data.images import CaseFiles, pair_cases, read_mask
-from segqc.data.preprocess import PreparedCase, PreprocessConfig, label_indices, prepare_case
-from segqc.density import ranks
+from segqc.data.cases import PreparedCase, prepare_case
+from segqc.data.images import CaseFiles, pair_cases
 from segqc.detectors.image import ImageQC
-from segqc.errors import ConfigError, InputError, SchemaError, SegQCError
-from segqc.report.gallery import GalleryPool, gallery_cases
+from segqc.errors import ConfigError, InputError, SegQCError
+from segqc.fitting.device import distributed_context, distributed_session
 from segqc.history import RunHistory, fingerprint
-from segqc.metrics import case_metrics
+from segqc.jobs.scored_cases import error_row, rank_table, score_cases
+from segqc.jobs.segment import SegmenterRequest, segment_images
 from segqc.outputs import OutputKind, check_output_dir, write_marker
-from segqc.quality.estimator import dice_per_class, mean_dice, quality_verdicts
-from segqc.report import render_report
-from segqc.fitting.device import distributed_context, resolve_device
+from segqc.report import heatmaps, render_report
+from segqc.report.gallery import GalleryPool, heat_map_file, write_gallery
+from segqc.report.summary import score_quantiles, summarise_metrics
+from segqc.segmenters import SegmentRun
+from segqc.verdicts import OUTCOMES
 
 logger = logging.getLogger(__name__)
 
 FAILED_QC_EXIT_CODE = 3
-SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-_MAX_NAME = 120
+CHUNK_CASES = 256
+"""Files read, scored and written per step: memory stays flat however many cases a folder holds."""
 
 
 @dataclass
@@ -73,6 +71,9 @@ class ScoreOptions:
         history: SQLite file the run is appended to (``None``: no history).
         incremental: Reuse results of cases scored before with the same model
             and unchanged files (needs ``history``).
+
+    Raises:
+        ConfigError: An option is out of range, or ``incremental`` is asked without ``history``.
     """
 
     ground_truth: Path | None = None
@@ -83,41 +84,41 @@ class ScoreOptions:
     history: Path | None = None
     incremental: bool = False
 
+    def __post_init__(self) -> None:
+        if self.incremental and self.history is None:
+            raise ConfigError("--incremental needs --history FILE, where earlier results are kept")
+        if self.top_k < 1:
+            raise ConfigError(f"--top-k {self.top_k}: expected at least 1")
+        if self.dice_threshold is not None and not 0 < self.dice_threshold <= 1:
+            raise ConfigError(f"--dice-threshold {self.dice_threshold}: expected a Dice in (0, 1]")
+        if self.fail_on is not None and self.fail_on < 0:
+            raise ConfigError(f"--fail-on {self.fail_on}: expected a number of cases >= 0")
+        if self.verdicts is not None and self.verdicts not in VERDICT_RULES:
+            raise ConfigError(f"--verdicts {self.verdicts!r}: expected one of {', '.join(VERDICT_RULES)}")
+
 
 @dataclass
 class ScoreRun:
-    """Outcome of :func:`score_folder`."""
+    """Outcome of a scoring run.
+
+    Attributes:
+        table: The ``scores.csv`` rows (on a ``torchrun`` rank other than 0: its own share only).
+        summary: The ``summary.json`` content (empty on ranks other than 0).
+        report: The report directory.
+        exit_code: 0, or :data:`FAILED_QC_EXIT_CODE` when more than ``fail_on`` cases failed QC.
+        segmented: What ``--segmenter`` wrote (``None`` without one).
+    """
 
     table: pd.DataFrame
     summary: dict[str, Any]
     report: Path
     exit_code: int
+    segmented: SegmentRun | None = None
 
-
-def model_id(qc: ImageQC) -> str:
-    """Short id of a loaded bundle: the first 12 hex digits of its weights' SHA-256."""
-    if getattr(qc, "bundle_", None) is None:
-        raise ConfigError("score a saved model: ImageQC.load(path), so reports can name the model")
-    meta = json.loads((qc.bundle_ / METADATA_FILE).read_text(encoding="utf-8"))
-    return meta["checksums"][WEIGHTS_FILE][:12]
-
-
-def file_name(case_id: str) -> str:
-    """A file name for a case's heat map / gallery panel, unique per case id.
-
-    Safe characters are kept; an id that had to be changed (spaces, ``#`` of
-    slices, non-ASCII letters) or shortened gets a hash of the original id, so
-    ``"a b"`` and ``"a_b"`` never share a file.
-    """
-    safe = SAFE_NAME.sub("_", case_id)
-    if safe != case_id or len(safe) > _MAX_NAME:
-        safe = f"{safe[:_MAX_NAME]}-{hashlib.sha256(case_id.encode('utf-8')).hexdigest()[:10]}"
-    return safe
-
-
-def _error_row(case_id: str, files: CaseFiles, message: str) -> dict[str, Any]:
-    return {"case_id": case_id, "status": "error", "message": message, "verdict": "error", "score": np.nan,
-            "image": str(files.images[0]) if files.images else "", "prediction": str(files.mask or "")}
+    @property
+    def is_writer(self) -> bool:
+        """Whether this process wrote the report (rank 0, or the only process)."""
+        return bool(self.summary)
 
 
 def resolved_options(qc: ImageQC, options: ScoreOptions) -> ScoreOptions:
@@ -128,8 +129,6 @@ def resolved_options(qc: ImageQC, options: ScoreOptions) -> ScoreOptions:
     """
     model = qc.model or ImageModelConfig()
     rule = options.verdicts or (model.verdicts if getattr(qc, "quality_", None) is not None else "score")
-    if rule not in VERDICT_RULES:
-        raise ConfigError(f"--verdicts {rule!r}: expected one of {', '.join(VERDICT_RULES)}")
     if rule == "quality" and getattr(qc, "quality_", None) is None:
         raise ConfigError("--verdicts quality: this model has no predicted-Dice estimator (too few held-out "
                           "sources at training); use --verdicts score or retrain with more cases")
@@ -150,33 +149,43 @@ def check_report_output(qc: ImageQC, predictions_dir: Path | None, images_dir: P
                                               getattr(qc, "bundle_", None), options.history])
 
 
-def _ground_truth_metrics(case: PreparedCase, truth_path: Path, labels: list[int],
-                          preprocess: PreprocessConfig) -> dict[str, float]:
-    """Dice / MSD / HD95 of one case.
+def score_predictions(model: Path, images: Path, out: Path, options: ScoreOptions, predictions: Path | None = None,
+                      segmenter: SegmenterRequest | None = None, device: str | None = None,
+                      on_case: Callable[[int, int], None] | None = None,
+                      on_segment: Callable[[int, int], None] | None = None) -> ScoreRun:
+    """``segqc score``: load the model, check every option and output, (segment,) score and report.
 
-    Whole cases are compared in the original file grid with the files' voxel
-    spacing; slices of volumes (2D models) in the model grid, with the in-plane
-    spacing scaled by the resize.
+    Args:
+        model: Model bundle directory.
+        images: Folder of the images.
+        out: Report directory.
+        options: Run options.
+        predictions: Folder of predicted masks; or ``None`` with ``segmenter``.
+        segmenter: A segmenter whose masks (written to ``OUT.predictions``) are scored instead.
+        device: ``auto``, ``cpu`` or ``cuda`` (default: as trained).
+        on_case: Scoring progress ``(done, total)``.
+        on_segment: Segmenting progress ``(done, total)``.
+
+    Returns:
+        The run (on ``torchrun`` ranks other than 0, their share only: see :attr:`ScoreRun.is_writer`).
     """
-    if "#" not in case.case_id:
-        truth = read_mask(truth_path)
-        prediction = read_mask(case.source.mask)
-        truth_indices = label_indices(truth.array[0], labels, truth_path)
-        prediction_indices = label_indices(prediction.array[0], labels, case.source.mask)
-        if prediction_indices.shape != truth_indices.shape:
-            raise SchemaError(f"{truth_path}: ground truth shape {truth_indices.shape} differs from the "
-                              f"prediction's {prediction_indices.shape} ({case.source.mask})")
-        return case_metrics(prediction_indices, truth_indices, labels, truth.spacing)
-    truth_cases = prepare_case(CaseFiles(case.source.case_id, case.source.images, truth_path), preprocess, labels)
-    truth_slice = next(c.mask for c in truth_cases if c.case_id == case.case_id)
-    spacing = read_mask(truth_path).spacing
-    in_plane = [axis for axis in range(len(case.original_shape)) if axis != preprocess.slice_axis]
-    scaled = tuple(spacing[a] * case.original_shape[a] / size for a, size in zip(in_plane, case.mask.shape))
-    return case_metrics(case.mask, truth_slice, labels, scaled)
-
-
-CHUNK_CASES = 256
-"""Files read, scored and written per step: memory stays flat however many cases a folder holds."""
+    if (predictions is None) == (segmenter is None):
+        raise ConfigError("give either a PREDICTIONS folder or --segmenter SPEC (not both)")
+    qc = ImageQC.load(model, device=device)
+    options = resolved_options(qc, options)
+    check_report_output(qc, predictions, images, out, options)
+    segmented = None
+    with distributed_session(qc.scoring_device) as sharded:
+        if segmenter is not None:
+            predictions = out.with_name(f"{out.name}.predictions")
+            check_output_dir(predictions, OutputKind.MASKS, [images, model, *segmenter.inputs],
+                             option="--out (segmenter masks)")
+            if distributed_context()[0] == 0:
+                segmented = segment_images(segmenter, images, predictions, device, qc.labels_, on_segment)
+            if sharded:
+                dist.barrier()
+        run = score_folder(qc, predictions, images, out, options, on_case)
+    return dataclasses.replace(run, segmented=segmented)
 
 
 @dataclass
@@ -219,10 +228,11 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
         InputError: Input folders are unusable, or no case could be scored
             (the report listing each case's error is written first).
     """
+    if getattr(qc, "model_id_", None) is None:
+        raise ConfigError("score a saved model: ImageQC.load(path), so reports can name the model")
     options = resolved_options(qc, options or ScoreOptions())
     predictions_dir, images_dir, out = Path(predictions_dir), Path(images_dir), Path(out)
     started, clock = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
-    identifier = model_id(qc)
     check_report_output(qc, predictions_dir, images_dir, out, options)
     cases = pair_cases(images_dir, predictions_dir, require_masks=False, require_images=False)
     truths = {}
@@ -243,7 +253,7 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
         for step in range(steps):
             chunk = mine[step * CHUNK_CASES:(step + 1) * CHUNK_CASES]
             prepared = _read_chunk(qc, chunk, truths, shard, history if options.incremental else None,
-                                   identifier, predictions_dir, images_dir)
+                                   predictions_dir, images_dir)
             files = _score_chunk(qc, prepared, truths, shard)
             for relative, data in _gathered_files(files, rank, world).items():
                 (staging / relative).write_bytes(data)
@@ -252,12 +262,13 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
         shard = _gather_shards(shard, rank, world)
         if rank != 0:  # rank 0 writes the one report
             return ScoreRun(pd.DataFrame(shard.rows), {}, out, 0)
-        table = _rank(pd.DataFrame(shard.rows), qc, options)
-        table = _write_gallery(qc, table, shard, truths, staging, previous, options)
-        summary = _summary(qc, table, options, identifier, started, time.perf_counter() - clock, len(shard.reused))
+        table = rank_table(pd.DataFrame(shard.rows), qc, options.verdicts, options.dice_threshold)
+        table = write_gallery(table, shard.pool, staging, previous, set(shard.reused),
+                              qc.preprocess.spatial_dims, len(qc.labels_))
+        summary = _summary(qc, table, options, started, time.perf_counter() - clock, len(shard.reused))
         table.to_csv(staging / "scores.csv", index=False)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        render_report(staging, history.runs(identifier) + [summary] if history else None)
+        render_report(staging, history.runs(qc.model_id_) + [summary] if history else None)
     if not summary["run"]["scored"]:
         first = table["message"].iloc[0]
         raise InputError(f"{predictions_dir}: no case could be scored ({len(table)} error(s); first: "
@@ -271,24 +282,21 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
 
 
 def _read_chunk(qc: ImageQC, chunk: list[CaseFiles], truths: dict[str, Path], shard: _Shard,
-                history: RunHistory | None, identifier: str, predictions_dir: Path,
-                images_dir: Path) -> list[PreparedCase]:
+                history: RunHistory | None, predictions_dir: Path, images_dir: Path) -> list[PreparedCase]:
     """Prepare a chunk's cases; error rows and rows reused from ``history`` go straight to ``shard``."""
     prepared = []
     for files in chunk:
         if files.problem:
-            shard.rows.append(_error_row(files.case_id, files, files.problem))
+            shard.rows.append(error_row(files.case_id, files, files.problem))
         elif files.mask is None:
-            message = f"no predicted mask for this image in {predictions_dir}"
-            shard.rows.append(_error_row(files.case_id, files, message))
+            shard.rows.append(error_row(files.case_id, files, f"no predicted mask for this image in {predictions_dir}"))
         elif not files.images:
-            message = f"no image for this predicted mask in {images_dir}"
-            shard.rows.append(_error_row(files.case_id, files, message))
+            shard.rows.append(error_row(files.case_id, files, f"no image for this predicted mask in {images_dir}"))
         else:
             try:
                 key = fingerprint([*files.images, files.mask, *([truths[files.case_id]] if files.case_id in truths
                                                                 else [])])
-                cached = history.cached_case(identifier, files.case_id, key) if history else None
+                cached = history.cached_case(qc.model_id_, files.case_id, key) if history else None
                 if cached is not None:
                     shard.rows.append(cached)
                     shard.fingerprints[files.case_id] = key
@@ -298,25 +306,24 @@ def _read_chunk(qc: ImageQC, chunk: list[CaseFiles], truths: dict[str, Path], sh
                         prepared.append(case)
                         shard.fingerprints[case.case_id] = key
             except SegQCError as err:
-                shard.rows.append(_error_row(files.case_id, files, str(err)))
+                shard.rows.append(error_row(files.case_id, files, str(err)))
     return prepared
 
 
 def _score_chunk(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Path],
                  shard: _Shard) -> dict[str, bytes]:
     """Score a chunk's prepared cases into ``shard``; returns their heat-map files ``{relative path: bytes}``."""
-    rows, heat, rebuilt = _score_prepared(qc, prepared, truths)
-    shard.rows += rows
-    shard.pool.offer(rows, prepared, heat, rebuilt)
+    scored = score_cases(qc, prepared, truths)
+    shard.rows += scored.rows
+    shard.pool.offer(scored.rows, prepared, scored.heat, scored.reconstruction, scored.truths)
     files = {}
-    for index, (row, case) in enumerate(zip(rows, prepared)):
+    for index, (row, case) in enumerate(zip(scored.rows, prepared)):
+        relative = heat_map_file(case.case_id, qc.preprocess.spatial_dims)
         if qc.preprocess.spatial_dims == 3:
-            relative = f"heatmaps/{file_name(case.case_id)}.nii.gz"
-            files[relative] = heatmaps.heat_volume_nifti(heat[index], case.original_shape, case.affine,
+            files[relative] = heatmaps.heat_volume_nifti(scored.heat[index], case.original_shape, case.affine,
                                                          qc.preprocess)
         else:
-            relative = f"heatmaps/{file_name(case.case_id)}.png"
-            files[relative] = heatmaps.overlay_png(case.image, case.mask, heat[index], len(qc.labels_))
+            files[relative] = heatmaps.overlay_png(case.image, case.mask, scored.heat[index], len(qc.labels_))
         row["heatmap"] = relative
     return files
 
@@ -351,136 +358,31 @@ def _gather_shards(shard: _Shard, rank: int, world: int) -> _Shard:
     return merged
 
 
-def _score_prepared(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Path]
-                    ) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
-    """Rows, heat maps ``(N, *spatial)`` and reconstructions ``(N, *spatial)`` of the cases that were read."""
-    if not prepared:
-        return [], np.empty(0), np.empty(0)
-    masks = np.stack([c.mask for c in prepared])
-    assessment = qc.assess(np.stack([c.image for c in prepared]), masks)
-    num_classes = len(qc.labels_)
-    agreement = dice_per_class(masks, assessment.reconstruction, num_classes)
-    agreement_mean = mean_dice(agreement, masks, assessment.reconstruction)
-    estimate = assessment.quality
-    rows = []
-    for index, case in enumerate(prepared):
-        row = {"case_id": case.case_id, "status": "ok", "message": "", "score": float(assessment.scores[index]),
-               "image": str(case.source.images[0]), "prediction": str(case.source.mask)}
-        if estimate is not None:
-            row.update(predicted_dice=float(estimate.dice[index]), predicted_dice_low=float(estimate.low[index]),
-                       predicted_dice_high=float(estimate.high[index]))
-            row.update({f"predicted_dice_{label}": float(v)
-                        for label, v in zip(qc.labels_[1:], estimate.per_class[index])})
-        row["reconstruction_dice"] = float(agreement_mean[index])
-        row.update({f"norm_{level + 1}": float(v) for level, v in enumerate(assessment.norms[index])})
-        truth = truths.get(case.source.case_id)
-        if truth is not None:
-            row["ground_truth"] = str(truth)
-            try:
-                row.update(_ground_truth_metrics(case, truth, qc.labels_, qc.preprocess))
-            except SegQCError as err:
-                row["message"] = f"ground truth not used: {err}"
-        rows.append(row)
-    return rows, assessment.heat, assessment.reconstruction
-
-
-def _rank(table: pd.DataFrame, qc: ImageQC, options: ScoreOptions) -> pd.DataFrame:
-    """Ranks and verdicts of ok cases; ranked cases first, then errors.
-
-    Cases reused from an earlier run (``--incremental``) keep their columns but
-    get their verdict again under this run's rule and failure Dice.
-    """
-    ok = table["status"] == "ok"
-    table["rank"] = pd.Series(pd.NA, index=table.index, dtype="Int64")
-    if ok.any():
-        table.loc[ok, "rank"] = ranks(table.loc[ok, "score"].to_numpy())
-        if options.verdicts == "quality":
-            rows = table.loc[ok]
-            table.loc[ok, "verdict"] = quality_verdicts(rows["predicted_dice_low"].to_numpy(float),
-                                                        rows["predicted_dice_high"].to_numpy(float),
-                                                        options.dice_threshold)
-        else:
-            table.loc[ok, "verdict"] = qc.verdicts(table.loc[ok, "score"].to_numpy())
-    first = ["case_id", "status", "message", "score", "rank", "verdict", "predicted_dice", "predicted_dice_low",
-             "predicted_dice_high"]
-    first = [column for column in first if column in table.columns]
-    ordered = first + [c for c in table.columns if c not in first]
-    return table[ordered].sort_values(["rank", "case_id"], na_position="last", kind="stable").reset_index(drop=True)
-
-
-def _write_gallery(qc: ImageQC, table: pd.DataFrame, shard: _Shard, truths: dict[str, Path], staging: Path,
-                   previous: Path | None, options: ScoreOptions) -> pd.DataFrame:
-    """Gallery panels (see :func:`gallery_cases`); cases reused from ``previous`` get their old files.
-
-    The table gets the panels' paths in ``gallery`` and why each case is shown in ``gallery_reason``.
-    """
-    shown = gallery_cases(table, options.top_k, options.dice_threshold)
-    heat_files = table.pop("heatmap").fillna("") if "heatmap" in table else ""
-    table["heatmap"], table["gallery"] = heat_files, ""
-    table["gallery_reason"] = [shown.get(case_id, "") for case_id in table["case_id"]]
-    reused = set(shard.reused)
-    for index, row in table.iterrows():
-        if row["status"] != "ok":
-            continue
-        name = file_name(row["case_id"])
-        gallery_file = f"gallery/{name}.png"
-        if row["case_id"] in reused:  # carry the earlier run's files over when they exist
-            heat_file = f"heatmaps/{name}.{'nii.gz' if qc.preprocess.spatial_dims == 3 else 'png'}"
-            for column, relative in (("heatmap", heat_file), ("gallery", gallery_file)):
-                found = previous is not None and (previous / relative).is_file()
-                if found:
-                    shutil.copy2(previous / relative, staging / relative)
-                table.at[index, column] = relative if found else ""
-            continue
-        candidate = shard.pool.candidates.get(row["case_id"])
-        if row["case_id"] not in shown or candidate is None:
-            continue
-        case = candidate.case
-        truth = _truth_in_model_grid(case, truths, qc)
-        quality_text = (f"  Dice ~{row['predicted_dice']:.2f} [{row['predicted_dice_low']:.2f}, "
-                        f"{row['predicted_dice_high']:.2f}]" if "predicted_dice" in row else "")
-        title = f"#{int(row['rank'])} {case.case_id}  score {row['score']:.3g}{quality_text}  {row['verdict']}"
-        (staging / gallery_file).write_bytes(heatmaps.gallery_png(title, case.image, case.mask, truth, candidate.heat,
-                                                                  len(qc.labels_), candidate.reconstruction))
-        table.at[index, "gallery"] = gallery_file
-    return table
-
-
-def _truth_in_model_grid(case: PreparedCase, truths: dict[str, Path], qc: ImageQC) -> np.ndarray | None:
-    path = truths.get(case.source.case_id)
-    if path is None:
-        return None
-    try:
-        prepared = prepare_case(CaseFiles(case.source.case_id, case.source.images, path), qc.preprocess, qc.labels_)
-    except SegQCError:
-        return None
-    return next((c.mask for c in prepared if c.case_id == case.case_id), None)
-
-
-def _summary(qc: ImageQC, table: pd.DataFrame, options: ScoreOptions, identifier: str,
-             started: datetime.datetime, seconds: float, reused: int) -> dict[str, Any]:
+def _summary(qc: ImageQC, table: pd.DataFrame, options: ScoreOptions, started: datetime.datetime, seconds: float,
+             reused: int) -> dict[str, Any]:
+    """The ``summary.json`` content of a run (see ``docs/report-format.md``)."""
     ok = table[table["status"] == "ok"]
     verdicts = table["verdict"].value_counts()
     failed = int(verdicts.get("fail", 0))
     code = FAILED_QC_EXIT_CODE if options.fail_on is not None and failed > options.fail_on else 0
     summary: dict[str, Any] = {
         "segqc_version": __version__,
-        "model": {"path": str(qc.bundle_), "id": identifier, "labels": qc.labels_},
+        "model": {"path": str(qc.bundle_), "id": qc.model_id_, "labels": qc.labels_},
         "run": {"started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 3),
                 "cases": len(table), "scored": len(ok), "errors": int((table["status"] != "ok").sum()),
                 "skipped_unchanged": reused, "cases_per_second": round(len(table) / max(seconds, 1e-9), 3),
-                "device": str(resolve_device(qc._training_config.device))},
+                "device": str(qc.scoring_device)},
         "thresholds": {"review": qc.calibration_.review, "fail": qc.calibration_.fail},
-        "verdicts": {v: int(verdicts.get(v, 0)) for v in ("pass", "review", "fail", "error")},
+        "verdicts": {v: int(verdicts.get(v, 0)) for v in OUTCOMES},
         "verdict_rule": {"rule": options.verdicts, "dice_threshold": options.dice_threshold,
                          "coverage": qc.quality_.coverage if options.verdicts == "quality" else None},
-        "predicted_dice_quantiles": (evaluation.score_quantiles(ok["predicted_dice"].to_numpy())
+        "predicted_dice_quantiles": (score_quantiles(ok["predicted_dice"].to_numpy())
                                      if len(ok) and "predicted_dice" in ok else None),
-        "score_quantiles": evaluation.score_quantiles(ok["score"].to_numpy()) if len(ok) else None,
+        "score_quantiles": score_quantiles(ok["score"].to_numpy()) if len(ok) else None,
         "top_k": options.top_k,
         "ground_truth": options.ground_truth is not None,
         "exit": {"fail_on": options.fail_on, "failed_cases": failed, "code": code},
     }
     if options.ground_truth is not None and "dice_mean" in table:
-        summary.update(evaluation.summarise_metrics(table, options.top_k, options.dice_threshold))
+        summary.update(summarise_metrics(table, options.top_k, options.dice_threshold))
     return summary

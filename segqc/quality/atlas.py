@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segqc.quality.estimator import dice_per_class, mean_dice
+from segqc.metrics import dice_per_class, mean_dice
 
 NEIGHBOURS = 5
 # Reference values kept at most (images + masks), bounding the bundle's size (about 32 MB of float16 images).

@@ -255,29 +255,6 @@ def degrade(mask: np.ndarray, kind: str, strength: float, rng: np.random.Generat
     return _DEGRADE[kind](np.asarray(mask), float(np.clip(strength, 0.0, 1.0)), rng, num_classes).astype(mask.dtype)
 
 
-def degradation_plan(count: int, rng: np.random.Generator) -> list[tuple[str, float]]:
-    """``count`` (kind, strength) pairs: a third ``good``, a third ``segmenter``, a third the other kinds.
-
-    The other kinds come in a fresh random order each round, so every kind is
-    used even when ``count`` is small. Strengths are ``u ** 2`` for uniform
-    ``u``, so mild failures, whose Dice lies near the usual failure lines
-    (0.7-0.9), are the most common.
-    """
-    others = [kind for kind in KINDS if kind not in ("good", "segmenter")]
-    queue: list[str] = []
-    plan = []
-    for index in range(count):
-        if index % 3 == 0:
-            kind = "good"
-        elif index % 3 == 1:
-            kind = "segmenter"
-        else:
-            queue = queue or [str(k) for k in rng.permutation(others)]
-            kind = queue.pop()
-        plan.append((kind, float(rng.uniform(0.15, 1.0) ** 2)))
-    return plan
-
-
 GRAFTS_PER_SEGMENTATION = 3
 """Graded grafts of each other segmentation into each correct mask (:func:`teaching_set`)."""
 
@@ -303,37 +280,3 @@ def graft(mask: np.ndarray, other: np.ndarray, strength: float, rng: np.random.G
     field = ndimage.gaussian_filter(rng.standard_normal(mask.shape), max(1.0, 0.06 * min(mask.shape)))
     region = field >= np.quantile(field, 1.0 - float(np.clip(strength, 0.0, 1.0)))
     return np.where(region, other, mask).astype(mask.dtype)
-
-
-def teaching_set(masks: np.ndarray, segmentations: list[np.ndarray], count: int, rng: np.random.Generator,
-                 num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of known quality that teach the quality estimator.
-
-    For every correct mask: ``count`` synthetic degradations
-    (:func:`degradation_plan`), then for every other segmentation its own
-    mask of that image and :data:`GRAFTS_PER_SEGMENTATION` grafts of it
-    (strength uniform in ``[0.1, 1]``).
-
-    Args:
-        masks: Correct class indices ``(N, *spatial)``.
-        segmentations: Other segmentations of the same images, each ``(N, *spatial)``.
-        count: Synthetic degradations per mask.
-        rng: Random generator.
-        num_classes: ``K``.
-
-    Returns:
-        ``(candidates, sources)``: class indices ``(M, *spatial)`` and the row
-        of ``masks`` each one degrades, ``(M,)``.
-    """
-    candidates, sources = [], []
-    for index, mask in enumerate(masks):
-        for kind, strength in degradation_plan(count, rng):
-            candidates.append(degrade(mask, kind, strength, rng, num_classes))
-            sources.append(index)
-    for segmentation in segmentations:
-        for index, mask in enumerate(masks):
-            other = segmentation[index].astype(mask.dtype)
-            candidates += [other] + [graft(mask, other, rng.uniform(0.1, 1.0), rng)
-                                     for _ in range(GRAFTS_PER_SEGMENTATION)]
-            sources += [index] * (1 + GRAFTS_PER_SEGMENTATION)
-    return np.stack(candidates), np.asarray(sources)

@@ -1,0 +1,125 @@
+"""What the command line shows: one-line errors, progress bars and result lines (rich, on stderr).
+
+Only the CLI talks to the terminal; library code logs with :mod:`logging`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from segqc.errors import SegQCError
+
+if TYPE_CHECKING:
+    from segqc.fitting.trainer import StepInfo
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def error_line(message: str, kind: str = "error") -> None:
+    """The one line a user sees for bad input (white space folded, no markup read from the message)."""
+    console.print(f"[bold red]{kind}:[/] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+
+
+def setup_logging(verbose: bool) -> None:
+    """Warnings by default; with --verbose, progress details and (for internal errors) the traceback."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_time=False, show_path=False)], force=True)
+    logging.getLogger("segqc").setLevel(logging.DEBUG if verbose else logging.NOTSET)
+
+
+def handle_errors(command: F) -> F:
+    """Turn segqc errors into one line and exit code 2; anything else into exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SegQCError as err:
+            error_line(str(err))
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[bold red]interrupted[/]; nothing was written (a resumable checkpoint may exist)")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as err:  # noqa: BLE001 - the CLI must never print a traceback by default
+            logging.getLogger("segqc").debug("internal error", exc_info=True)
+            error_line(f"{type(err).__name__}: {err} (run with --verbose for the traceback)", "internal error")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def progress_bar(description: str, unit: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar; yields ``update(done, total, status)``.
+
+    The bar appears at the first update, so input errors found before the work
+    starts print alone; it is shown on terminals only, so logs of unattended
+    runs hold just the result lines (and an error, one line).
+    """
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[status]}"), TextColumn(f"{{task.fields[rate]}} {unit}/s"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    progress = Progress(*columns, console=console, disable=not console.is_terminal)  # no bars in cron logs
+    task = progress.add_task(description, total=None, status="", rate="-", start=False)
+
+    def update(done: int, total: int, status: str = "") -> None:
+        if not progress.live.is_started:
+            progress.start()
+            progress.start_task(task)
+        elapsed = progress.tasks[task].elapsed or 0.0
+        rate = f"{done / elapsed:.1f}" if elapsed > 0 else "-"
+        progress.update(task, total=total, completed=done, status=status, rate=rate)
+        if done >= total:  # leave the finished bar on screen; rich shows one live display at a time
+            progress.stop()
+
+    try:
+        yield update
+    except BaseException:
+        progress.live.transient = True  # on failure the error line stands alone
+        raise
+    finally:
+        if progress.live.is_started:
+            progress.stop()
+
+
+@contextmanager
+def training_progress(description: str = "training") -> Iterator[Callable[[StepInfo], None]]:
+    """A progress bar fed by the trainer's ``on_step`` callback."""
+    with progress_bar(description, "steps") as update:
+        yield lambda info: update(info.step, info.total, f"loss {info.loss:.4g}")
+
+
+def number(value: float | None) -> str:
+    """A figure with three decimals, ``n/a`` when it is missing."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def print_ground_truth_lines(summary: dict[str, Any]) -> None:
+    """The run's failure-detection figures, predicted-vs-true Dice and verdict errors (ground truth given)."""
+    detection = summary.get("failure_detection")
+    if detection:
+        figures = {"AUROC": "auroc", "average precision": "average_precision", "AURC": "aurc"}
+        values = ", ".join(f"{name} {number(detection[key])}" for name, key in figures.items())
+        console.print(f"failure detection (Dice < {detection['dice_threshold']}): {values}", highlight=False)
+    agreement, verdicts = summary.get("predicted_dice"), summary.get("verdict_quality")
+    if agreement:
+        console.print(f"predicted Dice vs true Dice: MAE {number(agreement['mae'])}, Spearman "
+                      f"{number(agreement['spearman'])}, interval coverage {number(agreement['coverage'])}",
+                      highlight=False)
+    if verdicts:
+        console.print(f"verdicts vs true Dice: false alarms {number(verdicts['false_alarms'])} of "
+                      f"{verdicts['good']} good (Dice >= 0.9), misses {number(verdicts['misses'])} of "
+                      f"{verdicts['failed']} failed", highlight=False)

@@ -1,0 +1,62 @@
+"""The jobs behind ``segqc tabular fit`` and ``segqc tabular score``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segqc.atomic import atomic_file
+from segqc.config import TabularModelConfig, TrainingConfig, merged_config, read_mapping_file
+from segqc.detectors.tabular import TabularQC
+from segqc.fitting.checkpoints import checkpoints_for
+from segqc.fitting.trainer import StepInfo
+from segqc.outputs import OutputKind, check_output_dir, check_output_file
+
+
+def fit_table(data: Path, out: Path, config: Path | None = None, model: Mapping[str, Any] | None = None,
+              training: Mapping[str, Any] | None = None, categorical: Sequence[str] = (),
+              continuous: Sequence[str] = (), ignore: Sequence[str] = (), id_column: str | None = None,
+              resume: bool = False, on_step: Callable[[StepInfo], None] | None = None) -> TabularQC:
+    """Learn what normal rows of a table look like and write the model bundle ``out``.
+
+    Args:
+        data: Training table (CSV / TSV / Parquet).
+        out: Model bundle directory.
+        config: YAML / JSON file with ``model`` and ``training`` sections, or ``None``.
+        model: Model options overriding the file's (``None`` values ignored).
+        training: Training options overriding the file's (``None`` values ignored).
+        categorical: Columns to treat as categorical.
+        continuous: Columns to treat as continuous.
+        ignore: Columns to leave out.
+        id_column: Column of row ids (left out of the model, copied to the scores).
+        resume: Continue an interrupted run from the checkpoint beside ``out``.
+        on_step: Progress callback after each training step.
+
+    Returns:
+        The fitted detector.
+    """
+    check_output_dir(out, OutputKind.MODEL, [data, config])
+    sections = read_mapping_file(config, ("model", "training"), "config file") if config else {}
+    detector = TabularQC(merged_config(TabularModelConfig, sections, "model", model or {}),
+                         merged_config(TrainingConfig, sections, "training", training or {}),
+                         list(categorical), list(continuous), list(ignore), id_column)
+    with checkpoints_for(out) as checkpoints:
+        detector.fit(data, on_step=on_step, checkpoint_dir=checkpoints, resume=resume)
+        detector.save(out)
+    return detector
+
+
+def score_table(data: Path, model: Path, out: Path, device: str | None = None) -> pd.DataFrame:
+    """Score every row of a table with a tabular model and write the scores CSV ``out`` (atomically).
+
+    Returns:
+        The scores, one row per input row in input order (see :meth:`TabularQC.score_table`).
+    """
+    check_output_file(out, [data, model])
+    result = TabularQC.load(model, device=device).score_table(data)
+    with atomic_file(out) as temporary:
+        result.to_csv(temporary, index=False)
+    return result
