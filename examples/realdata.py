@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segqc.synthetic import phantoms
+from segqc.synthetic import corruptions
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE / "configs"
@@ -217,12 +217,12 @@ def corrupted_predictions(truths: np.ndarray, num_classes: int, seed: int) -> li
         ``(prediction, detail)`` per mask.
     """
     rng = np.random.default_rng(seed)
-    modes = [m for m in phantoms.FAILURE_MODES if num_classes > 2 or m != "class_swap"]
+    modes = [m for m in corruptions.FAILURE_MODES if num_classes > 2 or m != "class_swap"]
     out = []
     for i, truth in enumerate(truths):
         mode = "good" if rng.random() < 0.25 else modes[i % len(modes)]
         severity = float(rng.uniform(0.05, 0.8))
-        prediction = np.minimum(phantoms.corrupt(truth, mode, severity, rng), num_classes - 1).astype(np.uint8)
+        prediction = np.minimum(corruptions.corrupt(truth, mode, severity, rng), num_classes - 1).astype(np.uint8)
         out.append((prediction, f"mode={mode} severity={severity:.2f}"))
     return out
 

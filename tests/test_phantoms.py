@@ -10,7 +10,8 @@ import pytest
 from scipy import ndimage
 
 from segqc.synthetic import phantoms
-from segqc.synthetic.phantoms import FAILURE_MODES, MODES, PhantomCase, corrupt, make_pair
+from segqc.synthetic.corruptions import FAILURE_MODES, MODES, corrupt
+from segqc.synthetic.phantoms import PhantomCase, make_pair
 
 SIZES = [(64, 64), (32, 32, 32)]
 SIZE_IDS = ["2d", "3d"]
