@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from segqc import __version__
 from segqc.atomic import atomic_directory
 from segqc.errors import BundleError
+from segqc.jsonable import json_default
 from segqc.outputs import OutputKind, check_output_dir, write_marker
 
 FORMAT_VERSION = 2
@@ -89,7 +90,7 @@ def _write_contents(staging: Path, mode: str, metadata: dict[str, Any], tensors:
         np.savez(handle, **{k: np.asarray(v) for k, v in arrays.items()})
     document = {"format_version": FORMAT_VERSION, "segqc_version": __version__, "mode": mode, **metadata,
                 "checksums": {name: _sha256(staging / name) for name in (WEIGHTS_FILE, ARRAYS_FILE)}}
-    document = json.loads(json.dumps(document, default=_json_default))  # the form a reader will see
+    document = json.loads(json.dumps(document, default=json_default))  # the form a reader will see
     document["digest"] = metadata_digest(document)
     (staging / METADATA_FILE).write_text(json.dumps(document, indent=2), encoding="utf-8")
     write_marker(staging, OutputKind.MODEL)
@@ -100,16 +101,6 @@ def metadata_digest(document: dict[str, Any]) -> str:
     canonical = json.dumps({k: v for k, v in document.items() if k != "digest"}, sort_keys=True,
                            separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def model_id(metadata: dict[str, Any]) -> str:

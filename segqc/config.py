@@ -333,8 +333,3 @@ def read_mapping_file(path: str | Path, allowed: Sequence[str], what: str) -> di
             raise ConfigError(f"{path}: unknown key {key!r} in the {what}{did_you_mean(str(key), allowed)}; "
                               f"expected {', '.join(map(repr, allowed))}")
     return data
-
-
-def as_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a config dataclass."""
-    return dataclasses.asdict(config)

@@ -27,10 +27,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from segqc.errors import InputError
+from segqc.jsonable import json_default
 
 SCHEMA_VERSION = 1
 # Concurrent nightly runs on one history file wait this long for each other's write transaction.
@@ -121,18 +121,8 @@ def _case_records(model_id: str, rows: Sequence[Mapping[str, Any]]) -> list[tupl
             raise ValueError(f"case row lacks case_id or fingerprint: {sorted(row)}")
         result = {key: value for key, value in row.items() if key != "fingerprint"}
         records.append((model_id, str(row["case_id"]), str(row["fingerprint"]), _optional_float(result.get("score")),
-                        result.get("verdict"), json.dumps(result, default=_json_default), stored))
+                        result.get("verdict"), json.dumps(result, default=json_default), stored))
     return records
-
-
-def _json_default(value: Any) -> Any:
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _optional_float(value: Any) -> float | None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from segqc.config import TabularModelConfig, TrainingConfig
+from segqc.synthetic import phantoms
 
 # Tiny models are faster on one thread, and the suite must not oversubscribe 2 cores.
 torch.set_num_threads(1)
@@ -105,8 +106,8 @@ def image_model(tmp_path_factory):
     """A tiny 2D QC model (labels 0, 1, 2) trained with `segqc train` on 24 phantom PNGs: (root, bundle)."""
     from typer.testing import CliRunner
 
-    from segqc.synthetic import phantoms
     from segqc.cli import app
+    from segqc.synthetic import phantoms
 
     root = tmp_path_factory.mktemp("image-model")
     phantoms.write_cases(phantoms.make_training_set(24, (32, 32), seed=0), root / "train", fmt="png")
@@ -116,3 +117,8 @@ def image_model(tmp_path_factory):
                                       str(root / "config.yaml")])
     assert result.exit_code == 0, result.output
     return root, root / "model"
+
+
+def masks_like(spatial: tuple[int, ...], count: int, seed: int) -> np.ndarray:
+    """Phantom ground-truth masks (classes 0, 1, 2), ``(count, *spatial)``."""
+    return np.stack([case.mask for case in phantoms.make_training_set(count, spatial, seed=seed)]).astype(np.int64)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from segqc.density import EmbeddingDensity, VariableNormDensity
-from segqc.verdicts import Calibration, ranks
 
 
 def bimodal_norms(n: int, seed: int = 0) -> np.ndarray:
@@ -32,19 +31,6 @@ def test_arrays_round_trip_gives_identical_scores() -> None:
 
 def test_small_samples_use_one_component() -> None:
     assert EmbeddingDensity(max_components=8).fit(bimodal_norms(20)).n_components_ == 1
-
-
-def test_calibration_quantiles_and_verdicts() -> None:
-    calibration = Calibration.from_scores(np.arange(101.0), 0.9, 0.99)
-    assert calibration.review == pytest.approx(90.0) and calibration.fail == pytest.approx(99.0)
-    verdicts = calibration.verdicts(np.array([10.0, 95.0, 100.0, np.nan]))
-    assert verdicts.tolist() == ["pass", "review", "fail", "fail"]
-    with pytest.raises(ValueError):
-        Calibration.from_scores([1.0, 2.0], 0.99, 0.9)
-
-
-def test_ranks_put_the_highest_score_first() -> None:
-    assert ranks([0.1, 5.0, 3.0, 5.0]).tolist() == [4, 1, 3, 2]
 
 
 def test_variable_norm_density_is_one_sided_and_balanced() -> None:

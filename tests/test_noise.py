@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
 import torch
-
+from scipy import stats
 from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
 from segqc import noise

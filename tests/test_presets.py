@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from segqc.synthetic import phantoms
 from segqc.cli import app
 from segqc.config import read_mapping_file
 from segqc.errors import ConfigError
 from segqc.presets import PRESETS, preset_path, resolve_config
+from segqc.synthetic import phantoms
 
 
 @pytest.mark.parametrize("name, dims", [(name, dims) for name, files in PRESETS.items() for dims in files])

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from segqc.config import from_mapping, read_mapping_file
-from segqc.data.images import case_id_of, pair_cases, read_image, read_mask
 from segqc.data.cases import prepare_case, prepare_dataset, stack
+from segqc.data.images import case_id_of, pair_cases, read_image, read_mask
 from segqc.data.labels import label_indices, learn_labels
 from segqc.data.preprocess import SECTION, PreprocessConfig
 from segqc.errors import ConfigError, InputError, SchemaError
@@ -480,7 +480,7 @@ def test_config_validation(values: dict, field: str) -> None:
 
 @pytest.mark.parametrize("name", ["image2d-small", "image2d-gpu", "image2d-paper", "image3d-small"])
 def test_shipped_configs_load(name: str) -> None:
-    path = Path(__file__).parents[1] / "segqc" / "presets" / f"{name}.yaml"
+    path = Path(__file__).parents[2] / "segqc" / "presets" / f"{name}.yaml"
     config = from_mapping(PreprocessConfig, read_mapping_file(path, ["data", "model", "training"], "config file")["data"], SECTION)
     assert len(config.spatial_size) == config.spatial_dims
 

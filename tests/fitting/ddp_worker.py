@@ -9,9 +9,9 @@ import torch.distributed as dist
 
 from segqc import noise
 from segqc.config import TrainingConfig
-from segqc.scoremodels.image import ImageScoreModel
 from segqc.fitting.device import init_distributed_from_env
 from segqc.fitting.trainer import Trainer
+from segqc.scoremodels.image import ImageScoreModel
 
 
 def main(out_prefix: str) -> None:

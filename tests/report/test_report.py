@@ -13,7 +13,7 @@ from PIL import Image
 
 from segqc.errors import InputError
 from segqc.report import render_report
-from segqc.report.plots import score_histogram, scatter_plots, trend_chart
+from segqc.report.plots import scatter_plots, score_histogram, trend_chart
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

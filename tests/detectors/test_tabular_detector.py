@@ -9,9 +9,9 @@ import logging
 import numpy as np
 import pytest
 import torch
+from conftest import chained_table, joint_table
 from sklearn.metrics import roc_auc_score
 
-from conftest import chained_table, joint_table
 from segqc.bundle import METADATA_FILE, WEIGHTS_FILE, metadata_digest
 from segqc.data.tabular import encode
 from segqc.detectors.tabular import TabularQC

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from segqc.metrics import dice_per_class, mean_dice
 from segqc.quality import atlas as atlas_module
 from segqc.quality.atlas import Atlas
-from segqc.metrics import dice_per_class, mean_dice
 
 
 def _references(spatial_dims: int, num_classes: int, count: int = 12, size: int = 16,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import chained_table
 from typer.testing import CliRunner
 
-from conftest import chained_table
 from segqc.cli import app
 
 runner = CliRunner()

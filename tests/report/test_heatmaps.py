@@ -10,10 +10,10 @@ import pytest
 from monai.transforms import ResizeWithPadOrCrop
 from PIL import Image
 
-from segqc.report import heatmaps
-from segqc.data.images import CaseFiles
 from segqc.data.cases import prepare_case
+from segqc.data.images import CaseFiles
 from segqc.data.preprocess import PreprocessConfig, restore_spatial
+from segqc.report import heatmaps
 
 
 @pytest.mark.parametrize("orientation", ["RAS", None])

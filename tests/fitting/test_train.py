@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 from segqc.config import TrainingConfig
-from segqc.noise import geometric_levels
-from segqc.scoremodels.tabular import TabularScoreModel
 from segqc.fitting.checkpoints import CHECKPOINT_NAME
 from segqc.fitting.trainer import Trainer
+from segqc.noise import geometric_levels
+from segqc.scoremodels.tabular import TabularScoreModel
 
 
 def make_model(seed: int = 0) -> TabularScoreModel:

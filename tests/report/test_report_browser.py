@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_report import write_report_dir
 
 from segqc.report import render_report
-from test_report import write_report_dir
 
 CHROMIUM = shutil.which("chromium")
 if CHROMIUM is None and not os.environ.get("CI"):

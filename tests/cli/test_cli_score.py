@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segqc.synthetic import phantoms
 from segqc.cli import app
 from segqc.history import RunHistory
 from segqc.jobs.score import FAILED_QC_EXIT_CODE
+from segqc.synthetic import phantoms
 
 runner = CliRunner()
 @pytest.fixture(scope="module")

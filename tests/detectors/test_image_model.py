@@ -8,12 +8,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from segqc import noise
-from segqc.synthetic import phantoms
 from segqc.config import ImageModelConfig, TrainingConfig
 from segqc.detectors.image import ImageQC
 from segqc.errors import BundleError, SchemaError
 from segqc.scoremodels import image as image_scoremodel
 from segqc.scoremodels.image import ImageScoreModel
+from segqc.synthetic import phantoms
 
 TINY_NET = {"nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": []}
 

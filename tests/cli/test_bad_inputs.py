@@ -34,14 +34,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY_IMAGE_CONFIG, chained_table
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import TINY_IMAGE_CONFIG, chained_table
-from segqc.synthetic import phantoms
 from segqc.cli import app
 from segqc.config import TabularModelConfig, TrainingConfig
 from segqc.detectors.tabular import TabularQC
+from segqc.synthetic import phantoms
 
 runner = CliRunner()
 
@@ -514,7 +514,7 @@ def test_threads_option_and_environment(template: Path, tmp_path: Path, monkeypa
 
 def test_concurrent_nightly_runs_share_one_history(template: Path, tmp_path: Path) -> None:
     work = scoring_work(template, tmp_path)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
     runs = [subprocess.Popen([sys.executable, "-m", "segqc", *shlex.split(
         SCORE.replace("{w}/report", "{w}/report-" + name).format(w=work)), "--history", str(work / "qc.sqlite")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in ("a", "b")]

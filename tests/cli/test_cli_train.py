@@ -7,11 +7,11 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import TINY_IMAGE_CONFIG
 from typer.testing import CliRunner
 
-from conftest import TINY_IMAGE_CONFIG
-from segqc.synthetic import phantoms
 from segqc.cli import app
+from segqc.synthetic import phantoms
 
 runner = CliRunner()
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from segqc.synthetic import phantoms
 from segqc.cli import app
+from segqc.synthetic import phantoms
 
 runner = CliRunner()
 

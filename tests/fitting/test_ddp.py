@@ -12,7 +12,7 @@ import torch
 
 def test_two_process_training_keeps_replicas_in_sync(tmp_path) -> None:
     worker = Path(__file__).with_name("ddp_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
                str(worker), str(tmp_path / "rank")]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

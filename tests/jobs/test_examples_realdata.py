@@ -12,7 +12,7 @@ import pytest
 
 from segqc.synthetic import phantoms
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
 import realdata  # noqa: E402

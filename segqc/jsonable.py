@@ -1,0 +1,26 @@
+"""JSON encoding of the values segqc writes: numpy scalars and arrays, paths, and pandas' missing values."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def json_default(value: Any) -> Any:
+    """The ``default`` of :func:`json.dumps`: what segqc's own values become in JSON.
+
+    Raises:
+        TypeError: ``value`` has no JSON form.
+    """
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
