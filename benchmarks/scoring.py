@@ -80,13 +80,13 @@ def run_one(model: Path, count: int, work: Path) -> dict:
 PROFILE_PARTS = {
     "network: score norms at every level": ("detectors/image.py", "embed"),
     "network: reconstruction": ("detectors/image.py", "_reconstruct"),
-    "atlas agreement": ("segqc/atlas.py", "features"),
-    "quality regressor": ("segqc/quality.py", "predict"),
-    "reading + preprocessing": ("preprocess.py", "prepare_case"),
-    "ground-truth metrics (Dice, MSD, HD95)": ("segqc/scoring.py", "_ground_truth_metrics"),
-    "heat-map files": ("segqc/heatmaps.py", "overlay_png"),
-    "heat-map volumes (NIfTI)": ("segqc/heatmaps.py", "heat_volume_nifti"),
-    "gallery panels": ("segqc/heatmaps.py", "gallery_png"),
+    "atlas agreement": ("quality/atlas.py", "features"),
+    "quality regressor": ("quality/estimator.py", "predict"),
+    "reading + preprocessing": ("data/cases.py", "prepare_case"),
+    "ground-truth metrics (Dice, MSD, HD95)": ("jobs/scored_cases.py", "_ground_truth_metrics"),
+    "heat-map files": ("report/heatmaps.py", "overlay_png"),
+    "heat-map volumes (NIfTI)": ("report/heatmaps.py", "heat_volume_nifti"),
+    "gallery panels": ("report/heatmaps.py", "gallery_png"),
     "report.html": ("report/html.py", "render_report"),
 }
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segqc.data.images import CaseFiles, Volume, read_image, read_mask
+from segqc.data.images import Volume, read_image, read_mask
 from segqc.data.labels import class_indices, learn_labels
+from segqc.data.pairing import CaseFiles
 from segqc.data.preprocess import PreprocessConfig, fit_to_size, normalise, reorient, respace
 from segqc.errors import InputError, SchemaError
 

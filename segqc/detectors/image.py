@@ -23,7 +23,7 @@ from segqc import bundle, noise
 from segqc.config import ImageModelConfig, TrainingConfig, merged_config, read_mapping_file
 from segqc.data.cases import prepare_dataset, stack
 from segqc.data.grouping import group_regex, source_groups, split_groups
-from segqc.data.images import pair_cases
+from segqc.data.pairing import pair_cases
 from segqc.data.preprocess import PreprocessConfig
 from segqc.detectors.base import BaseDetector
 from segqc.errors import InputError, SchemaError

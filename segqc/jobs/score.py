@@ -34,7 +34,7 @@ from segqc import __version__
 from segqc.atomic import atomic_directory
 from segqc.config import VERDICT_RULES, ImageModelConfig
 from segqc.data.cases import PreparedCase, prepare_case
-from segqc.data.images import CaseFiles, pair_cases
+from segqc.data.pairing import CaseFiles, pair_cases
 from segqc.detectors.image import ImageQC
 from segqc.errors import ConfigError, InputError, SegQCError
 from segqc.fitting.device import distributed_context, distributed_session

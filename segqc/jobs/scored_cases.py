@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from segqc.data.cases import PreparedCase, prepare_case
-from segqc.data.images import CaseFiles, read_mask
+from segqc.data.images import read_mask
 from segqc.data.labels import label_indices
+from segqc.data.pairing import CaseFiles
 from segqc.data.preprocess import PreprocessConfig
 from segqc.detectors.image import ImageQC
 from segqc.errors import SchemaError, SegQCError

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from segqc.data.images import data_spatial_dims
+from segqc.data.pairing import data_spatial_dims
 from segqc.detectors.image import ImageQC
 from segqc.fitting.checkpoints import checkpoints_for
 from segqc.fitting.device import distributed_context, distributed_session, resolve_device

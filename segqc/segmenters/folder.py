@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segqc.data.images import Volume, pair_cases, read_image
+from segqc.data.images import Volume, read_image
+from segqc.data.pairing import pair_cases
 from segqc.errors import ConfigError, SchemaError, SegQCError
 from segqc.outputs import OutputKind, check_output_dir, write_marker
 from segqc.segmenters.base import Segmenter

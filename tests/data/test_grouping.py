@@ -7,7 +7,7 @@ import pytest
 
 from segqc.data.cases import PreparedCase
 from segqc.data.grouping import source_groups, split_groups
-from segqc.data.images import CaseFiles
+from segqc.data.pairing import CaseFiles
 from segqc.errors import ConfigError
 
 

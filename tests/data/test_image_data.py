@@ -13,8 +13,9 @@ from PIL import Image
 
 from segqc.config import from_mapping, read_mapping_file
 from segqc.data.cases import prepare_case, prepare_dataset, stack
-from segqc.data.images import case_id_of, pair_cases, read_image, read_mask
+from segqc.data.images import read_image, read_mask
 from segqc.data.labels import label_indices, learn_labels
+from segqc.data.pairing import case_id_of, pair_cases
 from segqc.data.preprocess import SECTION, PreprocessConfig
 from segqc.errors import ConfigError, InputError, SchemaError
 from segqc.synthetic.phantoms import make_training_set, write_cases

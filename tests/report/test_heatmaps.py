@@ -11,7 +11,7 @@ from monai.transforms import ResizeWithPadOrCrop
 from PIL import Image
 
 from segqc.data.cases import prepare_case
-from segqc.data.images import CaseFiles
+from segqc.data.pairing import CaseFiles
 from segqc.data.preprocess import PreprocessConfig, restore_spatial
 from segqc.report import heatmaps
 
