@@ -103,6 +103,16 @@ def metadata_digest(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def with_prefix(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A part's arrays named for the bundle's one ``arrays.npz``: ``{"prefix_name": array}``."""
+    return {f"{prefix}_{name}": value for name, value in arrays.items()}
+
+
+def part(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of one part written with :func:`with_prefix`, under their own names (empty when absent)."""
+    return {name.removeprefix(f"{prefix}_"): value for name, value in arrays.items() if name.startswith(f"{prefix}_")}
+
+
 def model_id(metadata: dict[str, Any]) -> str:
     """Short id of a bundle: the first 12 hex digits of its weights' SHA-256 (names the model in reports)."""
     return str(metadata["checksums"][WEIGHTS_FILE])[:12]

@@ -111,7 +111,7 @@ class BaseDetector:
             "training_summary": {k: v for k, v in self.training_.items() if k != "history"},
             "history": self.training_["history"],
         }
-        arrays = {f"density_{k}": v for k, v in self.density_.to_arrays().items()} if hasattr(self, "density_") else {}
+        arrays = bundle.with_prefix("density", self.density_.to_arrays()) if hasattr(self, "density_") else {}
         arrays["decision_scores"] = self.decision_scores_
         arrays.update(extra_arrays or {})
         return bundle.write_bundle(path, mode, {**common, **metadata}, self.model_.state_dict(), arrays)
@@ -141,7 +141,7 @@ class BaseDetector:
             raise ValueError("calibration thresholds are not finite")
         self.training_ = {**meta["training_summary"], "history": meta.get("history", [])}
         self.decision_scores_ = content.arrays["decision_scores"]
-        density = {k.removeprefix("density_"): v for k, v in content.arrays.items() if k.startswith("density_")}
+        density = bundle.part("density", content.arrays)
         if density:
             self.density_ = EmbeddingDensity.from_arrays(density)
 

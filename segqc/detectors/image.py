@@ -353,9 +353,9 @@ class ImageQC(BaseDetector):
                     "preprocess": dataclasses.asdict(self._preprocess_config),
                     "reconstruction": getattr(self, "reconstruction_", {"method": "anneal"})}
         estimator = getattr(self, "quality_", None)
-        extra = {f"quality_{k}": v for k, v in estimator.to_arrays().items()} if estimator is not None else {}
+        extra = bundle.with_prefix("quality", estimator.to_arrays()) if estimator is not None else {}
         atlas = getattr(self, "atlas_", None)
-        extra.update({f"atlas_{k}": v for k, v in atlas.to_arrays().items()} if atlas is not None else {})
+        extra.update(bundle.with_prefix("atlas", atlas.to_arrays()) if atlas is not None else {})
         return self._write_bundle(path, "image", metadata, extra)
 
     @classmethod
@@ -379,9 +379,9 @@ class ImageQC(BaseDetector):
             if detector.reconstruction_["method"] not in RECONSTRUCTIONS:
                 raise ValueError(f"unknown reconstruction {detector.reconstruction_['method']!r}")
             detector._restore(content, model)
-            estimator = {k.removeprefix("quality_"): v for k, v in content.arrays.items() if k.startswith("quality_")}
+            estimator = bundle.part("quality", content.arrays)
             detector.quality_ = QualityEstimator.from_arrays(estimator) if estimator else None
-            atlas = {k.removeprefix("atlas_"): v for k, v in content.arrays.items() if k.startswith("atlas_")}
+            atlas = bundle.part("atlas", content.arrays)
             detector.atlas_ = Atlas.from_arrays(atlas) if atlas else None
         detector.bundle_ = Path(path)
         detector.model_id_ = bundle.model_id(meta)

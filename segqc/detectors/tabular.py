@@ -216,7 +216,7 @@ class TabularQC(BaseDetector):
         self._check_fitted()
         metadata = {"schema": self.schema_.to_dict(), "max_integer_categories": self.max_integer_categories,
                     "head": HEAD}
-        arrays = {f"head_{k}": v for k, v in self.head_.to_arrays().items()}
+        arrays = bundle.with_prefix("head", self.head_.to_arrays())
         return self._write_bundle(path, "tabular", metadata, arrays)
 
     @classmethod
@@ -242,5 +242,5 @@ class TabularQC(BaseDetector):
             detector._restore(content, detector._score_model(schema.cardinalities, content.tensors["taus"],
                                                              content.tensors["sigmas"]))
             detector.head_ = VariableNormDensity.from_arrays(
-                {k.removeprefix("head_"): v for k, v in content.arrays.items() if k.startswith("head_")})
+                bundle.part("head", content.arrays))
         return detector
