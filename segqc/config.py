@@ -15,6 +15,8 @@ from segqc.errors import ConfigError, InputError, did_you_mean
 T = TypeVar("T")
 # How verdicts are given: from the predicted-Dice interval, or from held-out score quantiles.
 VERDICT_RULES = ("quality", "score")
+# Which interval gives a case's verdict under the quality rule: the mean Dice's, or the worst structure's.
+VERDICT_BY = ("mean", "worst")
 RECONSTRUCTIONS = ("auto", "anneal", "average")
 """How segqc segments an image itself (:data:`segqc.scoremodels.image.RECONSTRUCTIONS`); ``auto`` picks by
 held-out Dice."""
@@ -184,6 +186,10 @@ class ImageModelConfig:
             ``dice_threshold``; ``score``: from the held-out score quantiles.
         dice_threshold: Dice below which a mask counts as failed (overridable
             when scoring).
+        verdict_by: With the quality rule and several structures: ``worst``
+            (a case fails when any structure's interval lies below the failure
+            Dice, as a multi-organ review expects) or ``mean`` (the interval of
+            the mean Dice over structures). Overridable when scoring.
         quality_coverage: Share of true Dice values the predicted-Dice interval
             should hold on held-out degradations. Real failures are harder to
             predict than self-made ones: at 0.8 the intervals held 48-81 % of
@@ -225,6 +231,7 @@ class ImageModelConfig:
     score_batch_size: int = 16
     verdicts: str = "quality"
     dice_threshold: float = 0.8
+    verdict_by: str = "worst"
     quality_coverage: float = 0.8
     degradations_per_case: int = 24
     quality_snapshots: list[float] = dataclasses.field(default_factory=list)
@@ -236,6 +243,9 @@ class ImageModelConfig:
         if self.verdicts not in VERDICT_RULES:
             raise ConfigError(f"model.verdicts: {self.verdicts!r} is not one of {', '.join(VERDICT_RULES)}"
                               f"{did_you_mean(str(self.verdicts), VERDICT_RULES)}")
+        if self.verdict_by not in VERDICT_BY:
+            raise ConfigError(f"model.verdict_by: {self.verdict_by!r} is not one of {', '.join(VERDICT_BY)}"
+                              f"{did_you_mean(str(self.verdict_by), VERDICT_BY)}")
         if self.loss not in ("kl", "mse"):
             raise ConfigError(f"model.loss: {self.loss!r} is not one of kl, mse{did_you_mean(self.loss, ('kl', 'mse'))}")
         if self.reconstruction not in RECONSTRUCTIONS:

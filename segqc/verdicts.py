@@ -7,7 +7,9 @@ when it could not be scored, :data:`ERROR`. Two rules give verdicts:
   anomaly scores become review / fail thresholds (tabular mode; image models
   without a quality estimator, or ``--verdicts score``);
 * the **quality rule** (:func:`quality_verdicts`): the predicted-Dice interval
-  against the failure Dice.
+  against the failure Dice, for the mean over structures or for each
+  structure; a case's verdict is then the mean's or the worst structure's
+  (:func:`worst_verdicts`).
 
 Ranks order cases from the most anomalous (rank 1) down.
 """
@@ -77,3 +79,16 @@ def ranks(scores: Sequence[float]) -> np.ndarray:
 def quality_verdicts(low: np.ndarray, high: np.ndarray, dice_threshold: float) -> np.ndarray:
     """``fail`` when the interval lies below ``dice_threshold``, ``review`` when it straddles it, else ``pass``."""
     return np.where(high < dice_threshold, "fail", np.where(low < dice_threshold, "review", "pass")).astype(object)
+
+
+def worst_verdicts(per_structure: np.ndarray) -> np.ndarray:
+    """The worst verdict of each case over its structures (``fail`` > ``review`` > ``pass``).
+
+    Args:
+        per_structure: Verdicts ``(N, S)``.
+
+    Returns:
+        ``(N,)`` verdicts.
+    """
+    severity = np.vectorize(VERDICTS.index, otypes=[np.int64])(np.asarray(per_structure, dtype=object))
+    return np.asarray(VERDICTS, dtype=object)[severity.max(axis=1)]

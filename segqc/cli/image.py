@@ -21,7 +21,7 @@ from segqc.cli.options import (
     computing,
     parse_labels,
 )
-from segqc.cli.terminal import console, handle_errors, number, print_ground_truth_lines, progress_bar, training_progress
+from segqc.cli.terminal import console, handle_errors, number, print_quality_lines, progress_bar, training_progress
 
 
 @app.command("demo")
@@ -57,7 +57,7 @@ def demo(
         table.add_row(metric, *[number(values.get(k)) for k in ("pearson", "spearman", "pearson_top_k",
                                                                  "spearman_top_k")])
     console.print(table)
-    print_ground_truth_lines(run.summary)
+    print_quality_lines(run.summary)
     console.print(f"[green]report:[/] {run.report / 'report.html'}", highlight=False)
 
 
@@ -181,6 +181,13 @@ def score(
                                                       "--dice-threshold, review when it straddles it, else pass; "
                                                       "score: the held-out score quantiles. (default: the "
                                                       "model's, quality)")] = None,
+    verdict_by: Annotated[str | None, typer.Option(help="worst: a case fails when any structure's predicted-Dice "
+                                                        "interval lies below --dice-threshold (multi-organ review); "
+                                                        "mean: the interval of the mean Dice over structures. "
+                                                        "(default: the model's, worst)")] = None,
+    interval_coverage: Annotated[float | None, typer.Option(help="Share of true Dice values the predicted-Dice "
+                                                                 "intervals should hold, e.g. 0.9. (default: the "
+                                                                 "model's, 0.8 unless calibrated otherwise)")] = None,
     fail_on: Annotated[int | None, typer.Option(help="Exit with code 3 when more than this many cases get the "
                                                      "'fail' verdict (for cron / CI).")] = None,
     history: Annotated[Path | None, typer.Option(help="SQLite file that keeps one row per run (trend chart).")] = None,
@@ -212,7 +219,8 @@ def score(
     from segqc.jobs.segment import SegmenterRequest
 
     computing(threads, max_voxels)
-    options = ScoreOptions(ground_truth, top_k, dice_threshold, verdicts, fail_on, history, incremental)
+    options = ScoreOptions(ground_truth, top_k, dice_threshold, verdicts, fail_on, history, incremental,
+                           interval_coverage, verdict_by)
     request = SegmenterRequest(segmenter, weights, segmenter_options, class_map, batch_size) if segmenter else None
     with progress_bar("segmenting", "images") as on_segment, progress_bar("reading", "cases") as on_case:
         run = score_predictions(model, images, out, options, predictions, request, device, on_case, on_segment)
@@ -225,10 +233,56 @@ def score(
     console.print(f"[green]{summary['run']['cases']} cases[/] ({summary['run']['skipped_unchanged']} unchanged, "
                   f"reused): {counts['pass']} pass, {counts['review']} review, {counts['fail']} fail, "
                   f"{counts['error']} error -> {out / 'report.html'}", highlight=False)
-    print_ground_truth_lines(summary)
+    print_quality_lines(summary)
     if run.exit_code:
         console.print(f"[bold red]{counts['fail']} cases failed QC[/] (more than --fail-on {fail_on})")
     raise typer.Exit(run.exit_code)
+
+
+@app.command("calibrate")
+@handle_errors
+def calibrate(
+    predictions: Annotated[Path, typer.Argument(help="Folder of your segmenter's masks for the labelled cases, named "
+                                                     "like their images.")],
+    images: Annotated[Path, typer.Option("--images", "-i", help="Folder of the images.")],
+    ground_truth: Annotated[Path, typer.Option(help="Folder of the ground-truth masks of the same cases.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model bundle written by 'segqc train' (left as it "
+                                                              "is).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New model bundle to write; must not exist.")],
+    coverage: Annotated[float | None, typer.Option(help="Share of true Dice values the intervals should hold, e.g. "
+                                                        "0.9. (default: the model's, 0.8)")] = None,
+    group_pattern: Annotated[str | None, typer.Option(help="Regular expression naming each case's source in its "
+                                                           "case id, so files cut from one volume / image stay on one "
+                                                           "side of every internal split, e.g. '(patient\\d+)'. "
+                                                           "Slices of a volume are always grouped.")] = None,
+    device: DeviceOption = None,
+    threads: ThreadsOption = None,
+    max_voxels: MaxVoxelsOption = None,
+) -> None:
+    """Make the predicted-Dice intervals hold for your segmenter: calibrate them on its labelled cases.
+
+    segqc's own intervals are calibrated on failures it makes itself; a real
+    segmenter fails differently, so they may cover less than their nominal
+    share. Give 20 to 200 cases of your segmenter with ground truth (e.g. its
+    validation set): the new model's intervals then hold at the stated coverage
+    for cases like these (split conformal), and a systematic bias of the
+    predicted Dice is corrected when that lowers its error. The model given is
+    never changed. Example:
+
+        segqc calibrate val/preds --images val/images --ground-truth val/labels --model qc-model --out qc-model-cal
+    """
+    from segqc.jobs.calibrate import calibrate_model
+
+    computing(threads, max_voxels)
+    with progress_bar("assessing", "cases") as on_case:
+        run = calibrate_model(model, predictions, images, ground_truth, out, coverage, group_pattern, device, on_case)
+    interval = run.detector.quality_.calibration_.describe()
+    if run.found.warning:
+        console.print(f"[yellow]warning:[/] {run.found.warning}", highlight=False)
+    correction = (f"bias corrected (MAE {run.found.mae_before:.3f} -> {run.found.mae_after:.3f} out of fold)"
+                  if interval["bias_correction"] else f"no bias correction needed (MAE {run.found.mae_before:.3f})")
+    console.print(f"[green]calibrated model written to[/] {out}  (intervals from {interval['text']}; {correction})",
+                  highlight=False)
 
 
 @app.command("report")

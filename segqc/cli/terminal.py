@@ -107,8 +107,11 @@ def number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def print_ground_truth_lines(summary: dict[str, Any]) -> None:
-    """The run's failure-detection figures, predicted-vs-true Dice and verdict errors (ground truth given)."""
+def print_quality_lines(summary: dict[str, Any]) -> None:
+    """Where the predicted-Dice intervals come from; with ground truth, failure detection, predicted-vs-true Dice
+    and verdict errors."""
+    if summary.get("interval"):
+        console.print(f"predicted-Dice intervals: {summary['interval']['text']}", highlight=False)
     detection = summary.get("failure_detection")
     if detection:
         figures = {"AUROC": "auroc", "average precision": "average_precision", "AURC": "aurc"}
@@ -117,8 +120,8 @@ def print_ground_truth_lines(summary: dict[str, Any]) -> None:
     agreement, verdicts = summary.get("predicted_dice"), summary.get("verdict_quality")
     if agreement:
         console.print(f"predicted Dice vs true Dice: MAE {number(agreement['mae'])}, Spearman "
-                      f"{number(agreement['spearman'])}, interval coverage {number(agreement['coverage'])}",
-                      highlight=False)
+                      f"{number(agreement['spearman'])}, interval coverage {number(agreement['coverage'])} "
+                      f"(mean width {number(agreement.get('width'))})", highlight=False)
     if verdicts:
         console.print(f"verdicts vs true Dice: false alarms {number(verdicts['false_alarms'])} of "
                       f"{verdicts['good']} good (Dice >= 0.9), misses {number(verdicts['misses'])} of "

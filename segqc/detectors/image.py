@@ -26,11 +26,12 @@ from segqc.data.grouping import group_regex, source_groups, split_groups
 from segqc.data.pairing import pair_cases
 from segqc.data.preprocess import PreprocessConfig
 from segqc.detectors.base import BaseDetector
-from segqc.errors import InputError, SchemaError
+from segqc.errors import InputError, NotFittedError, SchemaError
 from segqc.fitting.trainer import StepInfo
 from segqc.metrics import dice_per_class, mean_dice
 from segqc.quality import teaching
 from segqc.quality.atlas import Atlas
+from segqc.quality.calibration import LabelledCalibration, from_labelled
 from segqc.quality.estimator import QualityEstimate, QualityEstimator
 from segqc.quality.features import quality_features
 from segqc.scoremodels.batches import as_pairs, in_batches
@@ -342,6 +343,54 @@ class ImageQC(BaseDetector):
             estimate = self.quality_.predict(features[:, :self.quality_.features_.shape[1]])
         return Assessment(scores, norms, heat, probabilities.argmax(1), estimate)
 
+    def calibrate(self, images: Any, masks: Any, truths: Any, groups: Sequence[Any] | None = None,
+                  coverage: float | None = None) -> LabelledCalibration:
+        """Make the predicted-Dice intervals hold for a segmenter: calibrate them on its labelled cases.
+
+        The intervals then come from these cases' residuals (split conformal,
+        with a bias correction where it lowers the out-of-fold error; see
+        :mod:`segqc.quality.calibration`); the regressor is unchanged. Save the
+        result as a new bundle (:meth:`save`); ``segqc calibrate`` does this from
+        files.
+
+        Args:
+            images: Preprocessed images, ``(N, C, *spatial)``.
+            masks: The segmenter's masks as class indices, ``(N, *spatial)``.
+            truths: Ground-truth class indices, ``(N, *spatial)``.
+            groups: Source of each case (slices of a volume, tiles of an image stay on one side of every internal
+                split); default: every case its own source.
+            coverage: Nominal coverage; default: the current intervals'.
+
+        Returns:
+            What the calibration found (its :attr:`~segqc.quality.calibration.LabelledCalibration.warning` is
+            non-empty below the recommended number of cases).
+
+        Raises:
+            NotFittedError: No quality estimator to calibrate.
+            InputError: Fewer than :data:`~segqc.quality.calibration.MIN_LABELLED_CASES` cases.
+        """
+        images, masks = as_pairs(images, masks)
+        truths = np.asarray(truths)
+        per_class = dice_per_class(masks.numpy(), truths, self.architecture_["num_classes"])
+        true = np.column_stack([mean_dice(per_class, masks.numpy(), truths), per_class])
+        estimate = self.assess(images, masks).quality
+        return self.calibrate_with(estimate, true, groups if groups is not None else np.arange(len(true)), coverage)
+
+    def calibrate_with(self, estimate: QualityEstimate, true: np.ndarray, groups: Sequence[Any],
+                       coverage: float | None = None) -> LabelledCalibration:
+        """:meth:`calibrate` from assessed cases: their estimate and true Dice ``(N, K)`` (mean, then each class;
+        NaN where unknown)."""
+        if getattr(self, "quality_", None) is None:
+            raise NotFittedError("this model has no predicted-Dice estimator to calibrate (too few held-out sources "
+                                 "at training); retrain it with more cases")
+        try:
+            found = from_labelled(estimate.raw, true, estimate.spread, np.asarray(groups),
+                                  coverage if coverage is not None else self.quality_.coverage)
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        self.quality_ = self.quality_.with_calibration(found.calibration)
+        return found
+
     def decision_function(self, data: tuple[Any, Any]) -> np.ndarray:
         """Anomaly score per pair (higher = more anomalous); ``data = (images, masks)``."""
         return self.score_pairs(*data)[0]
@@ -353,6 +402,8 @@ class ImageQC(BaseDetector):
                     "preprocess": dataclasses.asdict(self._preprocess_config),
                     "reconstruction": getattr(self, "reconstruction_", {"method": "anneal"})}
         estimator = getattr(self, "quality_", None)
+        if estimator is not None:
+            metadata["interval"] = estimator.calibration_.describe()
         extra = bundle.with_prefix("quality", estimator.to_arrays()) if estimator is not None else {}
         atlas = getattr(self, "atlas_", None)
         extra.update(bundle.with_prefix("atlas", atlas.to_arrays()) if atlas is not None else {})

@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from segqc import __version__
 from segqc.atomic import atomic_directory
-from segqc.config import VERDICT_RULES, ImageModelConfig
+from segqc.config import VERDICT_BY, VERDICT_RULES, ImageModelConfig
 from segqc.data.cases import PreparedCase, prepare_case
 from segqc.data.pairing import CaseFiles, pair_cases
 from segqc.detectors.image import ImageQC
@@ -71,6 +71,8 @@ class ScoreOptions:
         history: SQLite file the run is appended to (``None``: no history).
         incremental: Reuse results of cases scored before with the same model
             and unchanged files (needs ``history``).
+        interval_coverage: Nominal coverage of the predicted-Dice intervals; ``None``: the model's.
+        verdict_by: ``mean`` or ``worst`` (see :data:`segqc.config.VERDICT_BY`); ``None``: the model's.
 
     Raises:
         ConfigError: An option is out of range, or ``incremental`` is asked without ``history``.
@@ -83,6 +85,8 @@ class ScoreOptions:
     fail_on: int | None = None
     history: Path | None = None
     incremental: bool = False
+    interval_coverage: float | None = None
+    verdict_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.incremental and self.history is None:
@@ -95,6 +99,10 @@ class ScoreOptions:
             raise ConfigError(f"--fail-on {self.fail_on}: expected a number of cases >= 0")
         if self.verdicts is not None and self.verdicts not in VERDICT_RULES:
             raise ConfigError(f"--verdicts {self.verdicts!r}: expected one of {', '.join(VERDICT_RULES)}")
+        if self.verdict_by is not None and self.verdict_by not in VERDICT_BY:
+            raise ConfigError(f"--verdict-by {self.verdict_by!r}: expected one of {', '.join(VERDICT_BY)}")
+        if self.interval_coverage is not None and not 0 < self.interval_coverage < 1:
+            raise ConfigError(f"--interval-coverage {self.interval_coverage}: expected a share in (0, 1), e.g. 0.9")
 
 
 @dataclass
@@ -122,18 +130,31 @@ class ScoreRun:
 
 
 def resolved_options(qc: ImageQC, options: ScoreOptions) -> ScoreOptions:
-    """``options`` with the model's failure Dice and verdict rule where none was given.
+    """``options`` with the model's failure Dice, verdict rule and interval coverage where none was given.
+
+    An ``interval_coverage`` other than the model's is applied to ``qc``'s estimator here.
 
     Raises:
-        ConfigError: The quality rule is asked of a model without a quality estimator.
+        ConfigError: The quality rule or an interval coverage is asked of a model without a quality estimator,
+            or a coverage its intervals cannot be recomputed for.
     """
     model = qc.model or ImageModelConfig()
-    rule = options.verdicts or (model.verdicts if getattr(qc, "quality_", None) is not None else "score")
-    if rule == "quality" and getattr(qc, "quality_", None) is None:
+    estimator = getattr(qc, "quality_", None)
+    rule = options.verdicts or (model.verdicts if estimator is not None else "score")
+    if rule == "quality" and estimator is None:
         raise ConfigError("--verdicts quality: this model has no predicted-Dice estimator (too few held-out "
                           "sources at training); use --verdicts score or retrain with more cases")
+    if options.interval_coverage is not None:
+        if estimator is None:
+            raise ConfigError("--interval-coverage: this model has no predicted-Dice estimator")
+        try:
+            qc.quality_ = estimator.recalibrated(options.interval_coverage)
+        except ValueError as err:
+            raise ConfigError(f"--interval-coverage {options.interval_coverage}: {err}") from None
     threshold = options.dice_threshold if options.dice_threshold is not None else model.dice_threshold
-    return dataclasses.replace(options, dice_threshold=threshold, verdicts=rule)
+    coverage = qc.quality_.coverage if estimator is not None else None
+    return dataclasses.replace(options, dice_threshold=threshold, verdicts=rule, interval_coverage=coverage,
+                               verdict_by=options.verdict_by or model.verdict_by)
 
 
 def check_report_output(qc: ImageQC, predictions_dir: Path | None, images_dir: Path, out: Path,
@@ -262,7 +283,7 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
         shard = _gather_shards(shard, rank, world)
         if rank != 0:  # rank 0 writes the one report
             return ScoreRun(pd.DataFrame(shard.rows), {}, out, 0)
-        table = rank_table(pd.DataFrame(shard.rows), qc, options.verdicts, options.dice_threshold)
+        table = rank_table(pd.DataFrame(shard.rows), qc, options.verdicts, options.dice_threshold, options.verdict_by)
         table = write_gallery(table, shard.pool, staging, previous, set(shard.reused),
                               qc.preprocess.spatial_dims, len(qc.labels_))
         summary = _summary(qc, table, options, started, time.perf_counter() - clock, len(shard.reused))
@@ -375,7 +396,9 @@ def _summary(qc: ImageQC, table: pd.DataFrame, options: ScoreOptions, started: d
         "thresholds": {"review": qc.calibration_.review, "fail": qc.calibration_.fail},
         "verdicts": {v: int(verdicts.get(v, 0)) for v in OUTCOMES},
         "verdict_rule": {"rule": options.verdicts, "dice_threshold": options.dice_threshold,
-                         "coverage": qc.quality_.coverage if options.verdicts == "quality" else None},
+                         "coverage": qc.quality_.coverage if options.verdicts == "quality" else None,
+                         "by": options.verdict_by if options.verdicts == "quality" else None},
+        "interval": qc.quality_.calibration_.describe() if getattr(qc, "quality_", None) is not None else None,
         "predicted_dice_quantiles": (score_quantiles(ok["predicted_dice"].to_numpy())
                                      if len(ok) and "predicted_dice" in ok else None),
         "score_quantiles": score_quantiles(ok["score"].to_numpy()) if len(ok) else None,

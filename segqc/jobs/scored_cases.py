@@ -25,7 +25,8 @@ from segqc.data.preprocess import PreprocessConfig
 from segqc.detectors.image import ImageQC
 from segqc.errors import SchemaError, SegQCError
 from segqc.metrics import case_metrics, dice_per_class, mean_dice
-from segqc.verdicts import ERROR, quality_verdicts, ranks
+from segqc.quality.estimator import QualityEstimate
+from segqc.verdicts import ERROR, quality_verdicts, ranks, worst_verdicts
 
 FIRST_COLUMNS = ("case_id", "status", "message", "score", "rank", "verdict", "predicted_dice", "predicted_dice_low",
                  "predicted_dice_high")
@@ -41,12 +42,14 @@ class ScoredChunk:
         heat: Heat maps ``(N, *spatial)``.
         reconstruction: segqc's reconstructions ``(N, *spatial)`` (class indices).
         truths: Ground truth in the model grid per case id (cases with readable ground truth only).
+        quality: The predicted-Dice estimate of every case (``None`` without a quality estimator).
     """
 
     rows: list[dict[str, Any]]
     heat: np.ndarray
     reconstruction: np.ndarray
     truths: dict[str, np.ndarray]
+    quality: QualityEstimate | None = None
 
 
 def error_row(case_id: str, files: CaseFiles, message: str) -> dict[str, Any]:
@@ -108,7 +111,7 @@ def score_cases(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Pat
         The chunk's rows, heat maps, reconstructions and model-grid ground truths.
     """
     if not prepared:
-        return ScoredChunk([], np.empty(0), np.empty(0), {})
+        return ScoredChunk([], np.empty(0), np.empty(0), {}, None)
     masks = np.stack([c.mask for c in prepared])
     assessment = qc.assess(np.stack([c.image for c in prepared]), masks)
     agreement = dice_per_class(masks, assessment.reconstruction, len(qc.labels_))
@@ -122,8 +125,11 @@ def score_cases(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Pat
         if estimate is not None:
             row.update(predicted_dice=float(estimate.dice[index]), predicted_dice_low=float(estimate.low[index]),
                        predicted_dice_high=float(estimate.high[index]))
-            row.update({f"predicted_dice_{label}": float(v)
-                        for label, v in zip(qc.labels_[1:], estimate.per_class[index])})
+            for label, dice, low, high in zip(qc.labels_[1:], estimate.per_class[index],
+                                              estimate.per_class_low[index], estimate.per_class_high[index]):
+                row[f"predicted_dice_{label}"] = float(dice)
+                if np.isfinite(low):
+                    row[f"predicted_dice_{label}_low"], row[f"predicted_dice_{label}_high"] = float(low), float(high)
         row["reconstruction_dice"] = float(agreement_mean[index])
         row.update({f"norm_{level + 1}": float(v) for level, v in enumerate(assessment.norms[index])})
         truth = truths.get(case.source.case_id)
@@ -137,20 +143,31 @@ def score_cases(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Pat
             except SegQCError as err:
                 row["message"] = f"ground truth not used: {err}"
         rows.append(row)
-    return ScoredChunk(rows, assessment.heat, assessment.reconstruction, truth_masks)
+    return ScoredChunk(rows, assessment.heat, assessment.reconstruction, truth_masks, estimate)
 
 
-def rank_table(table: pd.DataFrame, qc: ImageQC, rule: str, dice_threshold: float) -> pd.DataFrame:
+def structure_labels(table: pd.DataFrame) -> list[str]:
+    """Label values whose per-structure predicted-Dice interval the table holds."""
+    return [column.removeprefix("predicted_dice_").removesuffix("_low") for column in table.columns
+            if column.startswith("predicted_dice_") and column.endswith("_low") and column != "predicted_dice_low"]
+
+
+def rank_table(table: pd.DataFrame, qc: ImageQC, rule: str, dice_threshold: float,
+               verdict_by: str = "mean") -> pd.DataFrame:
     """Ranks and verdicts of ok cases; ranked cases first, then errors.
 
-    Cases reused from an earlier run (``--incremental``) keep their columns but
-    get their verdict again under this run's rule and failure Dice.
+    Under the ``quality`` rule every structure with an interval also gets
+    ``verdict_<label>``, and the case's verdict is the mean Dice's or, with
+    ``verdict_by="worst"``, the worst structure's. Cases reused from an earlier
+    run (``--incremental``) keep their columns but get their verdicts again
+    under this run's rule and failure Dice.
 
     Args:
         table: The rows of every case.
         qc: The loaded detector (its score thresholds serve the ``score`` rule).
         rule: ``quality`` or ``score`` (see :mod:`segqc.verdicts`).
         dice_threshold: The failure Dice of the ``quality`` rule.
+        verdict_by: ``mean`` or ``worst``.
     """
     ok = table["status"] == "ok"
     table["rank"] = pd.Series(pd.NA, index=table.index, dtype="Int64")
@@ -158,10 +175,20 @@ def rank_table(table: pd.DataFrame, qc: ImageQC, rule: str, dice_threshold: floa
         table.loc[ok, "rank"] = ranks(table.loc[ok, "score"].to_numpy())
         if rule == "quality":
             rows = table.loc[ok]
-            table.loc[ok, "verdict"] = quality_verdicts(rows["predicted_dice_low"].to_numpy(float),
-                                                        rows["predicted_dice_high"].to_numpy(float), dice_threshold)
+            verdict = quality_verdicts(rows["predicted_dice_low"].to_numpy(float),
+                                       rows["predicted_dice_high"].to_numpy(float), dice_threshold)
+            structures = structure_labels(table)
+            for label in structures:
+                table.loc[ok, f"verdict_{label}"] = quality_verdicts(
+                    rows[f"predicted_dice_{label}_low"].to_numpy(float),
+                    rows[f"predicted_dice_{label}_high"].to_numpy(float), dice_threshold)
+            if verdict_by == "worst" and structures:
+                verdict = worst_verdicts(table.loc[ok, [f"verdict_{label}" for label in structures]].to_numpy())
+            table.loc[ok, "verdict"] = verdict
         else:
             table.loc[ok, "verdict"] = qc.verdicts(table.loc[ok, "score"].to_numpy())
+    if rule != "quality":  # structure verdicts of reused rows belong to another rule
+        table = table.drop(columns=[c for c in table.columns if c.startswith("verdict_")])
     first = [column for column in FIRST_COLUMNS if column in table.columns]
     ordered = first + [c for c in table.columns if c not in first]
     return table[ordered].sort_values(["rank", "case_id"], na_position="last", kind="stable").reset_index(drop=True)

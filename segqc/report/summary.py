@@ -95,7 +95,8 @@ def predicted_dice_agreement(table: pd.DataFrame, dice_threshold: float) -> dict
 
     Returns:
         ``mae``, ``spearman``, ``pearson``, ``coverage`` (share of true Dice inside the
-        interval) and ``auroc`` / ``aurc`` of ``1 - predicted_dice`` for failure.
+        interval), ``width`` (mean width of the interval) and ``auroc`` / ``aurc`` of
+        ``1 - predicted_dice`` for failure.
     """
     predicted, true = float_array(table["predicted_dice"]), float_array(table["dice_mean"])
     low, high = float_array(table["predicted_dice_low"]), float_array(table["predicted_dice_high"])
@@ -106,5 +107,6 @@ def predicted_dice_agreement(table: pd.DataFrame, dice_threshold: float) -> dict
         "spearman": spearman(predicted, true),
         "pearson": pearson(predicted, true),
         "coverage": float(((true >= low) & (true <= high))[keep].mean()) if keep.any() else None,
+        "width": float((high - low)[keep].mean()) if keep.any() else None,
         "auroc": detection["auroc"], "aurc": detection["aurc"],
     }

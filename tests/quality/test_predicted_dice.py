@@ -113,7 +113,7 @@ def test_score_reports_predicted_dice_and_quality_verdicts(trained, tmp_path) ->
                          fmt="png")
     command = ["score", str(tmp_path / "test/predictions"), "--images", str(tmp_path / "test/images"), "--model",
                str(tmp_path / "model"), "--ground-truth", str(tmp_path / "test/masks"), "--top-k", "4"]
-    result = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "report")])
+    result = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "report"), "--verdict-by", "mean"])
     assert result.exit_code == 0, result.output
     assert "predicted Dice vs true Dice: MAE" in result.stderr and "false alarms" in result.stderr
     table = pd.read_csv(tmp_path / "report/scores.csv")
@@ -127,7 +127,8 @@ def test_score_reports_predicted_dice_and_quality_verdicts(trained, tmp_path) ->
     assert set(table["gallery_reason"].dropna()) <= {"top-k", "near the fail line"}
     assert (table["gallery_reason"] == "near the fail line").sum() == 2
     summary = json.loads((tmp_path / "report/summary.json").read_text())
-    assert summary["verdict_rule"] == {"rule": "quality", "dice_threshold": 0.8, "coverage": 0.8}
+    assert summary["verdict_rule"] == {"rule": "quality", "dice_threshold": 0.8, "coverage": 0.8, "by": "mean"}
+    assert summary["interval"]["source"] == "self-made" and "optimistic" in summary["interval"]["text"]
     assert summary["predicted_dice"]["mae"] is not None and "misses" in summary["verdict_quality"]
     assert "Predicted vs. true Dice" in (tmp_path / "report/report.html").read_text()
     lenient = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "lenient"), "--dice-threshold", "0.3",
