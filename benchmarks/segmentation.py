@@ -61,8 +61,10 @@ from segqc.synthetic import phantoms  # noqa: E402
 from segqc.config import ImageModelConfig  # noqa: E402
 from segqc.presets import preset_path  # noqa: E402
 from segqc.metrics import dice_per_class, mean_dice  # noqa: E402
-from segqc.quality.estimator import QualityEstimator  # noqa: E402
-from segqc.verdicts import quality_verdicts  # noqa: E402
+from segqc.data.cases import prepare_case  # noqa: E402
+from segqc.data.pairing import pair_cases  # noqa: E402
+from segqc.quality.estimator import QualityEstimate, QualityEstimator  # noqa: E402
+from segqc.verdicts import quality_verdicts, worst_verdicts  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
 from segqc.jobs.score import ScoreOptions, score_folder  # noqa: E402
 
@@ -143,16 +145,33 @@ def quality_figures(table: pd.DataFrame, quantile_verdicts: np.ndarray) -> dict[
             "quantile_misses": old["misses"]}
 
 
-def coverage_figures(table: pd.DataFrame, estimator: QualityEstimator) -> dict[str, float | None]:
-    """False alarms, misses and actual coverage with the interval recalibrated to each of :data:`COVERAGES`."""
-    dice, predicted = table["dice_mean"].to_numpy(float), table["predicted_dice"].to_numpy(float)
+def coverage_figures(table: pd.DataFrame, estimator: QualityEstimator, estimate: QualityEstimate
+                     ) -> dict[str, float | None]:
+    """False alarms, misses and actual coverage with the intervals recomputed at each of :data:`COVERAGES`
+    (verdicts from the mean Dice's interval, and from the worst structure's)."""
+    dice = table["dice_mean"].to_numpy(float)
     figures = {}
     for coverage in COVERAGES:
-        low, high = estimator.recalibrated(coverage).interval(predicted)
-        verdicts = summary.verdict_quality(quality_verdicts(low, high, 0.8), dice, 0.8)
+        predicted, low, high = estimator.calibration_.with_coverage(coverage).apply(estimate.raw, estimate.spread)
+        mean_rule = quality_verdicts(low[:, 0], high[:, 0], 0.8)
+        verdicts = summary.verdict_quality(mean_rule, dice, 0.8)
+        structures = [quality_verdicts(low[:, k], high[:, k], 0.8) for k in range(1, low.shape[1])
+                      if np.isfinite(low[:, k]).all()]
+        worst = summary.verdict_quality(worst_verdicts(np.column_stack(structures)) if structures else mean_rule,
+                                        dice, 0.8)
         figures |= {f"false_alarms@{coverage}": verdicts["false_alarms"], f"misses@{coverage}": verdicts["misses"],
-                    f"coverage@{coverage}": float(((dice >= low) & (dice <= high)).mean())}
+                    f"worst_false_alarms@{coverage}": worst["false_alarms"],
+                    f"worst_misses@{coverage}": worst["misses"],
+                    f"coverage@{coverage}": float(((dice >= low[:, 0]) & (dice <= high[:, 0])).mean()),
+                    f"width@{coverage}": float((high[:, 0] - low[:, 0]).mean())}
     return figures
+
+
+def subset_estimate(estimate: QualityEstimate, keep: np.ndarray) -> QualityEstimate:
+    """The estimate of the cases ``keep`` selects."""
+    return QualityEstimate(*(getattr(estimate, name)[keep] for name in ("dice", "low", "high", "per_class",
+                                                                         "per_class_low", "per_class_high", "raw",
+                                                                         "spread")))
 
 
 def evaluate(scores: np.ndarray, dice: np.ndarray, hd95: np.ndarray, top_k: int) -> dict[str, float | None]:
@@ -165,24 +184,50 @@ def evaluate(scores: np.ndarray, dice: np.ndarray, hd95: np.ndarray, top_k: int)
             "pearson_dice_top_k": by_dice["pearson_top_k"]}
 
 
+def train_and_score(qc_set: realdata.QCSet | None, seed: int, steps: int | None, folder: Path
+                    ) -> tuple[pd.DataFrame, ImageQC]:
+    """Write the set's files, train segqc and score its test cases as a user would.
+
+    A ``folder`` that already holds the set's files and model (``qc_set`` may then be ``None``) is reused.
+
+    Returns:
+        The report's ``scores.csv`` indexed by case id, in case order, and the loaded detector.
+    """
+    if not (folder / "test" / "provenance.csv").is_file():
+        realdata.write_set(qc_set, folder)
+    if not (folder / "model" / "segqc.json").is_file():
+        detector = ImageQC.from_config(qc_set.config, qc_set.labels, training={"steps": steps, "seed": seed,
+                                                                                "device": "cpu"})
+        detector.fit_folders(folder / "train" / "images", folder / "train" / "masks",
+                             group_pattern=realdata.GROUP_PATTERN if qc_set.train_groups else None)
+        detector.save(folder / "model")
+    qc = ImageQC.load(folder / "model")
+    run = score_folder(qc, folder / "test" / "predictions", folder / "test" / "images", folder / "report",
+                       ScoreOptions(ground_truth=folder / "test" / "ground-truth"))
+    order = pd.read_csv(folder / "test" / "provenance.csv")["case_id"]
+    return run.table.set_index("case_id").loc[order], qc
+
+
+def assessed(qc: ImageQC, folder: Path, case_ids: list[str]) -> QualityEstimate:
+    """The quality estimate of the set's test cases (raw predictions and tree spreads included), in order."""
+    files = {c.case_id: c for c in pair_cases(folder / "test" / "images", folder / "test" / "predictions")}
+    cases = [prepare_case(files[case_id], qc.preprocess, qc.labels_)[0] for case_id in case_ids]
+    return qc.assess(np.stack([c.image for c in cases]), np.stack([c.mask for c in cases])).quality
+
+
 def segqc_scores(qc_set: realdata.QCSet, seed: int, steps: int | None, workdir: Path
-                 ) -> tuple[pd.DataFrame, np.ndarray, QualityEstimator | None]:
+                 ) -> tuple[pd.DataFrame, np.ndarray, QualityEstimator | None, QualityEstimate | None]:
     """Train and score with segqc on the set's files.
 
     Returns:
         The report's ``scores.csv`` in case order, the verdicts the old
-        score-quantile rule would give, and the model's predicted-Dice estimator.
+        score-quantile rule would give, the model's predicted-Dice estimator
+        and its estimate of every case.
     """
-    folder = realdata.write_set(qc_set, workdir / qc_set.name)
-    detector = ImageQC.from_config(qc_set.config, qc_set.labels, training={"steps": steps, "seed": seed,
-                                                                            "device": "cpu"})
-    detector.fit_folders(folder / "train" / "images", folder / "train" / "masks",
-                         group_pattern=realdata.GROUP_PATTERN if qc_set.train_groups else None).save(folder / "model")
-    qc = ImageQC.load(folder / "model")
-    run = score_folder(qc, folder / "test" / "predictions", folder / "test" / "images", folder / "report",
-                       ScoreOptions(ground_truth=folder / "test" / "ground-truth"))
-    table = run.table.set_index("case_id").loc[[case.case_id for case in qc_set.cases]]
-    return table, qc.verdicts(table["score"].to_numpy(float)), qc.quality_
+    table, qc = train_and_score(qc_set, seed, steps, workdir / qc_set.name)
+    table = table.loc[[case.case_id for case in qc_set.cases]]
+    estimate = assessed(qc, workdir / qc_set.name, list(table.index)) if qc.quality_ is not None else None
+    return table, qc.verdicts(table["score"].to_numpy(float)), qc.quality_, estimate
 
 
 def run_set(name: str, seed: int, steps: int | None) -> dict[str, dict[str, dict]]:
@@ -190,7 +235,7 @@ def run_set(name: str, seed: int, steps: int | None) -> dict[str, dict[str, dict
     qc_set = SETS[name](seed)
     classes = len(qc_set.labels)
     with tempfile.TemporaryDirectory() as workdir:
-        table, quantile_verdicts, estimator = segqc_scores(qc_set, seed, steps, Path(workdir))
+        table, quantile_verdicts, estimator, estimate = segqc_scores(qc_set, seed, steps, Path(workdir))
     images = np.stack([case.image for case in qc_set.cases])
     predictions = np.stack([case.prediction for case in qc_set.cases])
     forest = IsolationForest(random_state=seed).fit(
@@ -217,7 +262,8 @@ def run_set(name: str, seed: int, steps: int | None) -> dict[str, dict[str, dict
     return {subset: {**{method: evaluate(values[keep], dice[keep], hd95[keep], top_k=50)
                         for method, values in methods.items()},
                      **({"quality": quality_figures(table[keep], quantile_verdicts[keep]),
-                         "coverages": coverage_figures(table[keep], estimator)} if has_quality else {})}
+                         "coverages": coverage_figures(table[keep], estimator, subset_estimate(estimate, keep))}
+                        if has_quality else {})}
             for subset, keep in subsets.items()}
 
 
@@ -241,8 +287,12 @@ def table_lines(runs: list[dict[str, dict]]) -> list[str]:
               "(Dice < 0.8 pass) | old quantile rule: false alarms | old quantile rule: misses |",
               "|---|---|---|---|---|---|", "| " + " | ".join(_cells(runs, "quality", QUALITY_COLUMNS)) + " |",
               "", "| nominal interval coverage | actual coverage | false alarms | misses |", "|---|---|---|---|"]
+    lines[-2:] = ["| nominal interval coverage | actual coverage | mean width | false alarms | misses | worst structure: "
+                  "false alarms | worst structure: misses |", "|---|---|---|---|---|---|---|"]
     for coverage in COVERAGES:
-        cells = _cells(runs, "coverages", [f"coverage@{coverage}", f"false_alarms@{coverage}", f"misses@{coverage}"])
+        cells = _cells(runs, "coverages", [f"coverage@{coverage}", f"width@{coverage}", f"false_alarms@{coverage}",
+                                           f"misses@{coverage}", f"worst_false_alarms@{coverage}",
+                                           f"worst_misses@{coverage}"])
         lines.append(f"| {coverage} | " + " | ".join(cells) + " |")
     return lines
 
