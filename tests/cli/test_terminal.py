@@ -54,8 +54,8 @@ def test_an_error_of_several_lines_prints_as_one_and_markup_is_not_read() -> Non
 def test_other_exceptions_print_one_internal_error_line_and_exit_1(error: Exception) -> None:
     result = runner.invoke(app_raising(error), [])
     assert result.exit_code == 1
-    assert lines(result.output) == [f"internal error: {type(error).__name__}: {error} (run with --verbose for the "
-                                    f"traceback)"]
+    expected = f"internal error: {type(error).__name__}: {error} (run with --verbose for the traceback)"
+    assert lines(result.output) == [expected]
     assert "Traceback" not in result.output
 
 
