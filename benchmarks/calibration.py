@@ -9,10 +9,11 @@ each training budget, the UNet over all budgets, the graded corruptions):
   at nominal 0.8, their mean width, the MAE of predicted Dice, misses (Dice <
   0.8 given ``pass``) and false alarms (Dice >= 0.9 given ``review`` / ``fail``);
 * **with** ``segqc calibrate`` on ``n`` labelled cases of that source (``n`` =
-  20 and 50): the labelled cases are drawn by image (all predictions of one
-  slice / tile go together), the evaluation part holds the source's other
-  cases minus those whose image touches a calibration image (neighbouring
-  slices are near copies; overlapping tiles share pixels), and the same code
+  20 and 50): the labelled cases are a patch of neighbouring images around a
+  random one (all predictions of one slice / tile go together), the evaluation
+  part holds the source's other cases minus those whose image touches a
+  labelled image (neighbouring slices are near copies; overlapping tiles share
+  pixels), and the same code
   as ``segqc calibrate`` (:meth:`segqc.ImageQC.calibrate_with`) fits the
   intervals; coverage at nominal 0.8 and 0.9, mean width and MAE on the
   evaluation part, averaged over random splits and seeds. A source needs ``n +
@@ -67,6 +68,7 @@ class Evidence:
         qc: The trained detector.
         labels: Label values of the set.
         touches: ``touches(a, b)`` for image indices: do two test images share pixels or neighbour each other.
+        positions: ``positions(a)``: where each test image lies, ``(n, 2)`` (slice index, or tile row and column).
     """
 
     table: pd.DataFrame
@@ -76,13 +78,24 @@ class Evidence:
     qc: ImageQC
     labels: list[int]
     touches: object
+    positions: object
+
+
+_COLUMNS = 7  # nuclei: test tiles of 64 at stride 32 over 512 x 256 pixels, 7 per row
+
+
+def positions(name: str) -> object:
+    """Where the test images of a set lie: slice index (LiTS) or tile row and column (nuclei)."""
+    if name == "lits":
+        return lambda a: np.column_stack([a, np.zeros_like(a)]).astype(float)
+    return lambda a: np.column_stack([a // _COLUMNS, a % _COLUMNS]).astype(float)
 
 
 def neighbours(name: str) -> object:
     """Which test images of a set are too close to be on both sides of a split."""
     if name == "lits":  # neighbouring slices are near copies
         return lambda a, b: np.abs(np.subtract.outer(a, b)) <= 1
-    columns, stride, tile = 7, 32, 64  # nuclei: test tiles of 64 at stride 32 over 512 x 256 pixels
+    columns, stride, tile = _COLUMNS, 32, 64
 
     def overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ra, ca, rb, cb = a // columns * stride, a % columns * stride, b // columns * stride, b % columns * stride
@@ -100,7 +113,7 @@ def gather(name: str, seed: int, steps: int | None, cache: Path) -> Evidence:
     provenance = pd.read_csv(folder / "test" / "provenance.csv").set_index("case_id").loc[table.index]
     sources = np.where(provenance["source"] == "unet", "unet " + provenance["detail"], provenance["source"])
     images = np.array([int(_CASE.match(case)["index"]) for case in table.index])
-    return Evidence(table, estimate, sources, images, qc, qc.labels_, neighbours(name))
+    return Evidence(table, estimate, sources, images, qc, qc.labels_, neighbours(name), positions(name))
 
 
 def true_dice(evidence: Evidence) -> np.ndarray:
@@ -123,9 +136,14 @@ def calibrated(evidence: Evidence, rows: np.ndarray, size: int, splits: int, see
     rng = np.random.default_rng(seed)
     true = true_dice(evidence)
     figures: dict[str, list[float]] = {}
+    candidates = np.unique(evidence.images[rows])
+    where = evidence.positions(candidates)
     for _ in range(splits):
+        # a patch of neighbouring images around a random one: only its rim touches the evaluation part
+        start = where[rng.integers(len(candidates))]
+        distance = np.linalg.norm(where - start, axis=1) + rng.uniform(0, 0.5, len(candidates))
         chosen, count = [], 0
-        for image in rng.permutation(np.unique(evidence.images[rows])):
+        for image in candidates[np.argsort(distance)]:
             if count >= size:
                 break
             chosen.append(image)

@@ -6,7 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from segqc.cli.terminal import handle_errors, number, print_ground_truth_lines, progress_bar
+from segqc.cli.terminal import handle_errors, number, print_quality_lines, progress_bar
 from segqc.errors import BundleError, ConfigError, InputError, OutputError, SchemaError, SegQCError
 
 runner = CliRunner()
@@ -91,7 +91,7 @@ def test_number_shows_three_decimals_or_n_a(value, text: str) -> None:
 
 
 def test_ground_truth_lines_show_the_figures_given(capsys) -> None:
-    print_ground_truth_lines({"failure_detection": {"dice_threshold": 0.8, "auroc": 0.91234, "average_precision": 0.5,
+    print_quality_lines({"failure_detection": {"dice_threshold": 0.8, "auroc": 0.91234, "average_precision": 0.5,
                                                     "aurc": None},
                               "predicted_dice": {"mae": 0.05, "spearman": 0.7, "coverage": 0.9},
                               "verdict_quality": {"false_alarms": 0.1, "good": 20, "misses": 0.25, "failed": 4}})
@@ -102,7 +102,7 @@ def test_ground_truth_lines_show_the_figures_given(capsys) -> None:
 
 
 def test_ground_truth_lines_are_silent_without_figures(capsys) -> None:
-    print_ground_truth_lines({"failure_detection": None})
+    print_quality_lines({"failure_detection": None})
     assert capsys.readouterr().err == ""
 
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from segqc.data.cases import prepare_case
-from segqc.data.images import CaseFiles
+from segqc.data.pairing import CaseFiles
 from segqc.detectors.image import ImageQC
 from segqc.jobs import scored_cases
 from segqc.jobs.scored_cases import FIRST_COLUMNS, error_row, rank_table, score_cases
