@@ -11,8 +11,10 @@ per predicted quantity.
   so on its outputs these intervals may cover less than their nominal share.
 * **Labelled** (:func:`from_labelled`, ``segqc calibrate``): ``n`` cases of the
   user's own segmenter with ground truth. A systematic bias seen on them is
-  corrected first by an isotonic map from predicted to true Dice, kept only
-  when its out-of-fold error (folds by source) is lower than no correction's;
+  corrected first: a constant shift (the median residual) or, from
+  :data:`ISOTONIC_CASES` cases on, an isotonic map from predicted to true Dice,
+  whichever has the lower out-of-fold error (folds by source), kept only when
+  that error is at least 5 % below no correction's;
   the intervals then come from the out-of-fold residuals of the corrected
   predictions (split conformal with the finite-sample correction, normalised by
   the trees' spread), so they hold at the stated coverage for cases exchangeable
@@ -22,6 +24,7 @@ per predicted quantity.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,22 +40,32 @@ MIN_LABELLED_CASES = 5
 """Fewest labelled cases a calibration accepts."""
 RECOMMENDED_LABELLED_CASES = 20
 """Below this many labelled cases the coverage guarantee is loose (a warning is given)."""
+ISOTONIC_CASES = 50
+"""From this many labelled cases on, an isotonic bias correction is tried besides a constant shift."""
+_GAIN = 0.95
+"""A bias correction is kept only when its out-of-fold error is below this share of no correction's."""
 _FOLDS = 5
 _SELF_MADE_BINS = 4
 
 
 @dataclass
 class BiasMap:
-    """A monotone map from predicted to corrected Dice (isotonic regression), kept as its knots."""
+    """A monotone map from predicted to corrected Dice, kept as its knots (linear between them, flat beyond)."""
 
     x: np.ndarray
     y: np.ndarray
 
     @classmethod
-    def fit(cls, predicted: np.ndarray, true: np.ndarray) -> BiasMap:
+    def isotonic(cls, predicted: np.ndarray, true: np.ndarray) -> BiasMap:
         """The isotonic regression of ``true`` on ``predicted``, both ``(n,)``."""
         regression = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(predicted, true)
         return cls(np.asarray(regression.X_thresholds_, np.float64), np.asarray(regression.y_thresholds_, np.float64))
+
+    @classmethod
+    def shift(cls, predicted: np.ndarray, true: np.ndarray) -> BiasMap:
+        """A constant shift by the median residual ``true - predicted``."""
+        offset = float(np.median(np.asarray(true) - np.asarray(predicted)))
+        return cls(np.array([0.0, 1.0]), np.array([offset, 1.0 + offset]))
 
     def __call__(self, predicted: np.ndarray) -> np.ndarray:
         return np.interp(np.asarray(predicted, np.float64), self.x, self.y)
@@ -168,15 +181,29 @@ def self_made(held_out: np.ndarray, targets: np.ndarray, spread: np.ndarray, cov
     return DiceCalibration(SELF_MADE, intervals, [None] * len(intervals), len(held_out), sources)
 
 
-def _out_of_fold_bias(predicted: np.ndarray, true: np.ndarray, groups: np.ndarray) -> np.ndarray | None:
-    """Out-of-fold isotonic corrections of ``predicted`` ``(n,)``, or ``None`` with fewer than two sources."""
+def _out_of_fold(fit: Callable[[np.ndarray, np.ndarray], BiasMap], predicted: np.ndarray, true: np.ndarray,
+                 groups: np.ndarray) -> np.ndarray | None:
+    """Out-of-fold corrections of ``predicted`` ``(n,)`` by maps ``fit`` makes, or ``None`` with fewer than two
+    sources."""
     folds = min(_FOLDS, len(np.unique(groups)))
     if folds < 2:
         return None
     corrected = np.empty(len(predicted))
     for fit_rows, test_rows in GroupKFold(folds).split(predicted, groups=groups):
-        corrected[test_rows] = BiasMap.fit(predicted[fit_rows], true[fit_rows])(predicted[test_rows])
+        corrected[test_rows] = np.clip(fit(predicted[fit_rows], true[fit_rows])(predicted[test_rows]), 0, 1)
     return corrected
+
+
+def _bias_correction(predicted: np.ndarray, true: np.ndarray, groups: np.ndarray
+                     ) -> tuple[BiasMap | None, np.ndarray]:
+    """The bias correction worth keeping (or ``None``) and the out-of-fold predictions it gives, each ``(n,)``."""
+    fits = [BiasMap.shift] + ([BiasMap.isotonic] if len(predicted) >= ISOTONIC_CASES else [])
+    best, held_out, error = None, predicted, _GAIN * float(np.abs(predicted - true).mean())
+    for fit in fits:
+        corrected = _out_of_fold(fit, predicted, true, groups)
+        if corrected is not None and float(np.abs(corrected - true).mean()) < error:
+            best, held_out, error = fit, corrected, float(np.abs(corrected - true).mean())
+    return (best(predicted, true) if best is not None else None), held_out
 
 
 @dataclass
@@ -228,12 +255,10 @@ def from_labelled(predicted: np.ndarray, true: np.ndarray, spread: np.ndarray, g
             intervals.append(None)
             biases.append(None)
             continue
-        raw, truth, groups_c = predicted[rows, column], true[rows, column], groups[rows]
-        corrected = _out_of_fold_bias(raw, truth, groups_c)
+        raw, truth = predicted[rows, column], true[rows, column]
+        bias, held_out = _bias_correction(raw, truth, groups[rows])
         error_raw = float(np.abs(raw - truth).mean())
-        use_bias = corrected is not None and float(np.abs(corrected - truth).mean()) < error_raw
-        held_out = corrected if use_bias else raw
-        biases.append(BiasMap.fit(raw, truth) if use_bias else None)
+        biases.append(bias)
         intervals.append(ConformalInterval.fit(held_out, truth, spread[rows, column], coverage,
                                                max(1, min(_SELF_MADE_BINS, int(rows.sum()) // 50))))
         if column == 0:
