@@ -23,8 +23,9 @@ from rich.table import Table
 from segqc import __version__
 from segqc.config import TabularModelConfig, TrainingConfig, merged_config, read_mapping_file
 from segqc.data.images import DEFAULT_MAX_VOXELS, MAX_VOXELS_ENV, set_max_voxels
-from segqc.errors import ConfigError, InputError, SegQCError
+from segqc.errors import ConfigError, InputError, SegQCError, write_fault
 from segqc.outputs import OutputKind, check_output_dir, check_output_file
+from segqc.signals import TERMINATED_EXIT_CODE, Terminated, terminate_as_interrupt
 from segqc.threads import THREADS_ENV, limit_threads
 
 if TYPE_CHECKING:
@@ -76,21 +77,30 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def handle_errors(command: F) -> F:
-    """Turn segqc errors into one line and exit code 2; anything else into exit code 1."""
+    """Turn segqc errors (and full disks, quotas, read-only disks) into one line and exit code 2; bugs into 1.
+
+    SIGTERM stops a command as Ctrl-C does (temporary files removed; exit 143).
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with terminate_as_interrupt():
+                return command(*args, **kwargs)
         except SegQCError as err:
             _error_line(str(err))
             raise typer.Exit(err.exit_code) from None
-        except KeyboardInterrupt:
-            console.print("[bold red]interrupted[/]; nothing was written (a resumable checkpoint may exist)")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as err:
+            console.print(f"[bold red]{'terminated' if isinstance(err, Terminated) else 'interrupted'}[/]; nothing "
+                          "was written (a resumable checkpoint may exist)")
+            raise typer.Exit(TERMINATED_EXIT_CODE if isinstance(err, Terminated) else 130) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as err:  # noqa: BLE001 - the CLI must never print a traceback by default
+            fault = write_fault(err, getattr(err, "filename", None) or "an output file")
+            if fault is not None:
+                _error_line(str(fault))
+                raise typer.Exit(fault.exit_code) from None
             logging.getLogger("segqc").debug("internal error", exc_info=True)
             _error_line(f"{type(err).__name__}: {err} (run with --verbose for the traceback)", "internal error")
             raise typer.Exit(1) from None
@@ -330,7 +340,7 @@ def train(
     from segqc.train import distributed_context, distributed_session, resolve_device
 
     computing(threads, max_voxels)
-    check_output_dir(out, OutputKind.MODEL, [images, masks, Path(config) if config else None])
+    check_output_dir(out, OutputKind.MODEL, [images, masks, Path(config) if config else None], mode="image")
     on_gpu = resolve_device(device or "auto").type == "cuda"
     path, chosen = resolve_config(config, lambda: 2 if slice_axis is not None else data_spatial_dims(images, masks),
                                   on_gpu)
@@ -586,7 +596,7 @@ def tabular_fit(
     from segqc.detectors.tabular import TabularQC
 
     computing(threads)
-    check_output_dir(out, OutputKind.MODEL, [data, config])
+    check_output_dir(out, OutputKind.MODEL, [data, config], mode="tabular")
     sections = read_mapping_file(config, ("model", "training"), "config file") if config else {}
     model_cfg = merged_config(TabularModelConfig, sections, "model", {
         "method": method, "width": width, "depth": depth, "levels": levels, "loss": loss,
@@ -597,8 +607,8 @@ def tabular_fit(
     detector = TabularQC(model_cfg, train_cfg, split_names(categorical), split_names(continuous),
                          split_names(ignore), id_column)
     with checkpoints_for(out) as checkpoints:
-        with training_progress() as on_step:
-            detector.fit(data, on_step=on_step, checkpoint_dir=checkpoints, resume=resume)
+        with progress_bar("reading", "items") as on_read, training_progress() as on_step:
+            detector.fit(data, on_step=on_step, checkpoint_dir=checkpoints, resume=resume, on_read=on_read)
         detector.save(out)
     schema = detector.schema_
     console.print(f"[green]model written to[/] {out}  ({len(schema.categorical)} categorical, "
@@ -625,17 +635,19 @@ def tabular_score(
 
         segqc tabular score new.csv --model model/ --out scores.csv
     """
-    from segqc.atomic import atomic_file
+    from segqc.csvfiles import write_csv
     from segqc.detectors.tabular import TabularQC
+    from segqc.outputs import owned_file
 
     computing(threads)
     if top < 0:
         raise ConfigError(f"--top {top}: expected a number of rows >= 0")
     check_output_file(out, [data, model])
     detector = TabularQC.load(model, device=device)
-    result = detector.score_table(data)
-    with atomic_file(out) as temporary:
-        result.to_csv(temporary, index=False)
+    with progress_bar("reading", "items") as on_read:
+        result = detector.score_table(data, on_read=on_read)
+    with owned_file(out) as target:
+        write_csv(result, target)
     counts = result["verdict"].value_counts()
     console.print(f"[green]{len(result)} rows scored[/] -> {out}: " + ", ".join(
         f"{counts.get(v, 0)} {v}" for v in ("pass", "review", "fail")), highlight=False)

@@ -1,77 +1,263 @@
-"""Where segqc may write: output paths are checked before any work starts.
+"""Where segqc may write: one ownership rule for every output, checked before any work starts.
 
-segqc never deletes or overwrites what it did not write. Every folder it
-writes (a report, a model bundle, a folder of segmenter masks, a demo folder)
-carries a small marker file, :data:`MARKER`, that names its kind. An existing
-folder at an output path is replaced (or, for masks, written into) only when it
-is empty or carries the marker of the same kind and holds nothing but what
-segqc writes there; anything else is refused with an :class:`OutputError` and
-left untouched. Folders written by segqc before markers existed are recognised
-by their metadata (``segqc.json`` of a bundle, ``summary.json`` of a report).
+segqc never deletes or overwrites what it did not write. It records what it
+wrote, and replaces or deletes only that:
+
+* **Folders** (a report, a model bundle, a folder of segmenter masks, a demo
+  and its data) carry a marker file, :data:`MARKER`, holding their kind (and a
+  model's mode, ``image`` or ``tabular``) and a *manifest*: the SHA-256 of
+  every file and the name of every sub-folder segqc wrote there, at any depth.
+  An existing folder at an output path is replaced only when it is empty, or
+  a segqc output of the same kind (and mode) every entry of which is in its
+  manifest with unchanged content. Anything else -- a file or folder of the
+  user's at any depth, a file changed since segqc wrote it, a symbolic link,
+  a report where a model should go, a tabular model where an image model
+  should go -- blocks the write with an :class:`OutputError` naming it.
+  Replacing is atomic (written beside, then renamed), and the old folder is
+  then removed through its manifest: a file that appeared meanwhile is kept.
+* **Single files** (``tabular score --out scores.csv``) get a hidden sidecar,
+  ``.scores.csv.segqc-output``, holding the file's SHA-256: an existing file
+  is replaced only when its content is what segqc wrote. A pipe or device
+  (``/dev/stdout``) is written to as it is, and never read.
+
+Outputs of a segqc without manifests (before 0.2) are recognised by their
+marker or metadata and replaced only when they hold exactly segqc's layout
+(:func:`_legacy_manifest`): a report's top-level files and the heat maps and
+gallery panels its ``scores.csv`` lists; a model's three files; a masks folder
+of mask files; a demo's phantom files; a scores CSV whose header is exactly
+the columns segqc writes.
 
 An output may also not be, lie inside, or contain one of the run's inputs, and
-its parent must be a writable folder. All of this is checked before the first
-file is read, so a refused run costs nothing and leaves nothing behind.
+its parent must be a writable folder.
 """
 
 from __future__ import annotations
 
+import csv
 import enum
+import hashlib
+import io
 import json
+import logging
 import os
-from collections.abc import Iterable
+import re
+import stat
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from segqc.atomic import atomic_directory, atomic_file
 from segqc.errors import OutputError
+
+logger = logging.getLogger(__name__)
 
 MARKER = ".segqc-output"
 
 
 class OutputKind(str, enum.Enum):
-    """What an output folder holds."""
+    """What an output holds."""
 
     REPORT = "report"
     MODEL = "model"
     MASKS = "masks"
     DEMO = "demo"
+    DATA = "data"
+    SCORES = "scores"
 
 
-# Top-level entries segqc writes in each kind of folder (None: any file segqc names, e.g. masks).
-_ENTRIES: dict[OutputKind, frozenset[str] | None] = {
-    OutputKind.REPORT: frozenset({"scores.csv", "summary.json", "report.html", "heatmaps", "gallery"}),
-    OutputKind.MODEL: frozenset({"segqc.json", "weights.safetensors", "arrays.npz"}),
-    OutputKind.MASKS: None,
-    OutputKind.DEMO: frozenset({"data", "model", "report"}),
+# Nested outputs of a demo folder: each part carries its own marker.
+DEMO_PARTS = {"data": OutputKind.DATA, "model": OutputKind.MODEL, "report": OutputKind.REPORT}
+# Columns of a tabular scores file after the id column: segqc 0.1 wrote the first four and the norms.
+_SCORES_HEAD = ("score", "rank", "verdict", "unseen_categories")
+_SCORES_CULPRIT = ("top_column", "top_share")
+_NORM = re.compile(r"norm_(\d+)")
+# Outputs written before manifests: the files segqc wrote, by kind, as patterns of their relative paths.
+_LEGACY_FILES = {
+    OutputKind.REPORT: re.compile(r"(scores\.csv|summary\.json|report\.html)"),
+    OutputKind.MODEL: re.compile(r"(segqc\.json|weights\.safetensors|arrays\.npz)"),
+    OutputKind.MASKS: re.compile(r"[^/]+\.(nii\.gz|nii|png|tif|tiff|npy)"),
+    OutputKind.DATA: re.compile(r"(train|test)/((images|masks|predictions)/[A-Za-z0-9._-]+\.png|cases\.csv)"),
 }
+_LEGACY_FOLDERS = {OutputKind.REPORT: ("heatmaps", "gallery"),
+                   OutputKind.DATA: tuple(f"{split}{part}" for split in ("train", "test")
+                                          for part in ("", "/images", "/masks", "/predictions"))}
 # Metadata that identifies folders written before markers existed: file -> key it must hold.
-_LEGACY = {OutputKind.REPORT: ("summary.json", "segqc_version"), OutputKind.MODEL: ("segqc.json", "format_version")}
-# Columns a tabular scores file written by segqc always has.
-SCORES_COLUMNS = ("score", "rank", "verdict", "unseen_categories")
+_LEGACY_METADATA = {OutputKind.REPORT: ("summary.json", "segqc_version"),
+                    OutputKind.MODEL: ("segqc.json", "format_version")}
 
 
-def write_marker(folder: Path, kind: OutputKind) -> None:
-    """Mark ``folder`` as a segqc output of ``kind`` (call inside the staging folder, before it is published)."""
-    from segqc import __version__
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, in hex."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
-    (Path(folder) / MARKER).write_text(json.dumps({"kind": kind.value, "segqc_version": __version__}) + "\n",
-                                       encoding="utf-8")
+
+@dataclass
+class Manifest:
+    """What segqc wrote in an output folder (or, for a sidecar, in one file).
+
+    Attributes:
+        kind: The output's kind (:class:`OutputKind` value).
+        mode: ``image`` or ``tabular`` for models, else ``None``.
+        files: Relative POSIX path -> accepted SHA-256 digests (two while a
+            file is being replaced); ``None`` for files of an output written
+            before manifests, whose content was not recorded.
+        folders: Relative paths of the sub-folders segqc made.
+        outputs: Nested outputs (relative folder -> kind), checked through their own markers.
+        recorded: Whether segqc recorded this manifest (``False``: inferred for an older output).
+    """
+
+    kind: str
+    mode: str | None = None
+    files: dict[str, list[str] | None] = field(default_factory=dict)
+    folders: set[str] = field(default_factory=set)
+    outputs: dict[str, str] = field(default_factory=dict)
+    recorded: bool = True
+
+    def to_json(self) -> str:
+        """The marker file's content."""
+        from segqc import __version__
+
+        document = {"kind": self.kind, "segqc_version": __version__, "mode": self.mode,
+                    "manifest": {"files": self.files, "folders": sorted(self.folders), "outputs": self.outputs}}
+        return json.dumps(document, indent=1, sort_keys=True) + "\n"
+
+    def write(self, marker: Path) -> None:
+        """Write (atomically) the marker file ``marker``."""
+        with atomic_file(marker) as temporary:
+            temporary.write_text(self.to_json(), encoding="utf-8")
 
 
-def _marker_kind(folder: Path) -> str | None:
+def _read_marker(marker: Path) -> dict | None:
     try:
-        return str(json.loads((folder / MARKER).read_text(encoding="utf-8")).get("kind"))
-    except (OSError, ValueError, AttributeError):
+        document = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _recorded_manifest(document: dict) -> Manifest | None:
+    """The manifest of a marker written by a segqc with manifests; ``None`` for an older marker."""
+    manifest = document.get("manifest")
+    if not isinstance(manifest, dict):
+        return None
+    try:
+        files = {str(name): [str(d) for d in digests] for name, digests in manifest["files"].items()}
+        return Manifest(str(document.get("kind")), document.get("mode"), files,
+                        {str(f) for f in manifest["folders"]}, {str(k): str(v) for k, v in manifest["outputs"].items()})
+    except (KeyError, TypeError, AttributeError):
         return None
 
 
 def _legacy_kind(folder: Path, kind: OutputKind) -> bool:
-    if kind not in _LEGACY:
+    if kind not in _LEGACY_METADATA:
         return False
-    name, key = _LEGACY[kind]
+    name, key = _LEGACY_METADATA[kind]
+    document = _read_marker(folder / name)
+    return document is not None and key in document
+
+
+def _walk(folder: Path) -> Iterator[tuple[str, Path, bool]]:
+    """``(relative path, path, is a real folder)`` of every entry under ``folder``, sorted; links are not followed."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        base = Path(root)
+        for name in [*dirs, *sorted(files)]:
+            path = base / name
+            relative = path.relative_to(folder).as_posix()
+            if relative != MARKER:
+                yield relative, path, path.is_dir() and not path.is_symlink()
+
+
+def _legacy_manifest(folder: Path, kind: OutputKind) -> Manifest:
+    """The files an output written before manifests may hold: segqc's layout for ``kind``, content not recorded."""
+    manifest = Manifest(kind.value, recorded=False, folders=set(_LEGACY_FOLDERS.get(kind, ())))
+    if kind == OutputKind.DEMO:
+        manifest.outputs = {name: part.value for name, part in DEMO_PARTS.items()}
+        return manifest
+    pattern = _LEGACY_FILES.get(kind)
+    for relative, path, is_folder in _walk(folder):
+        if not is_folder and pattern is not None and pattern.fullmatch(relative) and not path.is_symlink():
+            manifest.files[relative] = None
+    if kind == OutputKind.REPORT:  # the heat maps and gallery panels its scores.csv lists
+        for relative in _listed_report_files(folder / "scores.csv"):
+            if (folder / relative).is_file():
+                manifest.files[relative] = None
+    return manifest
+
+
+def _listed_report_files(scores: Path) -> set[str]:
     try:
-        return key in json.loads((folder / name).read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        return False
+        with scores.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return set()
+    listed = {row.get(column) or "" for row in rows for column in ("heatmap", "gallery")}
+    return {name for name in listed if re.fullmatch(r"(heatmaps|gallery)/[^/]+", name)}
+
+
+def _manifest_of(folder: Path, kind: OutputKind) -> Manifest | None:
+    """The manifest of a segqc output of ``kind`` at ``folder``; ``None`` when it is not one."""
+    document = _read_marker(folder / MARKER)
+    if document is not None:
+        if document.get("kind") != kind.value:
+            return None
+        return _recorded_manifest(document) or _legacy_manifest(folder, kind)
+    if kind == OutputKind.DATA or _legacy_kind(folder, kind):  # a demo's data folder had no marker before 0.2
+        return _legacy_manifest(folder, kind)
+    return None
+
+
+def _model_mode(folder: Path, manifest: Manifest) -> str | None:
+    """``image`` or ``tabular``: the marker's, else the bundle metadata's (older bundles)."""
+    if manifest.mode:
+        return manifest.mode
+    document = _read_marker(folder / "segqc.json")
+    mode = document.get("mode") if document else None
+    return mode if isinstance(mode, str) else None
+
+
+def _foreign_entry(folder: Path, manifest: Manifest) -> tuple[str, str] | None:
+    """The first entry of ``folder`` segqc did not write, and why; ``None`` when segqc wrote everything.
+
+    Names are checked first (cheap), then the content of every recorded file.
+    """
+    recorded = []
+    nested = tuple(f"{name}/" for name in manifest.outputs)
+    for relative, path, is_folder in _walk(folder):
+        if relative.startswith(nested):
+            continue  # checked through the nested output's own marker
+        if relative in manifest.outputs:
+            problem = _nested_problem(path, OutputKind(manifest.outputs[relative]))
+            if problem:
+                return f"{relative}/{problem[0]}", problem[1]
+        elif is_folder:
+            if relative not in manifest.folders:
+                return relative, "a folder segqc did not write"
+        elif relative not in manifest.files:
+            return relative, "a file segqc did not write"
+        elif path.is_symlink() or not path.is_file():
+            return relative, "not the file segqc wrote (a link or special file now)"
+        elif manifest.files[relative] is not None:
+            recorded.append((relative, path))
+    for relative, path in recorded:
+        if sha256_file(path) not in (manifest.files[relative] or ()):
+            return relative, "changed since segqc wrote it"
+    return None
+
+
+def _nested_problem(folder: Path, kind: OutputKind) -> tuple[str, str] | None:
+    """Why a nested output may not be replaced (relative entry, reason), or ``None``."""
+    if folder.is_symlink() or not folder.is_dir():
+        return ".", "not a folder segqc wrote"
+    manifest = _manifest_of(folder, kind)
+    if manifest is None:
+        return ".", f"a folder segqc did not write as {kind.value}"
+    return _foreign_entry(folder, manifest)
 
 
 def _resolved(path: Path, option: str) -> Path:
@@ -111,8 +297,8 @@ def _check_parent(path: Path, option: str) -> None:
 
 
 def check_output_dir(path: str | Path, kind: OutputKind, inputs: Iterable[Path | None] = (),
-                     option: str = "--out") -> Path:
-    """Check that segqc may write the folder ``path`` (create, or replace its own earlier output).
+                     option: str = "--out", mode: str | None = None) -> Path:
+    """Check that segqc may write the folder ``path`` (create it, or replace its own earlier output).
 
     Args:
         path: The output folder.
@@ -120,14 +306,16 @@ def check_output_dir(path: str | Path, kind: OutputKind, inputs: Iterable[Path |
         inputs: Files and folders the run reads; the output may not be,
             lie inside or contain any of them.
         option: The option that named ``path``, for the message.
+        mode: For models, ``image`` or ``tabular``: a model of the other mode is not replaced.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
         OutputError: ``path`` is a file or a symbolic link, a folder segqc did
-            not write (or holding files it did not write), overlaps an input,
-            or its parent is not a writable folder.
+            not write as this kind (and mode), holds at any depth an entry segqc
+            did not write or a file changed since, overlaps an input, or its
+            parent is not a writable folder.
     """
     path = Path(path)
     _check_inputs(path, inputs, option)
@@ -138,22 +326,147 @@ def check_output_dir(path: str | Path, kind: OutputKind, inputs: Iterable[Path |
         return path
     if not path.is_dir():
         raise OutputError(f"{option} {path}: exists and is not a folder; give a folder path for the {kind.value}")
-    entries = sorted(entry.name for entry in path.iterdir())
-    if not entries:
+    if not any(path.iterdir()):
         return path
-    if _marker_kind(path) != kind.value and not _legacy_kind(path, kind):
+    manifest = _manifest_of(path, kind)
+    if manifest is None:
         raise OutputError(f"{option} {path}: folder exists and was not written by segqc as a {kind.value}; "
                           f"segqc replaces only its own output: choose a new or empty folder")
-    allowed = _ENTRIES[kind]
-    foreign = [name for name in entries if name != MARKER and allowed is not None and name not in allowed]
-    if foreign:
-        raise OutputError(f"{option} {path}: holds {foreign[0]!r}, which segqc did not write; "
+    existing = _model_mode(path, manifest) if kind == OutputKind.MODEL else None
+    if mode is not None and existing is not None and existing != mode:
+        raise OutputError(f"{option} {path}: holds an {existing} model and this command writes an {mode} model; "
+                          f"segqc does not replace a model of the other mode: choose another folder")
+    foreign = _foreign_entry(path, manifest)
+    if foreign is not None:
+        relative, why = foreign
+        raise OutputError(f"{option} {path}: holds {relative!r}, {why}; segqc replaces only what it wrote: "
                           f"move it away or choose another folder")
     return path
 
 
+def seal(folder: Path, kind: OutputKind, mode: str | None = None,
+         outputs: dict[str, OutputKind] | None = None) -> Manifest:
+    """Record everything now in ``folder`` as segqc's, in its marker (call before the folder is published).
+
+    Args:
+        folder: A folder segqc has just written (a staging folder).
+        kind: Its kind.
+        mode: A model's mode.
+        outputs: Nested outputs (relative folder -> kind) that carry their own
+            markers, whether or not they exist yet.
+
+    Returns:
+        The manifest written.
+    """
+    nested = {name: part.value for name, part in (outputs or {}).items()}
+    manifest = Manifest(kind.value, mode, outputs=nested)
+    prefixes = tuple(f"{name}/" for name in nested)
+    for relative, path, is_folder in _walk(folder):
+        if relative in nested or relative.startswith(prefixes):
+            continue
+        if is_folder:
+            manifest.folders.add(relative)
+        else:
+            manifest.files[relative] = [sha256_file(path)]
+    manifest.write(folder / MARKER)
+    return manifest
+
+
+def remove_owned(folder: Path, kind: OutputKind | None = None) -> None:
+    """Delete what segqc wrote in ``folder`` (its manifest says what), then the folder if nothing else is left.
+
+    A file that is not in the manifest, or whose content changed, is kept, and
+    a warning names it.
+
+    Args:
+        folder: A segqc output folder.
+        kind: Its kind; default: the one its marker names.
+    """
+    if kind is None:
+        document = _read_marker(folder / MARKER) or {}
+        kind = next((k for k in OutputKind if k.value == document.get("kind")), None)
+    manifest = _manifest_of(folder, kind) if kind is not None else None
+    if manifest is None:
+        logger.warning("%s: not removed: segqc cannot tell what it wrote there", folder)
+        return
+    for relative, digests in manifest.files.items():
+        path = folder / relative
+        if path.is_file() and not path.is_symlink() and (digests is None or sha256_file(path) in digests):
+            path.unlink()
+    for relative in manifest.outputs:
+        if (folder / relative).is_dir() and not (folder / relative).is_symlink():
+            remove_owned(folder / relative, OutputKind(manifest.outputs[relative]))
+    for relative in sorted(manifest.folders, key=lambda name: name.count("/"), reverse=True):
+        _remove_if_empty(folder / relative)
+    (folder / MARKER).unlink(missing_ok=True)
+    if not _remove_if_empty(folder):
+        left = next((relative for relative, _, _ in _walk(folder)), "?")
+        logger.warning("%s: kept %r, which segqc did not write", folder, left)
+
+
+def _remove_if_empty(folder: Path) -> bool:
+    try:
+        folder.rmdir()
+    except OSError:
+        return not folder.exists()
+    return True
+
+
+@contextmanager
+def owned_directory(path: str | Path, kind: OutputKind, mode: str | None = None,
+                    guard: AbstractContextManager | None = None,
+                    outputs: dict[str, OutputKind] | None = None) -> Iterator[Path]:
+    """Write a segqc output folder atomically: yield a staging folder, seal its manifest, publish it.
+
+    The earlier output at ``path`` (checked with :func:`check_output_dir`
+    before the work started) is removed through its manifest once the new one
+    is in place.
+
+    Args:
+        path: The output folder.
+        kind: Its kind.
+        mode: A model's mode.
+        guard: Work that succeeds or fails with publishing (see :class:`segqc.atomic.PublishGuard`).
+        outputs: Nested outputs, see :func:`seal`.
+    """
+    with atomic_directory(path, finish=lambda staging: seal(staging, kind, mode, outputs), guard=guard,
+                          discard=lambda old: remove_owned(old, kind)) as staging:
+        yield staging
+
+
+def _is_stream(path: Path) -> bool:
+    """Whether ``path`` is a pipe, a terminal or another device (written as it is, never read)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
+def sidecar_of(path: Path) -> Path:
+    """The hidden file beside a single-file output that records what segqc wrote (``.NAME.segqc-output``)."""
+    return path.with_name(f".{path.name}{MARKER}")
+
+
+def _legacy_scores_header(path: Path) -> bool:
+    """Whether a CSV's header is exactly the columns ``tabular score`` of segqc 0.1 wrote (nothing added)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1 << 16).decode("utf-8").splitlines()[:1]
+    except (OSError, UnicodeDecodeError):
+        return False
+    header = next(csv.reader(io.StringIO(head[0])), []) if head else []
+    rest = header[1 + len(_SCORES_HEAD):]
+    if tuple(header[1:1 + len(_SCORES_HEAD)]) != _SCORES_HEAD:
+        return False
+    if tuple(rest[:2]) == _SCORES_CULPRIT:
+        rest = rest[2:]
+    return bool(rest) and [int(m.group(1)) if (m := _NORM.fullmatch(name)) else -1 for name in rest] == list(
+        range(1, len(rest) + 1))
+
+
 def check_output_file(path: str | Path, inputs: Iterable[Path | None] = (), option: str = "--out") -> Path:
-    """Check that segqc may write the scores file ``path`` (create, or replace a scores file it wrote).
+    """Check that segqc may write the file ``path`` (create it, or replace a file it wrote).
 
     Args:
         path: The output file (CSV).
@@ -164,21 +477,89 @@ def check_output_file(path: str | Path, inputs: Iterable[Path | None] = (), opti
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        OutputError: ``path`` is a folder, an input, a file segqc did not
-            write, or its parent is not a writable folder.
+        OutputError: ``path`` is a folder, a symbolic link to a file, an input,
+            a file segqc did not write or one changed since, or its parent is
+            not a writable folder.
     """
     path = Path(path)
+    if _is_stream(path):
+        return path
     _check_inputs(path, inputs, option)
     _check_parent(path, option)
     if path.is_dir():
         raise OutputError(f"{option} {path}: is a folder; give the path of the CSV file to write")
-    if path.exists() or path.is_symlink():
-        try:
-            with path.open(encoding="utf-8") as handle:
-                header = handle.readline().strip().split(",")
-        except (OSError, UnicodeDecodeError):
-            header = []
-        if not set(SCORES_COLUMNS) <= set(header):
-            raise OutputError(f"{option} {path}: file exists and is not a scores file written by segqc; "
-                              f"choose a new file name")
+    if path.is_symlink():
+        raise OutputError(f"{option} {path}: is a symbolic link; give the file itself")
+    if not path.exists():
+        return path
+    if not path.is_file():
+        raise OutputError(f"{option} {path}: exists and is not a regular file")
+    document = _read_marker(sidecar_of(path))
+    manifest = _recorded_manifest(document) if document else None
+    digests = manifest.files.get(path.name) if manifest is not None else None
+    if digests is not None:
+        if sha256_file(path) not in digests:
+            raise OutputError(f"{option} {path}: changed since segqc wrote it (your edits would be lost); "
+                              f"move it away or choose a new file name")
+    elif not _legacy_scores_header(path):
+        raise OutputError(f"{option} {path}: file exists and is not a scores file written by segqc; "
+                          f"choose a new file name")
     return path
+
+
+@contextmanager
+def owned_file(path: str | Path, kind: OutputKind = OutputKind.SCORES) -> Iterator[Path]:
+    """Write a single-file output: yield where to write; on success it replaces ``path`` with its sidecar.
+
+    Crash-safe: while the file is swapped its sidecar accepts both the old
+    and the new content, so it is segqc's whichever it holds. A pipe or device
+    is yielded as it is (written directly, no sidecar).
+
+    Args:
+        path: The output file, checked with :func:`check_output_file`.
+        kind: What it holds.
+    """
+    path = Path(path)
+    if _is_stream(path):
+        try:
+            yield path
+        except BrokenPipeError:  # e.g. `--out /dev/stdout | head`: the reader took what it wanted
+            logger.info("%s: the reader closed it before the end", path)
+        return
+    sidecar = sidecar_of(path)
+    with atomic_file(path) as temporary:
+        yield temporary
+        old = [sha256_file(path)] if path.is_file() else []
+        new = sha256_file(temporary)
+        Manifest(kind.value, files={path.name: [*old, new]}).write(sidecar)
+    Manifest(kind.value, files={path.name: [new]}).write(sidecar)
+
+
+@contextmanager
+def owned_member(folder: Path, relative: str) -> Iterator[Path]:
+    """Replace one file of a segqc output folder, keeping its manifest true (crash-safe as :func:`owned_file`).
+
+    A folder without a recorded manifest (a staging folder, an older output)
+    gets a plain atomic write.
+    """
+    folder = Path(folder)
+    document = _read_marker(folder / MARKER)
+    manifest = _recorded_manifest(document) if document else None
+    target = folder / relative
+    with atomic_file(target) as temporary:
+        yield temporary
+        if manifest is not None:
+            new = sha256_file(temporary)
+            old = [sha256_file(target)] if target.is_file() else []
+            manifest.files[relative] = [*old, new]
+            manifest.write(folder / MARKER)
+    if manifest is not None:
+        manifest.files[relative] = [new]
+        manifest.write(folder / MARKER)
+
+
+def write_marker(folder: Path, kind: OutputKind, outputs: dict[str, OutputKind] | None = None) -> None:
+    """Mark an output folder that segqc fills in place with nested outputs only (a demo folder)."""
+    nested = {name: part.value for name, part in (outputs or {}).items()}
+    Manifest(kind.value, outputs=nested).write(Path(folder) / MARKER)
+

@@ -34,7 +34,6 @@ structure, so a severity means the same in 2D and 3D and for any image size.
 
 from __future__ import annotations
 
-import csv
 import functools
 import itertools
 import math
@@ -45,8 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage
 
+from segqc.csvfiles import write_csv
 from segqc.errors import did_you_mean
 
 BACKGROUND, ORGAN, LESION = 0, 1, 2
@@ -877,10 +878,7 @@ def write_cases(cases: Sequence[PhantomCase], out_dir: str | Path, fmt: str = "n
             _write_array(case.prediction, folders["predictions"] / f"{case.case_id}.{fmt}", fmt)
 
     index = out / "cases.csv"
-    with index.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["case_id", "failure_mode", "severity"])
-        for case in cases:
-            severity = "" if case.severity is None else repr(float(case.severity))
-            writer.writerow([case.case_id, case.failure_mode or "", severity])
+    write_csv(pd.DataFrame({"case_id": ids, "failure_mode": [case.failure_mode or "" for case in cases],
+                            "severity": [np.nan if case.severity is None else float(case.severity) for case in cases]}),
+              index)
     return index

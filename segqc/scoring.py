@@ -4,9 +4,11 @@ For every case: pair the prediction with its image (same rules as training),
 preprocess both exactly as the bundle says, score, rank, give a verdict and a
 heat map; with ground truth also Dice / MSD / HD95 and the summary figures of
 :mod:`segqc.evaluation`. A case that cannot be read or does not match the model
-becomes an ``error`` row and the run goes on. The report directory is written
-to a temporary sibling and renamed, so an interrupted run never leaves a broken
-report; the history row is appended only after the report is in place.
+becomes an ``error`` row and the run goes on, whatever went wrong with it. The
+report directory is written to a temporary sibling and renamed, so an
+interrupted run never leaves a broken report; the history row is written just
+before the report is swapped into place and committed right after, so the two
+agree (both or neither).
 The layout is documented in ``docs/report-format.md``.
 """
 
@@ -32,18 +34,19 @@ import pandas as pd
 import torch
 
 from segqc import __version__, evaluation, heatmaps
-from segqc.atomic import atomic_directory
+from segqc.atomic import PublishGuard
 from segqc.bundle import METADATA_FILE, WEIGHTS_FILE
 from segqc.config import VERDICT_RULES, ImageModelConfig
+from segqc.csvfiles import write_csv
 from segqc.data.images import CaseFiles, pair_cases, read_mask
 from segqc.data.preprocess import PreparedCase, PreprocessConfig, label_indices, prepare_case
 from segqc.density import ranks
 from segqc.detectors.image import ImageQC
-from segqc.errors import ConfigError, InputError, SchemaError, SegQCError
+from segqc.errors import ConfigError, InputError, SchemaError, case_error
 from segqc.gallery import GalleryPool, gallery_cases
 from segqc.history import RunHistory, fingerprint
 from segqc.metrics import case_metrics
-from segqc.outputs import OutputKind, check_output_dir, write_marker
+from segqc.outputs import OutputKind, check_output_dir, owned_directory
 from segqc.quality import dice_per_class, mean_dice, quality_verdicts
 from segqc.report import render_report
 from segqc.train import distributed_context, resolve_device
@@ -232,9 +235,10 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
     mine = cases[rank::world]
     steps = math.ceil(math.ceil(len(cases) / world) / CHUNK_CASES)  # the same on every rank
     previous = out if out.is_dir() else None
-    with atomic_directory(out) if rank == 0 else contextlib.nullcontext() as staging:
+    publication = PublishGuard()
+    with owned_directory(out, OutputKind.REPORT, guard=publication) if rank == 0 else contextlib.nullcontext() \
+            as staging:
         if staging is not None:
-            write_marker(staging, OutputKind.REPORT)
             (staging / "heatmaps").mkdir()
             (staging / "gallery").mkdir()
         shard = _Shard([], {}, [], GalleryPool(options.top_k, options.dice_threshold))
@@ -253,18 +257,18 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
         table = _rank(pd.DataFrame(shard.rows), qc, options)
         table = _write_gallery(qc, table, shard, truths, staging, previous, options)
         summary = _summary(qc, table, options, identifier, started, time.perf_counter() - clock, len(shard.reused))
-        table.to_csv(staging / "scores.csv", index=False)
+        write_csv(table, staging / "scores.csv")
         (staging / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         render_report(staging, history.runs(identifier) + [summary] if history else None)
+        if history and summary["run"]["scored"]:  # written as the report is published: both or neither
+            publication.add(history.recording(
+                {**summary, "report": str(out)},
+                cases=[{**row, "fingerprint": shard.fingerprints[row["case_id"]]} for row in table.to_dict("records")
+                       if row["status"] == "ok" and row["case_id"] in shard.fingerprints]))
     if not summary["run"]["scored"]:
         first = table["message"].iloc[0]
         raise InputError(f"{predictions_dir}: no case could be scored ({len(table)} error(s); first: "
                          f"{table['case_id'].iloc[0]}: {first}); every case's error is in {out / 'scores.csv'}")
-    if history:
-        history.append({**summary, "report": str(out)},
-                       cases=[{**row, "fingerprint": shard.fingerprints[row["case_id"]]}
-                              for row in table.to_dict("records")
-                              if row["status"] == "ok" and row["case_id"] in shard.fingerprints])
     return ScoreRun(table, summary, out, summary["exit"]["code"])
 
 
@@ -292,11 +296,13 @@ def _read_chunk(qc: ImageQC, chunk: list[CaseFiles], truths: dict[str, Path], sh
                     shard.fingerprints[files.case_id] = key
                     shard.reused.append(files.case_id)
                 else:
-                    for case in prepare_case(files, qc.preprocess, qc.labels_):
+                    cases = prepare_case(files, qc.preprocess, qc.labels_, qc.architecture_["image_channels"])
+                    for case in cases:
                         prepared.append(case)
                         shard.fingerprints[case.case_id] = key
-            except SegQCError as err:
-                shard.rows.append(_error_row(files.case_id, files, str(err)))
+            except Exception as err:  # noqa: BLE001 - whatever breaks one case becomes its error row
+                logger.debug("case %s", files.case_id, exc_info=True)
+                shard.rows.append(_error_row(files.case_id, files, case_error(err)))
     return prepared
 
 
@@ -376,8 +382,8 @@ def _score_prepared(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str,
             row["ground_truth"] = str(truth)
             try:
                 row.update(_ground_truth_metrics(case, truth, qc.labels_, qc.preprocess))
-            except SegQCError as err:
-                row["message"] = f"ground truth not used: {err}"
+            except Exception as err:  # noqa: BLE001 - a broken ground-truth file costs its metrics only
+                row["message"] = f"ground truth not used: {case_error(err)}"
         rows.append(row)
     return rows, assessment.heat, assessment.reconstruction
 
@@ -450,7 +456,7 @@ def _truth_in_model_grid(case: PreparedCase, truths: dict[str, Path], qc: ImageQ
         return None
     try:
         prepared = prepare_case(CaseFiles(case.source.case_id, case.source.images, path), qc.preprocess, qc.labels_)
-    except SegQCError:
+    except Exception:  # noqa: BLE001 - the gallery panel is drawn without the ground truth
         return None
     return next((c.mask for c in prepared if c.case_id == case.case_id), None)
 

@@ -165,7 +165,7 @@ def learn_labels(masks: Iterable[Volume]) -> list[int]:
         values.update(int(v) for v in found)
         richest = max(richest, (len(found), mask.path), key=lambda item: item[0])
     if richest[1] is None:
-        raise InputError("no masks to learn label values from; give training masks or --labels")
+        raise InputError("no masks to learn label values from; give training masks or 'segqc train --labels'")
     if len(values) > MAX_CLASSES:
         raise SchemaError(f"{richest[1]}: masks hold {len(values)} distinct label values ({richest[0]} in this file); "
                           f"expected at most {MAX_CLASSES} classes (is this an image rather than a mask?)")
@@ -206,7 +206,7 @@ def _identity_indices(mask: np.ndarray, path: Path) -> np.ndarray:
     """Label values used as class indices when no label list is given; must be >= 0."""
     if mask.size and mask.min() < 0:
         raise SchemaError(f"{path}: negative label value {int(mask.min())}; give the label values "
-                          f"(--labels) to map them to classes")
+                          f"('segqc train --labels') to map them to classes")
     return mask.astype(np.int64)
 
 
@@ -265,8 +265,8 @@ def _drop_axis(shape: tuple[int, ...], path: Path, config: PreprocessConfig) -> 
     singleton = [axis for axis, n in enumerate(shape) if n == 1]
     if len(singleton) == 1:
         return singleton[0]
-    raise InputError(f"{path}: 3D image of shape {shape} given to a 2D model; set --slice-axis 0, 1 or 2 "
-                     f"to use its 2D slices (or use spatial_dims 3)")
+    raise InputError(f"{path}: 3D image of shape {shape} given to a 2D model trained without a slice axis; "
+                     f"to use its 2D slices, train with 'segqc train --slice-axis 0, 1 or 2' (or data.spatial_dims 3)")
 
 
 def _geometry(image: Volume, mask: Volume | None) -> tuple[np.ndarray, bool]:
@@ -513,7 +513,8 @@ def _file_ndim(config: PreprocessConfig) -> int:
     return 3 if config.spatial_dims == 3 or config.slice_axis is not None else 2
 
 
-def prepare_case(files: CaseFiles, config: PreprocessConfig, labels: Sequence[int] | None) -> list[PreparedCase]:
+def prepare_case(files: CaseFiles, config: PreprocessConfig, labels: Sequence[int] | None,
+                 image_channels: int | None = None) -> list[PreparedCase]:
     """Read one case and bring it to the model's size.
 
     Args:
@@ -521,6 +522,8 @@ def prepare_case(files: CaseFiles, config: PreprocessConfig, labels: Sequence[in
         config: Preprocessing settings.
         labels: Label values of the ``K`` classes; ``None`` uses the mask's
             values as class indices (they must be >= 0).
+        image_channels: The channels the model takes (a colour image among
+            grayscale ones is refused here, with its file named); ``None``: any.
 
     Returns:
         One prepared case, or one per slice along ``config.slice_axis``
@@ -529,11 +532,17 @@ def prepare_case(files: CaseFiles, config: PreprocessConfig, labels: Sequence[in
     Raises:
         InputError: Unreadable files, image/mask shape or affine mismatch,
             or a file whose dimensionality does not fit the model.
-        SchemaError: Bad or unexpected label values.
+        SchemaError: Bad or unexpected label values, or another number of
+            image channels than ``image_channels``.
     """
     mask = None if files.mask is None else read_mask(files.mask)
     spatial_ndim = _file_ndim(config) if mask is None else mask.array.ndim - 1
-    return _prepare(files, read_image(files.images, spatial_ndim), mask, config, labels)
+    image = read_image(files.images, spatial_ndim)
+    if image_channels is not None and image.array.shape[0] != image_channels:
+        colour = " (a colour image?)" if image.array.shape[0] in (3, 4) else ""
+        raise SchemaError(f"{image.path}: {image.array.shape[0]} image channel(s){colour}; the model was trained "
+                          f"on images with {image_channels}")
+    return _prepare(files, image, mask, config, labels)
 
 
 def _caching(cases: Sequence[CaseFiles], cache: dict[str, Volume]) -> Iterator[Volume]:

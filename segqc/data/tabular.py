@@ -21,14 +21,22 @@ Continuous values are standardised, or (``gaussianize=True``) mapped through
 their training quantiles onto standard-normal quantiles, so that a value's
 distance from 0 says how far out in its column's tail it lies whatever the
 column's shape (skewed incomes, counts); beyond the training range the map
-continues with slope ``1 / std``.
+continues with slope ``1 / std``; values further out than :data:`MAX_STANDARD_UNITS`
+are scored as if they were that far out. Infinite values are refused, naming the
+column and row: they are neither missing nor a number a model can score. A
+modelled column that is entirely empty in a scored table (and had no missing
+values at fit time) is refused too, rather than filled in and passed.
+
+Id columns are read as text, so ids keep their exact spelling (``007``, ``NA``).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,6 +46,7 @@ import pyarrow.parquet as pq
 from scipy import stats
 
 from segqc.errors import ConfigError, InputError, SchemaError, did_you_mean
+from segqc.inputs import check_input_file
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +55,38 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 GAUSSIANIZE_KNOTS = 256
 """Most quantile knots of a gaussianised continuous column."""
 DELIMITERS = (",", ";", "\t", "|")
+MAX_STANDARD_UNITS = 1e3
+"""Continuous values are clipped to this many standard units (scored as far out, without overflow)."""
+# pandas' default missing-value markers (docs of read_csv, na_values); id columns keep them as text.
+NA_STRINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+              "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: megabytes read, or columns typed / encoded."""
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+class _CountingReader(io.RawIOBase):
+    """A binary file that reports how many megabytes were read of how many."""
+
+    def __init__(self, path: Path, on_progress: Progress) -> None:
+        self._handle = path.open("rb")
+        self._total = max(os.fstat(self._handle.fileno()).st_size >> 20, 1)
+        self._on_progress = on_progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        count = self._handle.readinto(buffer)
+        self._on_progress(min(self._handle.tell() >> 20, self._total), self._total)
+        return count
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+def read_table(path: str | Path, text_columns: Sequence[str] = (), on_progress: Progress | None = None
+               ) -> pd.DataFrame:
     """Read a CSV-like (comma, or tab for ``.tsv``) or Parquet file.
 
     The column delimiter of a CSV-like file is detected from its header row
@@ -57,20 +95,19 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
     Args:
         path: The file.
+        text_columns: Columns read as text exactly as written (ids: ``007``
+            stays ``007``, ``NA`` stays ``NA``), in CSV-like files.
+        on_progress: Called with ``(megabytes read, megabytes)`` while a CSV is read.
 
     Returns:
         The table with at least one row and one column.
 
     Raises:
-        InputError: The path is missing, a directory, empty, not UTF-8,
-            malformed, or has no data rows.
+        InputError: The path is missing, a directory, a pipe or device, empty,
+            not UTF-8, malformed, or has no data rows.
         SchemaError: Two or more columns have the same name.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory; expected a CSV or Parquet file")
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
+    path = check_input_file(path, "CSV or Parquet")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file; expected a header row and data rows")
     parquet = path.suffix.lower() in PARQUET_SUFFIXES
@@ -84,7 +121,15 @@ def read_table(path: str | Path) -> pd.DataFrame:
             if delimiter != usual:
                 logger.warning("%s: read with %r as the column delimiter", path, delimiter)
             check_unique_columns(header, str(path))
-            frame = pd.read_csv(path, sep=delimiter, encoding="utf-8")
+            text = [name for name in text_columns if name in header]
+            missing = {name: NA_STRINGS for name in header if name not in text}
+            source = _CountingReader(path, on_progress) if on_progress else path
+            try:
+                frame = pd.read_csv(source, sep=delimiter, encoding="utf-8", dtype={name: str for name in text},
+                                    keep_default_na=not text, na_values=missing if text else None)
+            finally:
+                if on_progress:
+                    source.close()
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not UTF-8 text (invalid byte at position {err.start}); "
                          "re-save the file as UTF-8") from None
@@ -316,7 +361,8 @@ def _check_names(frame: pd.DataFrame, names: Sequence[str], option: str, where: 
 
 def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuous: Sequence[str] = (),
                  ignore: Sequence[str] = (), id_column: str | None = None, max_integer_categories: int = 20,
-                 max_categories: int = 200, where: str = "table", gaussianize: bool = False) -> TabularSchema:
+                 max_categories: int = 200, where: str = "table", gaussianize: bool = False,
+                 on_progress: Progress | None = None) -> TabularSchema:
     """Decide each column's type and learn its categories or standardisation.
 
     Args:
@@ -332,13 +378,15 @@ def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuou
         where: Name of the table for messages (e.g. the file path).
         gaussianize: Map continuous columns through their quantiles onto
             normal scores instead of standardising them.
+        on_progress: Called with ``(columns done, columns)``.
 
     Returns:
         The schema.
 
     Raises:
-        SchemaError: An option names an unknown column, a forced-continuous
-            column is not numeric, or no usable column remains.
+        SchemaError: An option names an unknown column, a continuous column
+            holds text, infinite values or values too large to standardise,
+            or no usable column remains.
     """
     for option, names in (("--categorical", categorical), ("--continuous", continuous), ("--ignore", ignore),
                           ("--id-column", [id_column] if id_column else [])):
@@ -348,7 +396,9 @@ def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuou
         raise ConfigError(f"columns given as both --categorical and --continuous: {', '.join(sorted(both))}")
     schema = TabularSchema(id_column=id_column)
     skip = set(ignore) | ({id_column} if id_column else set())
-    for name in frame.columns:
+    for done, name in enumerate(frame.columns, start=1):
+        if on_progress is not None:
+            on_progress(done, frame.shape[1])
         if name in skip:
             continue
         column = frame[name]
@@ -358,13 +408,17 @@ def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuou
             keys = column.map(category_key)
             schema.categorical.append(CategoricalColumn(str(name), sorted(keys.unique().tolist())))
         elif kind == "continuous":
-            values = _numeric(column, str(name), "training data")
+            values = _numeric(column, str(name), where)
             missing = bool(values.isna().any())
             fill = float(values.median())
             filled = values.fillna(fill)
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean, std = float(filled.mean()), float(filled.std(ddof=0))
+            if not (np.isfinite(mean) and np.isfinite(std)):
+                raise SchemaError(f"column {name!r} in {where}: values too large to standardise (up to "
+                                  f"{filled.abs().max():g}); rescale the column (e.g. other units) and fit again")
             knots, scores = normal_score_knots(filled.to_numpy()) if gaussianize else ([], [])
-            schema.continuous.append(ContinuousColumn(str(name), float(filled.mean()), float(filled.std(ddof=0)),
-                                                      fill, missing, knots, scores))
+            schema.continuous.append(ContinuousColumn(str(name), mean, std, fill, missing, knots, scores))
         else:
             schema.dropped[str(name)] = reason
     if not schema.columns:
@@ -403,12 +457,18 @@ def _column_kind(column: pd.Series, force_categorical: bool, force_continuous: b
 
 
 def _numeric(column: pd.Series, name: str, where: str) -> pd.Series:
+    """The column as float64 (missing values NaN), refusing text and infinite values."""
     values = pd.to_numeric(column, errors="coerce").astype("float64")
     bad = values.isna() & column.notna()
     if bad.any():
         example = column[bad].iloc[0]
         raise SchemaError(f"column {name!r} in {where}: expected numbers, found {example!r} "
                           f"({int(bad.sum())} non-numeric values)")
+    infinite = np.flatnonzero(np.isinf(values.to_numpy()))
+    if infinite.size:
+        raise SchemaError(f"column {name!r} in {where}: {infinite.size} infinite value(s), the first in data row "
+                          f"{infinite[0] + 1} ({column.iloc[infinite[0]]!r}); expected finite numbers (leave a cell "
+                          f"empty for a missing value)")
     return values
 
 
@@ -430,19 +490,23 @@ class EncodedTable:
     unseen: dict[str, int]
 
 
-def encode(frame: pd.DataFrame, schema: TabularSchema, where: str = "input") -> EncodedTable:
+def encode(frame: pd.DataFrame, schema: TabularSchema, where: str = "input",
+           on_progress: Progress | None = None) -> EncodedTable:
     """Encode a table with a fitted schema.
 
     Args:
         frame: The table; extra columns are ignored.
         schema: The fitted schema.
         where: Name of the table for messages (e.g. the file path).
+        on_progress: Called with ``(columns done, modelled columns)``.
 
     Returns:
         The encoded table.
 
     Raises:
-        SchemaError: Modelled columns are missing or continuous values are not numbers.
+        SchemaError: Modelled columns are missing or entirely empty (when
+            their training values had no gaps), or continuous values are
+            text or infinite.
     """
     missing = [c for c in schema.columns + ([schema.id_column] if schema.id_column else []) if c not in frame.columns]
     if missing:
@@ -450,7 +514,18 @@ def encode(frame: pd.DataFrame, schema: TabularSchema, where: str = "input") -> 
                           f"trained on; expected columns: {', '.join(schema.columns)}")
     rows = len(frame)
     codes, unseen = [], {}
+    done = 0
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, len(schema.columns))
+
     for column in schema.categorical:
+        advance()
+        if rows and MISSING not in column.categories:
+            _check_not_empty(frame[column.name], column.name, where)
         lookup = {key: i for i, key in enumerate(column.categories)}
         keys = frame[column.name].map(category_key)
         col_codes = keys.map(lookup).fillna(-1).astype(np.int64).to_numpy()
@@ -462,15 +537,27 @@ def encode(frame: pd.DataFrame, schema: TabularSchema, where: str = "input") -> 
         codes.append(col_codes)
     continuous = []
     for column in schema.continuous:
+        advance()
+        if rows and not column.missing_indicator:
+            _check_not_empty(frame[column.name], column.name, where)
         values = _numeric(frame[column.name], column.name, where)
         if column.missing_indicator:
             codes.append(values.isna().to_numpy().astype(np.int64))
         elif values.isna().any():
             logger.warning("%s: column %r has %d missing value(s), none seen at fit time; filled with %g",
                            where, column.name, int(values.isna().sum()), column.fill)
-        continuous.append(column.transform(values.fillna(column.fill).to_numpy()))
+        with np.errstate(over="ignore"):
+            standard = column.transform(values.fillna(column.fill).to_numpy())
+        continuous.append(np.clip(standard, -MAX_STANDARD_UNITS, MAX_STANDARD_UNITS))
     ids = frame[schema.id_column].to_numpy() if schema.id_column else np.arange(rows)
     return EncodedTable(
         np.stack(codes, 1) if codes else np.zeros((rows, 0), np.int64),
         np.stack(continuous, 1).astype(np.float32) if continuous else np.zeros((rows, 0), np.float32),
         ids, unseen)
+
+
+def _check_not_empty(column: pd.Series, name: str, where: str) -> None:
+    """Refuse a modelled column whose every value is missing (filling it in would pass any row)."""
+    if column.isna().all():
+        raise SchemaError(f"{where}: column {name!r} is empty (every value missing), but the model was fitted on "
+                          f"its values; fill it in, or score a table that has them")
