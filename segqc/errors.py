@@ -32,6 +32,20 @@ class ConfigError(SegQCError):
     """A configuration value or command-line option is invalid."""
 
 
+class FieldError(ConfigError):
+    """A config value of the wrong type or out of range; names its section and key.
+
+    Attributes:
+        section: The config section, e.g. ``"training"``.
+        name: The key, e.g. ``"lr"``.
+        detail: What was found and what was expected.
+    """
+
+    def __init__(self, section: str, name: str, detail: str) -> None:
+        super().__init__(f"{section}.{name}: {detail}")
+        self.section, self.name, self.detail = section, name, detail
+
+
 class OutputError(ConfigError):
     """An output path cannot be written without losing something segqc did not write."""
 

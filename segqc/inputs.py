@@ -19,7 +19,7 @@ def check_input_file(path: str | Path, what: str, option: str | None = None) -> 
 
     Args:
         path: The path given.
-        what: What the file should hold, e.g. ``"table"``.
+        what: What the file is, e.g. ``"config file"``.
         option: The option that named it, for the message (``None``: an argument).
 
     Returns:
@@ -33,11 +33,11 @@ def check_input_file(path: str | Path, what: str, option: str | None = None) -> 
     where = f"{option} {path}" if option else str(path)
     if not path.exists():
         if path.is_symlink():
-            raise InputError(f"{where}: broken symbolic link or link loop; expected a {what} file")
-        raise InputError(f"{where}: file not found; expected a {what} file")
+            raise InputError(f"{where}: broken symbolic link or link loop; expected a {what}")
+        raise InputError(f"{where}: {what} not found")
     if path.is_dir():
-        raise InputError(f"{where}: is a directory; expected a {what} file")
+        raise InputError(f"{where}: is a directory; expected a {what}")
     if not path.is_file():
-        raise InputError(f"{where}: is not a regular file (a pipe, terminal or device); save the {what} to a "
-                         "file and give that file")
+        raise InputError(f"{where}: is not a regular file (a pipe, terminal or device); save it as a {what} and "
+                         "give that file")
     return path

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from segqc.data.images import CaseFiles, Volume, read_image, read_mask
-from segqc.errors import ConfigError, InputError, SchemaError, did_you_mean
+from segqc.config import check_types
+from segqc.errors import ConfigError, FieldError, InputError, SchemaError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +101,14 @@ class PreprocessConfig:
     foreground_slices_only: bool = False
 
     def __post_init__(self) -> None:
+        check_types(self, SECTION)
         for name, allowed in {"intensity": INTENSITY_MODES, "resize": RESIZE_MODES}.items():
             value = getattr(self, name)
             if value not in allowed:
-                raise ConfigError(f"{SECTION}.{name}: {value!r} is not one of {', '.join(allowed)}"
-                                  f"{did_you_mean(str(value), allowed)}")
+                raise FieldError(SECTION, name, f"{value!r} is not one of {', '.join(allowed)}"
+                                                f"{did_you_mean(str(value), allowed)}")
         if self.intensity == "window" and self.window is None:
-            raise ConfigError(f"{SECTION}.window: required when intensity is 'window', e.g. [-100, 300]")
+            raise FieldError(SECTION, "window", "required when intensity is 'window', e.g. [-100, 300]")
         dims = self.spatial_dims
         size, spacing = self.spatial_size, self.spacing
         checks = {
@@ -124,8 +126,7 @@ class PreprocessConfig:
         }
         for name, ok in checks.items():
             if not ok:
-                raise ConfigError(f"{SECTION}.{name}: invalid value {getattr(self, name)!r}"
-                                  f"{_HINTS.get(name, '')}")
+                raise FieldError(SECTION, name, f"invalid value {getattr(self, name)!r}{_HINTS.get(name, '')}")
         self.spatial_size = tuple(int(s) for s in size)
         self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
         self.percentiles = tuple(float(p) for p in self.percentiles)
@@ -461,12 +462,14 @@ def _fit_slices(image: np.ndarray, indices: np.ndarray | None,
 
 
 def _prepare(files: CaseFiles, image: Volume, mask: Volume | None, config: PreprocessConfig,
-             labels: Sequence[int] | None) -> list[PreparedCase]:
-    """:func:`prepare_case` on volumes already read."""
+             labels: Sequence[int] | None, present: np.ndarray | None = None) -> list[PreparedCase]:
+    """:func:`prepare_case` on volumes already read; classes found in the mask are marked in ``present`` ``(K,)``."""
     indices = None
     if mask is not None:
         _check_pair(image, mask)
         indices = _class_indices(mask, labels)
+        if present is not None:
+            present |= np.bincount(indices.ravel().astype(np.int64), minlength=len(present))[:len(present)] > 0
     file_affine, has_geometry = _geometry(image, mask)
     array, affine = image.array, file_affine
     if has_geometry and config.orientation is not None:
@@ -575,18 +578,29 @@ def prepare_dataset(
 
     Returns:
         The prepared cases (slices count separately) and the label values.
+
+    Raises:
+        ConfigError: A label value given in ``labels`` occurs in no mask.
     """
     cache: dict[str, Volume] = {}
+    given = labels is not None
     labels = learn_labels(_caching(cases, cache)) if labels is None else [int(v) for v in labels]
+    present = np.zeros(len(labels), dtype=bool)
     prepared: list[PreparedCase] = []
     for done, files in enumerate(cases, start=1):
         mask = cache.pop(files.case_id, None)
         if mask is None and files.mask is not None:
             mask = read_mask(files.mask)
         spatial_ndim = _file_ndim(config) if mask is None else mask.array.ndim - 1
-        prepared.extend(_prepare(files, read_image(files.images, spatial_ndim), mask, config, labels))
+        prepared.extend(_prepare(files, read_image(files.images, spatial_ndim), mask, config, labels, present))
         if on_case is not None:
             on_case(done, len(cases))
+    absent = [value for value, found in zip(labels, present) if not found]
+    if given and absent and any(files.mask is not None for files in cases):
+        raise ConfigError(f"labels {','.join(map(str, labels))} ('segqc train --labels'): "
+                          f"{', '.join(map(str, absent))} occur(s) in no training mask (the masks hold "
+                          f"{', '.join(str(v) for v, found in zip(labels, present) if found)}); give only the values "
+                          "the masks use")
     return prepared, labels
 
 

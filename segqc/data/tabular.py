@@ -107,7 +107,7 @@ def read_table(path: str | Path, text_columns: Sequence[str] = (), on_progress: 
             not UTF-8, malformed, or has no data rows.
         SchemaError: Two or more columns have the same name.
     """
-    path = check_input_file(path, "CSV or Parquet")
+    path = check_input_file(path, "CSV or Parquet file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file; expected a header row and data rows")
     parquet = path.suffix.lower() in PARQUET_SUFFIXES

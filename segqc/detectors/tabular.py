@@ -16,6 +16,8 @@ from segqc.data.tabular import EncodedTable, TabularSchema, check_unique_columns
 from segqc.density import VariableNormDensity, ranks
 from segqc.detectors.base import BaseDetector, split_rows
 from segqc.errors import BundleError, InputError, SchemaError
+from segqc.nets.memory import check_training_memory
+from segqc.nets.tabular import TabularScoreNet
 from segqc.scoremodels.tabular import TabularScoreModel
 from segqc.train import StepInfo, resolve_device
 
@@ -132,6 +134,7 @@ class TabularQC(BaseDetector):
         table = encode(frame, self.schema_, where, _stage(on_read, "columns encoded"))
         train_rows, val_rows = split_rows(len(frame), train_cfg.val_fraction, train_cfg.seed)
         taus, sigmas = self._schedule(table.continuous[train_rows])
+        self._check_memory(sigmas)
         torch.manual_seed(train_cfg.seed)
         model = self._score_model(self.schema_.cardinalities, taus, sigmas)
         tensors = (torch.from_numpy(table.codes), torch.from_numpy(table.continuous))
@@ -146,6 +149,20 @@ class TabularQC(BaseDetector):
         cfg = self._model_config
         return TabularScoreModel(cardinalities, taus, sigmas, cfg.loss, cfg.delta, cfg.width, cfg.depth,
                                  cfg.embedding_size, cfg.dropout, cfg.categorical_noise)
+
+    def _check_memory(self, sigmas: torch.Tensor) -> None:
+        """Refuse a network too large to train here, before training starts (see :mod:`segqc.nets.memory`).
+
+        Activations per row: the input, the output and about eight hidden
+        vectors of ``width`` per residual block.
+        """
+        cfg, train_cfg = self._model_config, self._training_config
+        features = sum(self.schema_.cardinalities) + sigmas.shape[1]
+        with torch.device("meta"):
+            probe = TabularScoreNet(features, cfg.width, cfg.depth, cfg.embedding_size, cfg.dropout)
+        check_training_memory("model.width", probe, 4 * features + cfg.width * (8 * cfg.depth + 2),
+                              train_cfg.batch_size, resolve_device(train_cfg.device), train_cfg.amp,
+                              "lower model.width (--width), model.depth (--depth) or training.batch_size")
 
     def _schedule(self, train_continuous: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Categorical noise ``(L,)`` and Gaussian scales ``(L, D_cont)`` of the chosen method.
