@@ -400,8 +400,10 @@ def remove_owned(folder: Path, kind: OutputKind | None = None) -> None:
         _remove_if_empty(folder / relative)
     (folder / MARKER).unlink(missing_ok=True)
     if not _remove_if_empty(folder):
-        left = next((relative for relative, _, _ in _walk(folder)), "?")
-        logger.warning("%s: kept %r, which segqc did not write", folder, left)
+        entries = [(is_folder, relative) for relative, _, is_folder in _walk(folder)]
+        left = min(entries)[1] if entries else "?"  # a file, where there is one
+        logger.warning("%s: kept %r, which segqc did not write (it appeared while segqc was writing); move it "
+                       "where you want it", folder, left)
 
 
 def _remove_if_empty(folder: Path) -> bool:

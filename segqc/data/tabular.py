@@ -21,11 +21,16 @@ Continuous values are standardised, or (``gaussianize=True``) mapped through
 their training quantiles onto standard-normal quantiles, so that a value's
 distance from 0 says how far out in its column's tail it lies whatever the
 column's shape (skewed incomes, counts); beyond the training range the map
-continues with slope ``1 / std``; values further out than :data:`MAX_STANDARD_UNITS`
-are scored as if they were that far out. Infinite values are refused, naming the
-column and row: they are neither missing nor a number a model can score. A
-modelled column that is entirely empty in a scored table (and had no missing
-values at fit time) is refused too, rather than filled in and passed.
+continues with slope ``1 / std``.
+
+Values a model cannot score: infinite values (``inf``, or ``1e309`` which
+overflows) and values more than :data:`MAX_STANDARD_UNITS` standard units
+out are marked in :attr:`EncodedTable.beyond` (and fed to the network clipped
+at that bound), so that the detector flags their rows naming the column,
+instead of giving a NaN score or a saturated network's wrong explanation. In
+training data such values are refused. A modelled column that is entirely
+empty in a scored table (and had no missing values at fit time) is refused,
+rather than filled in and passed.
 
 Id columns are read as text, so ids keep their exact spelling (``007``, ``NA``).
 """
@@ -55,8 +60,8 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 GAUSSIANIZE_KNOTS = 256
 """Most quantile knots of a gaussianised continuous column."""
 DELIMITERS = (",", ";", "\t", "|")
-MAX_STANDARD_UNITS = 1e3
-"""Continuous values are clipped to this many standard units (scored as far out, without overflow)."""
+MAX_STANDARD_UNITS = 100.0
+"""Standard units beyond which a continuous value is out of the score model's reach (flagged, fed clipped)."""
 # pandas' default missing-value markers (docs of read_csv, na_values); id columns keep them as text.
 NA_STRINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
               "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
@@ -456,8 +461,8 @@ def _column_kind(column: pd.Series, force_categorical: bool, force_continuous: b
     return "categorical", ""
 
 
-def _numeric(column: pd.Series, name: str, where: str) -> pd.Series:
-    """The column as float64 (missing values NaN), refusing text and infinite values."""
+def _numeric(column: pd.Series, name: str, where: str, allow_infinite: bool = False) -> pd.Series:
+    """The column as float64 (missing values NaN), refusing text and (unless allowed) infinite values."""
     values = pd.to_numeric(column, errors="coerce").astype("float64")
     bad = values.isna() & column.notna()
     if bad.any():
@@ -465,7 +470,7 @@ def _numeric(column: pd.Series, name: str, where: str) -> pd.Series:
         raise SchemaError(f"column {name!r} in {where}: expected numbers, found {example!r} "
                           f"({int(bad.sum())} non-numeric values)")
     infinite = np.flatnonzero(np.isinf(values.to_numpy()))
-    if infinite.size:
+    if infinite.size and not allow_infinite:
         raise SchemaError(f"column {name!r} in {where}: {infinite.size} infinite value(s), the first in data row "
                           f"{infinite[0] + 1} ({column.iloc[infinite[0]]!r}); expected finite numbers (leave a cell "
                           f"empty for a missing value)")
@@ -482,12 +487,15 @@ class EncodedTable:
         continuous: Standardised (or gaussianised) continuous values, ``(N, D_cont)`` float32.
         ids: Row identifiers (the id column, or the row index), ``(N,)``.
         unseen: Count of unseen-category values per column.
+        beyond: Continuous values the model cannot score (infinite, or further
+            out than :data:`MAX_STANDARD_UNITS`), ``(N, D_cont)`` bool.
     """
 
     codes: np.ndarray
     continuous: np.ndarray
     ids: np.ndarray
     unseen: dict[str, int]
+    beyond: np.ndarray
 
 
 def encode(frame: pd.DataFrame, schema: TabularSchema, where: str = "input",
@@ -505,15 +513,14 @@ def encode(frame: pd.DataFrame, schema: TabularSchema, where: str = "input",
 
     Raises:
         SchemaError: Modelled columns are missing or entirely empty (when
-            their training values had no gaps), or continuous values are
-            text or infinite.
+            their training values had no gaps), or continuous values are text.
     """
     missing = [c for c in schema.columns + ([schema.id_column] if schema.id_column else []) if c not in frame.columns]
     if missing:
         raise SchemaError(f"{where}: missing column(s) {', '.join(map(repr, missing))} that the model was "
                           f"trained on; expected columns: {', '.join(schema.columns)}")
     rows = len(frame)
-    codes, unseen = [], {}
+    codes, unseen, beyond = [], {}, []
     done = 0
 
     def advance() -> None:
@@ -540,20 +547,21 @@ def encode(frame: pd.DataFrame, schema: TabularSchema, where: str = "input",
         advance()
         if rows and not column.missing_indicator:
             _check_not_empty(frame[column.name], column.name, where)
-        values = _numeric(frame[column.name], column.name, where)
+        values = _numeric(frame[column.name], column.name, where, allow_infinite=True)
         if column.missing_indicator:
             codes.append(values.isna().to_numpy().astype(np.int64))
         elif values.isna().any():
             logger.warning("%s: column %r has %d missing value(s), none seen at fit time; filled with %g",
                            where, column.name, int(values.isna().sum()), column.fill)
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             standard = column.transform(values.fillna(column.fill).to_numpy())
+        beyond.append(~(np.abs(standard) <= MAX_STANDARD_UNITS))
         continuous.append(np.clip(standard, -MAX_STANDARD_UNITS, MAX_STANDARD_UNITS))
     ids = frame[schema.id_column].to_numpy() if schema.id_column else np.arange(rows)
     return EncodedTable(
         np.stack(codes, 1) if codes else np.zeros((rows, 0), np.int64),
         np.stack(continuous, 1).astype(np.float32) if continuous else np.zeros((rows, 0), np.float32),
-        ids, unseen)
+        ids, unseen, np.stack(beyond, 1) if beyond else np.zeros((rows, 0), bool))
 
 
 def _check_not_empty(column: pd.Series, name: str, where: str) -> None:

@@ -12,7 +12,8 @@ import torch
 
 from segqc import bundle, noise
 from segqc.config import TabularModelConfig, TrainingConfig
-from segqc.data.tabular import EncodedTable, TabularSchema, check_unique_columns, encode, infer_schema, read_table
+from segqc.data.tabular import (MAX_STANDARD_UNITS, EncodedTable, TabularSchema, check_unique_columns, encode,
+                                infer_schema, read_table)
 from segqc.density import VariableNormDensity, ranks
 from segqc.detectors.base import BaseDetector, split_rows
 from segqc.errors import BundleError, InputError, SchemaError
@@ -232,6 +233,7 @@ class TabularQC(BaseDetector):
         contributions = self.head_.contributions(norms)
         scores = contributions.sum(1)
         self._check_finite(scores, contributions, where)
+        flagged, culprits = self._beyond_reach(table, where)
         unseen = np.zeros(len(frame), dtype=np.int64)
         for position, column in enumerate(self.schema_.categorical):
             if column.name in table.unseen:
@@ -242,6 +244,12 @@ class TabularQC(BaseDetector):
         top = contributions.argmax(1)
         result["top_column"] = np.asarray(self._variable_names(), dtype=object)[top]
         result["top_share"] = contributions[np.arange(len(top)), top] / np.where(scores > 0, scores, 1.0)
+        if flagged.any():
+            result.loc[flagged, "score"] = np.inf
+            result.loc[flagged, "verdict"] = "fail"
+            result.loc[flagged, "top_column"] = culprits
+            result.loc[flagged, "top_share"] = 1.0
+            result["rank"] = ranks(result["score"].to_numpy())
         for level, level_norms in enumerate(norms.sum(2).T):
             result[f"norm_{level + 1}"] = level_norms
         return result
@@ -259,6 +267,24 @@ class TabularQC(BaseDetector):
             raise SchemaError(f"{where}: data row {row + 1} (and {broken.size - 1} more) cannot be scored: its "
                               f"value(s) in column(s) {', '.join(map(repr, names))} lie too far outside the "
                               "training data for a finite score; check them")
+
+    def _beyond_reach(self, table: EncodedTable, where: str) -> tuple[np.ndarray, list[str]]:
+        """Rows holding a value the model cannot score ``(N,)`` bool, and the first such column of each.
+
+        They get the score ``inf``, the verdict ``fail`` and that column as
+        ``top_column``: the network's own score of them would be an
+        extrapolation (see :data:`segqc.data.tabular.MAX_STANDARD_UNITS`).
+        """
+        flagged = table.beyond.any(1)
+        names = [column.name for column in self.schema_.continuous]
+        culprits = [names[int(np.argmax(row))] for row in table.beyond[flagged]]
+        if culprits:
+            first = int(np.flatnonzero(flagged)[0])
+            logger.warning("%s: %d row(s) hold values the model cannot score (infinite, or more than %g standard "
+                           "deviations from the training values), e.g. data row %d in column %r; they get the "
+                           "score inf and the verdict fail", where, len(culprits), MAX_STANDARD_UNITS, first + 1,
+                           culprits[0])
+        return flagged, culprits
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted detector as a model bundle directory (atomic)."""
