@@ -334,8 +334,8 @@ def check_output_dir(path: str | Path, kind: OutputKind, inputs: Iterable[Path |
                           f"segqc replaces only its own output: choose a new or empty folder")
     existing = _model_mode(path, manifest) if kind == OutputKind.MODEL else None
     if mode is not None and existing is not None and existing != mode:
-        raise OutputError(f"{option} {path}: holds an {existing} model and this command writes an {mode} model; "
-                          f"segqc does not replace a model of the other mode: choose another folder")
+        raise OutputError(f"{option} {path}: holds a model of mode {existing!r} and this command writes one of mode "
+                          f"{mode!r}; segqc does not replace a model of the other mode: choose another folder")
     foreign = _foreign_entry(path, manifest)
     if foreign is not None:
         relative, why = foreign
@@ -463,8 +463,7 @@ def _legacy_scores_header(path: Path) -> bool:
         return False
     if tuple(rest[:2]) == _SCORES_CULPRIT:
         rest = rest[2:]
-    return bool(rest) and [int(m.group(1)) if (m := _NORM.fullmatch(name)) else -1 for name in rest] == list(
-        range(1, len(rest) + 1))
+    return [int(m.group(1)) if (m := _NORM.fullmatch(name)) else -1 for name in rest] == list(range(1, len(rest) + 1))
 
 
 def check_output_file(path: str | Path, inputs: Iterable[Path | None] = (), option: str = "--out") -> Path:

@@ -100,7 +100,7 @@ def test_a_model_of_the_other_mode_is_refused(tmp_path: Path, recorded: bool) ->
     if recorded:
         seal(model, OutputKind.MODEL, mode="tabular")
     check_output_dir(model, OutputKind.MODEL, mode="tabular")
-    with pytest.raises(OutputError, match="holds an tabular model and this command writes an image model"):
+    with pytest.raises(OutputError, match="holds a model of mode 'tabular' and this command writes one of mode 'image'"):
         check_output_dir(model, OutputKind.MODEL, mode="image")
 
 
