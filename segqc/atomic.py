@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 
@@ -31,14 +32,24 @@ def _publish_mode(path: Path, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_current_umask())
 
 
+_OUTERMOST: ContextVar[bool] = ContextVar("segqc_writing", default=True)
+
+
 @contextmanager
 def writing(target: str | Path) -> Iterator[None]:
     """Report a write that fails for lack of space, quota, a read-only disk or a size limit as bad input.
+
+    Writes nest (a report's ``report.html`` is written inside its staging
+    folder); the outermost one names the output, the path the user gave.
 
     Raises:
         OutputError: Naming ``target`` and what to do, in place of the ``OSError``
             (or torch / safetensors error wrapping one).
     """
+    if not _OUTERMOST.get():
+        yield
+        return
+    token = _OUTERMOST.set(False)
     try:
         yield
     except Exception as err:  # noqa: BLE001 - translated when it is an environment fault, else re-raised
@@ -46,6 +57,8 @@ def writing(target: str | Path) -> Iterator[None]:
         if fault is None:
             raise
         raise fault from err
+    finally:
+        _OUTERMOST.reset(token)
 
 
 @contextmanager

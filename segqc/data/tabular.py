@@ -82,7 +82,7 @@ class _CountingReader(io.RawIOBase):
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         count = self._handle.readinto(buffer)
-        self._on_progress(min(self._handle.tell() >> 20, self._total), self._total)
+        self._on_progress(min(self._handle.tell() >> 20, self._total) if count else self._total, self._total)
         return count
 
     def close(self) -> None:
