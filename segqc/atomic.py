@@ -52,7 +52,7 @@ def writing(target: str | Path) -> Iterator[None]:
     token = _OUTERMOST.set(False)
     try:
         yield
-    except Exception as err:  # noqa: BLE001 - translated when it is an environment fault, else re-raised
+    except Exception as err:  # translated when it is an environment fault, else re-raised
         fault = write_fault(err, target)
         if fault is None:
             raise
@@ -98,12 +98,11 @@ class PublishGuard(AbstractContextManager):
         """Enter ``context`` when the directory is published (and exit it once it is in place)."""
         self._pending.append(context)
 
-    def __enter__(self) -> PublishGuard:
+    def __enter__(self) -> None:
         with ExitStack() as stack:
             for context in self._pending:
                 stack.enter_context(context)
             self._stack = stack.pop_all()
-        return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> bool | None:

@@ -272,16 +272,8 @@ class RunHistory:
         Raises:
             ValueError: A key is missing or a value has the wrong type.
             TypeError: A case row holds a value that JSON cannot represent.
+            InputError: The database stayed locked, or cannot be written.
         """
-        try:
-            started, count, model_id = run["run"]["started"], run["run"]["cases"], run["model"]["id"]
-            report = os.fspath(run["report"])
-        except KeyError as error:
-            raise ValueError(f"run record lacks {error}") from error
-        verdicts, quantiles = run.get("verdicts") or {}, run.get("score_quantiles") or {}
-        values = (str(started), _sort_time(str(started)), str(model_id), int(count),
-                  *(int(verdicts.get(verdict, 0)) for verdict in VERDICTS),
-                  *(_optional_float(quantiles.get(name)) for name in QUANTILES), report)
         with self.recording(run, cases) as run_id:
             return run_id
 

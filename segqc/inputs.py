@@ -34,7 +34,7 @@ def check_input_file(path: str | Path, what: str, option: str | None = None) -> 
     if not path.exists():
         if path.is_symlink():
             raise InputError(f"{where}: broken symbolic link or link loop; expected a {what}")
-        raise InputError(f"{where}: {what} not found")
+        raise InputError(f"{where}: file not found; expected a {what}")
     if path.is_dir():
         raise InputError(f"{where}: is a directory; expected a {what}")
     if not path.is_file():

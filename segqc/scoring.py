@@ -300,7 +300,7 @@ def _read_chunk(qc: ImageQC, chunk: list[CaseFiles], truths: dict[str, Path], sh
                     for case in cases:
                         prepared.append(case)
                         shard.fingerprints[case.case_id] = key
-            except Exception as err:  # noqa: BLE001 - whatever breaks one case becomes its error row
+            except Exception as err:  # whatever breaks one case becomes its error row
                 logger.debug("case %s", files.case_id, exc_info=True)
                 shard.rows.append(_error_row(files.case_id, files, case_error(err)))
     return prepared

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -11,9 +12,19 @@ from pathlib import Path
 import pytest
 
 from segqc.atomic import PublishGuard
-from segqc.errors import OutputError
-from segqc.outputs import (MARKER, OutputKind, check_output_dir, check_output_file, owned_directory, owned_file,
-                           owned_member, seal, sidecar_of, write_marker)
+from segqc.errors import OutputError, write_fault
+from segqc.outputs import (
+    MARKER,
+    OutputKind,
+    check_output_dir,
+    check_output_file,
+    owned_directory,
+    owned_file,
+    owned_member,
+    seal,
+    sidecar_of,
+    write_marker,
+)
 
 
 def report(folder: Path, heatmaps: tuple[str, ...] = ("a.png",)) -> Path:
@@ -126,10 +137,10 @@ def test_a_failing_guard_keeps_the_earlier_folder(tmp_path: Path) -> None:
         raise OSError("commit failed")
 
     guard = PublishGuard()
-    with pytest.raises(OSError, match="commit failed"):
-        with owned_directory(target, OutputKind.REPORT, guard=guard) as staging:
-            (staging / "scores.csv").write_text("new\n")
-            guard.add(failing_commit())
+    with pytest.raises(OSError, match="commit failed"), \
+            owned_directory(target, OutputKind.REPORT, guard=guard) as staging:
+        (staging / "scores.csv").write_text("new\n")
+        guard.add(failing_commit())
     assert (target / "scores.csv").read_text().startswith("case_id")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
     check_output_dir(target, OutputKind.REPORT)
@@ -244,3 +255,29 @@ def test_replacing_logs_nothing_when_all_was_ours(tmp_path: Path, caplog) -> Non
     with caplog.at_level(logging.WARNING), owned_directory(target, OutputKind.REPORT) as staging:
         (staging / "scores.csv").write_text("new\n")
     assert caplog.text == "" and sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+@pytest.mark.parametrize("error, expected", [
+    (OSError(errno.ENOSPC, "No space left on device"), "the disk is full"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), "quota"),
+    (OSError(errno.EROFS, "Read-only file system"), "read-only"),
+    (OSError(errno.EFBIG, "File too large"), "ulimit -f"),
+    (RuntimeError("Error while serializing: I/O error: File too large (os error 27)"), "ulimit -f"),
+    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"), "came up short"),
+    (OSError(errno.ENOENT, "No such file"), None),
+    (ValueError("a bug"), None),
+], ids=["disk-full", "quota", "read-only", "size-limit", "safetensors", "torch", "other-os-error", "a-bug"])
+def test_environment_faults_while_writing_are_bad_input(tmp_path: Path, error: Exception,
+                                                        expected: str | None) -> None:
+    fault = write_fault(error, tmp_path / "out")
+    assert (fault is None) == (expected is None)
+    if fault is not None:
+        assert str(fault).startswith(f"{tmp_path / 'out'}: cannot write") and expected in str(fault)
+
+
+def test_the_outermost_write_names_the_output(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match=f"^{tmp_path / 'report'}: cannot write"), \
+            owned_directory(tmp_path / "report", OutputKind.REPORT) as staging, \
+            owned_member(staging, "report.html"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segqc.data.images import CaseFiles, Volume, read_image, read_mask
 from segqc.config import check_types
+from segqc.data.images import CaseFiles, Volume, read_image, read_mask
 from segqc.errors import ConfigError, FieldError, InputError, SchemaError, did_you_mean
 
 logger = logging.getLogger(__name__)

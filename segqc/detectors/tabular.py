@@ -12,8 +12,15 @@ import torch
 
 from segqc import bundle, noise
 from segqc.config import TabularModelConfig, TrainingConfig
-from segqc.data.tabular import (MAX_STANDARD_UNITS, EncodedTable, TabularSchema, check_unique_columns, encode,
-                                infer_schema, read_table)
+from segqc.data.tabular import (
+    MAX_STANDARD_UNITS,
+    EncodedTable,
+    TabularSchema,
+    check_unique_columns,
+    encode,
+    infer_schema,
+    read_table,
+)
 from segqc.density import VariableNormDensity, ranks
 from segqc.detectors.base import BaseDetector, split_rows
 from segqc.errors import BundleError, InputError, SchemaError
