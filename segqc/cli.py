@@ -23,8 +23,8 @@ from rich.table import Table
 from segqc import __version__
 from segqc.config import TabularModelConfig, TrainingConfig, merged_config, read_mapping_file
 from segqc.data.images import DEFAULT_MAX_VOXELS, MAX_VOXELS_ENV, set_max_voxels
-from segqc.errors import ConfigError, InputError, SegQCError, write_fault
-from segqc.outputs import OutputKind, check_output_dir, check_output_file
+from segqc.errors import ConfigError, InputError, SegQCError, memory_fault, write_fault
+from segqc.outputs import OutputKind, check_output_dir, check_output_file, check_output_member
 from segqc.signals import TERMINATED_EXIT_CODE, Terminated, terminate_as_interrupt
 from segqc.threads import THREADS_ENV, limit_threads
 
@@ -77,7 +77,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def handle_errors(command: F) -> F:
-    """Turn segqc errors (and full disks, quotas, read-only disks) into one line and exit code 2; bugs into 1.
+    """Turn segqc errors (and full disks, quotas, read-only disks, lack of memory) into one line and exit 2; bugs 1.
 
     SIGTERM stops a command as Ctrl-C does (temporary files removed; exit 143).
     """
@@ -97,7 +97,7 @@ def handle_errors(command: F) -> F:
         except (typer.Exit, typer.Abort):
             raise
         except Exception as err:  # noqa: BLE001 - the CLI must never print a traceback by default
-            fault = write_fault(err, getattr(err, "filename", None) or "an output file")
+            fault = write_fault(err, getattr(err, "filename", None) or "an output file") or memory_fault(err)
             if fault is not None:
                 _error_line(str(fault))
                 raise typer.Exit(fault.exit_code) from None
@@ -538,9 +538,9 @@ def report(
     """Re-render report.html from a report directory's scores.csv and summary.json."""
     from segqc.history import RunHistory
     from segqc.report import render_report
-    from segqc.report.html import read_summary
+    from segqc.report.html import REPORT_FILE, read_summary
 
-    check_output_dir(directory, OutputKind.REPORT, option="DIRECTORY")  # report.html is replaced: segqc's only
+    check_output_member(directory, REPORT_FILE, OutputKind.REPORT, "DIRECTORY")  # only report.html is replaced
     runs = None
     if history is not None:
         if not history.is_file():

@@ -35,6 +35,8 @@ held-out Dice."""
 
 
 MAX_SEED = 2**32 - 1
+MAX_LEVELS = 1000
+"""Noise levels a model may have: every case is scored at each of them (the GNSM paper uses 20)."""
 DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 """The devices segqc runs on (``--device``, ``training.device``)."""
 _NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -240,7 +242,7 @@ class TabularModelConfig:
         for name, allowed in choices.items():
             _check_choice(self, "model", name, allowed)
         checks = {
-            "levels": (self.levels >= 1, "at least 1"),
+            "levels": (1 <= self.levels <= MAX_LEVELS, f"1..{MAX_LEVELS} noise levels"),
             "tau_min": (0 < self.tau_min <= self.tau_max, "0 < tau_min <= tau_max"),
             "sigma_min": (0 < self.sigma_min <= self.sigma_max, "0 < sigma_min <= sigma_max"),
             "kdsm_tau": (self.kdsm_tau > 0, "a temperature > 0"),
@@ -336,7 +338,7 @@ class ImageModelConfig:
         for name, allowed in {"verdicts": VERDICT_RULES, "loss": ("kl", "mse"), "reconstruction": RECONSTRUCTIONS}.items():
             _check_choice(self, "model", name, allowed)
         checks = {
-            "levels": (self.levels >= 1, "at least 1"),
+            "levels": (1 <= self.levels <= MAX_LEVELS, f"1..{MAX_LEVELS} noise levels"),
             "tau_min": (0 < self.tau_min <= self.tau_max, "0 < tau_min <= tau_max"),
             "beta_max": (0 <= self.beta_max < 1, "a value in [0, 1)"),
             "delta": (0 < self.delta < 1, "a value in (0, 1)"),

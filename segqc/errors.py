@@ -117,6 +117,17 @@ def write_fault(err: BaseException, target: str | os.PathLike[str]) -> OutputErr
     return None
 
 
+def memory_fault(err: BaseException) -> ConfigError | None:
+    """The bad-input error for running out of memory (a MemoryError or PyTorch's allocation error), or ``None``."""
+    text = " ".join(str(err).split())
+    if not isinstance(err, MemoryError) and not (isinstance(err, RuntimeError) and (
+            "can't allocate memory" in text or "out of memory" in text.lower())):
+        return None
+    return ConfigError(f"not enough memory ({type(err).__name__}{': ' + text[:200] if text else ''}); lower the "
+                       "batch size, the model size (levels, width, nf) or the data size (--max-voxels), or run on a "
+                       "machine with more memory")
+
+
 def case_error(err: BaseException) -> str:
     """The message of an error row: what went wrong with one case, in one line.
 

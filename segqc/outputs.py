@@ -108,7 +108,6 @@ class Manifest:
             before manifests, whose content was not recorded.
         folders: Relative paths of the sub-folders segqc made.
         outputs: Nested outputs (relative folder -> kind), checked through their own markers.
-        recorded: Whether segqc recorded this manifest (``False``: inferred for an older output).
     """
 
     kind: str
@@ -116,7 +115,6 @@ class Manifest:
     files: dict[str, list[str] | None] = field(default_factory=dict)
     folders: set[str] = field(default_factory=set)
     outputs: dict[str, str] = field(default_factory=dict)
-    recorded: bool = True
 
     def to_json(self) -> str:
         """The marker file's content."""
@@ -175,7 +173,7 @@ def _walk(folder: Path) -> Iterator[tuple[str, Path, bool]]:
 
 def _legacy_manifest(folder: Path, kind: OutputKind) -> Manifest:
     """The files an output written before manifests may hold: segqc's layout for ``kind``, content not recorded."""
-    manifest = Manifest(kind.value, recorded=False, folders=set(_LEGACY_FOLDERS.get(kind, ())))
+    manifest = Manifest(kind.value, folders=set(_LEGACY_FOLDERS.get(kind, ())))
     if kind == OutputKind.DEMO:
         manifest.outputs = {name: part.value for name, part in DEMO_PARTS.items()}
         return manifest
@@ -342,6 +340,35 @@ def check_output_dir(path: str | Path, kind: OutputKind, inputs: Iterable[Path |
         raise OutputError(f"{option} {path}: holds {relative!r}, {why}; segqc replaces only what it wrote: "
                           f"move it away or choose another folder")
     return path
+
+
+def check_output_member(folder: str | Path, relative: str, kind: OutputKind, option: str) -> Path:
+    """Check that segqc may replace one file of its output ``folder`` (e.g. a report's ``report.html``).
+
+    The rest of the folder is not touched, so only that file must be segqc's
+    (in the manifest and unchanged) or absent.
+
+    Returns:
+        ``folder`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputError: ``folder`` is not a segqc output of ``kind``, or the file
+            is not what segqc wrote there.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise OutputError(f"{option} {folder}: folder not found; give a {kind.value} folder segqc wrote")
+    manifest = _manifest_of(folder, kind) if folder.is_dir() and not folder.is_symlink() else None
+    if manifest is None:
+        raise OutputError(f"{option} {folder}: folder exists and was not written by segqc as a {kind.value}; "
+                          f"give a {kind.value} folder segqc wrote")
+    path = folder / relative
+    if path.exists() or path.is_symlink():
+        digests = manifest.files.get(relative, [])
+        if path.is_symlink() or not path.is_file() or (digests is not None and sha256_file(path) not in digests):
+            raise OutputError(f"{option} {folder}: holds {relative!r}, which segqc did not write (or which changed "
+                              f"since); segqc replaces only what it wrote: move it away")
+    return folder
 
 
 def seal(folder: Path, kind: OutputKind, mode: str | None = None,
@@ -527,13 +554,8 @@ def owned_file(path: str | Path, kind: OutputKind = OutputKind.SCORES) -> Iterat
         except BrokenPipeError:  # e.g. `--out /dev/stdout | head`: the reader took what it wanted
             logger.info("%s: the reader closed it before the end", path)
         return
-    sidecar = sidecar_of(path)
-    with atomic_file(path) as temporary:
+    with _recorded_swap(path, sidecar_of(path), Manifest(kind.value), path.name) as temporary:
         yield temporary
-        old = [sha256_file(path)] if path.is_file() else []
-        new = sha256_file(temporary)
-        Manifest(kind.value, files={path.name: [*old, new]}).write(sidecar)
-    Manifest(kind.value, files={path.name: [new]}).write(sidecar)
 
 
 @contextmanager
@@ -545,18 +567,26 @@ def owned_member(folder: Path, relative: str) -> Iterator[Path]:
     """
     folder = Path(folder)
     document = _read_marker(folder / MARKER)
-    manifest = _recorded_manifest(document) if document else None
-    target = folder / relative
+    with _recorded_swap(folder / relative, folder / MARKER, _recorded_manifest(document) if document else None,
+                        relative) as temporary:
+        yield temporary
+
+
+@contextmanager
+def _recorded_swap(target: Path, marker: Path, manifest: Manifest | None, key: str) -> Iterator[Path]:
+    """Replace ``target`` atomically while ``manifest`` (saved at ``marker``) accepts the old and the new content.
+
+    ``None``: no manifest to keep (a plain atomic write).
+    """
     with atomic_file(target) as temporary:
         yield temporary
         if manifest is not None:
             new = sha256_file(temporary)
-            old = [sha256_file(target)] if target.is_file() else []
-            manifest.files[relative] = [*old, new]
-            manifest.write(folder / MARKER)
+            manifest.files[key] = [*([sha256_file(target)] if target.is_file() else []), new]
+            manifest.write(marker)
     if manifest is not None:
-        manifest.files[relative] = [new]
-        manifest.write(folder / MARKER)
+        manifest.files[key] = [new]
+        manifest.write(marker)
 
 
 def write_marker(folder: Path, kind: OutputKind, outputs: dict[str, OutputKind] | None = None) -> None:

@@ -296,8 +296,7 @@ def _read_chunk(qc: ImageQC, chunk: list[CaseFiles], truths: dict[str, Path], sh
                     shard.fingerprints[files.case_id] = key
                     shard.reused.append(files.case_id)
                 else:
-                    cases = prepare_case(files, qc.preprocess, qc.labels_, qc.architecture_["image_channels"])
-                    for case in cases:
+                    for case in prepare_case(files, qc.preprocess, qc.labels_, qc.architecture_["image_channels"]):
                         prepared.append(case)
                         shard.fingerprints[case.case_id] = key
             except Exception as err:  # whatever breaks one case becomes its error row

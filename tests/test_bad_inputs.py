@@ -430,6 +430,9 @@ CATALOGUE = [
     Bad("report-not-a-report", "report {w}/notes", "{w}/notes: folder exists and was not written by segqc"),
     Bad("report-history-missing", "report {w}/report --history {w}/none.sqlite", "none.sqlite", scored),
     Bad("report-files-missing", "report {w}/report", "scores.csv", both(scored, remove("report/scores.csv"))),
+    Bad("report-html-edited-by-the-user", "report {w}/report", "holds 'report.html', which segqc did not write",
+        then(scored, "report/report.html", "<html>my annotated copy</html>")),
+    Bad("report-folder-missing", "report {w}/nowhere", "{w}/nowhere: folder not found"),
     # --- segqc tabular fit
     Bad("tabular-fit-missing-file", TABULAR_FIT.replace("tab/train.csv", "none.csv"), "none.csv: file not found"),
     Bad("tabular-fit-empty-file", TABULAR_FIT, "empty file", bad_table("")),
@@ -516,6 +519,8 @@ CATALOGUE = [
     Bad("tabular-fit-lr-absurd", TABULAR_FIT + " --lr 1e30", "--lr 1e+30: invalid value"),
     Bad("tabular-fit-seed-negative", TABULAR_FIT + " --seed -1", "--seed -1"),
     Bad("tabular-fit-width-too-large", TABULAR_FIT + " --width 10000000", "model.width: training needs at least"),
+    Bad("tabular-fit-levels-absurd", TABULAR_FIT + " --levels 1000000", "--levels 1000000: invalid value"),
+    Bad("tabular-score-threads-absurd", TABULAR_SCORE + " --threads 1000000000", "--threads 1000000000"),
     Bad("tabular-fit-config-wrong-type", TABULAR_FIT + " --config {w}/tab.yaml", "model.width: expected a whole "
         "number, found 20.5", write("tab.yaml", "model: {width: 20.5}\n")),
     Bad("tabular-fit-data-is-a-pipe", TABULAR_FIT.replace("tab/train.csv", "tab/pipe.csv"),
@@ -925,3 +930,18 @@ def test_scores_to_a_pipe_that_closes_early(template: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 3 and lines[0].startswith("id,score,rank,verdict")
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: "
+                                                                "can't allocate memory: you tried to allocate 29 GB")],
+                         ids=["MemoryError", "torch-allocation"])
+def test_running_out_of_memory_is_one_clear_line(template: Path, tmp_path: Path, monkeypatch, error) -> None:
+    work = scoring_work(template, tmp_path)
+
+    def exhausted(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr(TabularQC, "score_table", exhausted)
+    result = invoke(TABULAR_SCORE, work)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "error: not enough memory" in lines[0], result.output
