@@ -945,3 +945,14 @@ def test_running_out_of_memory_is_one_clear_line(template: Path, tmp_path: Path,
     result = invoke(TABULAR_SCORE, work)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1 and "error: not enough memory" in lines[0], result.output
+
+
+def test_a_table_piped_to_dev_stdin_is_refused_not_read_as_empty(template: Path, tmp_path: Path) -> None:
+    work = scoring_work(template, tmp_path)
+    result = subprocess.run([sys.executable, "-m", "segqc", "tabular", "score", "/dev/stdin", "--model",
+                             str(work / "tab/model"), "--out", str(work / "scores.csv")], env=ENV, text=True,
+                            input=(work / "tab/train.csv").read_text(), capture_output=True, timeout=300, check=False)
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "/dev/stdin: is not a regular file (a pipe, terminal or device); save it as a CSV or Parquet file" in message
+    assert not (work / "scores.csv").exists()
