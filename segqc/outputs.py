@@ -20,8 +20,8 @@ wrote, and replaces or deletes only that:
   is replaced only when its content is what segqc wrote. A pipe or device
   (``/dev/stdout``) is written to as it is, and never read.
 
-Outputs of a segqc without manifests (before 0.2) are recognised by their
-marker or metadata and replaced only when they hold exactly segqc's layout
+Outputs written before manifests existed (a marker without a manifest, only
+metadata, no sidecar) are replaced only when they hold exactly segqc's layout
 (:func:`_legacy_manifest`): a report's top-level files and the heat maps and
 gallery panels its ``scores.csv`` lists; a model's three files; a masks folder
 of mask files; a demo's phantom files; a scores CSV whose header is exactly
@@ -68,7 +68,7 @@ class OutputKind(str, enum.Enum):
 
 # Nested outputs of a demo folder: each part carries its own marker.
 DEMO_PARTS = {"data": OutputKind.DATA, "model": OutputKind.MODEL, "report": OutputKind.REPORT}
-# Columns of a tabular scores file after the id column: segqc 0.1 wrote the first four and the norms.
+# Columns of a tabular scores file after the id column: older segqc wrote the first four and the norms.
 _SCORES_HEAD = ("score", "rank", "verdict", "unseen_categories")
 _SCORES_CULPRIT = ("top_column", "top_share")
 _NORM = re.compile(r"norm_(\d+)")
@@ -205,7 +205,7 @@ def _manifest_of(folder: Path, kind: OutputKind) -> Manifest | None:
         if document.get("kind") != kind.value:
             return None
         return _recorded_manifest(document) or _legacy_manifest(folder, kind)
-    if kind == OutputKind.DATA or _legacy_kind(folder, kind):  # a demo's data folder had no marker before 0.2
+    if kind == OutputKind.DATA or _legacy_kind(folder, kind):  # a demo's data folder had no marker before manifests
         return _legacy_manifest(folder, kind)
     return None
 
@@ -478,7 +478,7 @@ def sidecar_of(path: Path) -> Path:
 
 
 def _legacy_scores_header(path: Path) -> bool:
-    """Whether a CSV's header is exactly the columns ``tabular score`` of segqc 0.1 wrote (nothing added)."""
+    """Whether a CSV's header is exactly the columns ``tabular score`` wrote before sidecars (nothing added)."""
     try:
         with path.open("rb") as handle:
             head = handle.read(1 << 16).decode("utf-8").splitlines()[:1]
