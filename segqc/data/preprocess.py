@@ -462,14 +462,12 @@ def _fit_slices(image: np.ndarray, indices: np.ndarray | None,
 
 
 def _prepare(files: CaseFiles, image: Volume, mask: Volume | None, config: PreprocessConfig,
-             labels: Sequence[int] | None, present: np.ndarray | None = None) -> list[PreparedCase]:
-    """:func:`prepare_case` on volumes already read; classes found in the mask are marked in ``present`` ``(K,)``."""
+             labels: Sequence[int] | None) -> list[PreparedCase]:
+    """:func:`prepare_case` on volumes already read."""
     indices = None
     if mask is not None:
         _check_pair(image, mask)
         indices = _class_indices(mask, labels)
-        if present is not None:
-            present |= np.bincount(indices.ravel().astype(np.int64), minlength=len(present))[:len(present)] > 0
     file_affine, has_geometry = _geometry(image, mask)
     array, affine = image.array, file_affine
     if has_geometry and config.orientation is not None:
@@ -578,29 +576,18 @@ def prepare_dataset(
 
     Returns:
         The prepared cases (slices count separately) and the label values.
-
-    Raises:
-        ConfigError: A label value given in ``labels`` occurs in no mask.
     """
     cache: dict[str, Volume] = {}
-    given = labels is not None
     labels = learn_labels(_caching(cases, cache)) if labels is None else [int(v) for v in labels]
-    present = np.zeros(len(labels), dtype=bool)
     prepared: list[PreparedCase] = []
     for done, files in enumerate(cases, start=1):
         mask = cache.pop(files.case_id, None)
         if mask is None and files.mask is not None:
             mask = read_mask(files.mask)
         spatial_ndim = _file_ndim(config) if mask is None else mask.array.ndim - 1
-        prepared.extend(_prepare(files, read_image(files.images, spatial_ndim), mask, config, labels, present))
+        prepared.extend(_prepare(files, read_image(files.images, spatial_ndim), mask, config, labels))
         if on_case is not None:
             on_case(done, len(cases))
-    absent = [value for value, found in zip(labels, present) if not found]
-    if given and absent and any(files.mask is not None for files in cases):
-        raise ConfigError(f"labels {','.join(map(str, labels))} ('segqc train --labels'): "
-                          f"{', '.join(map(str, absent))} occur(s) in no training mask (the masks hold "
-                          f"{', '.join(str(v) for v, found in zip(labels, present) if found)}); give only the values "
-                          "the masks use")
     return prepared, labels
 
 

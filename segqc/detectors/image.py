@@ -86,6 +86,25 @@ def source_groups(cases: Sequence[PreparedCase], pattern: str | None = None) -> 
     return groups
 
 
+def _check_labels_present(labels: Sequence[int], masks: torch.Tensor) -> None:
+    """Refuse given label values that no training mask holds (at the model's size): nothing to learn of them.
+
+    Args:
+        labels: The label value of each class.
+        masks: Class indices of the training masks, ``(N, *spatial)``.
+
+    Raises:
+        ConfigError: A label value occurs in no mask.
+    """
+    present = torch.bincount(masks.flatten(), minlength=len(labels))[:len(labels)] > 0
+    if not bool(present.all()):
+        absent = [str(value) for value, found in zip(labels, present.tolist()) if not found]
+        held = [str(value) for value, found in zip(labels, present.tolist()) if found]
+        raise ConfigError(f"labels {','.join(map(str, labels))} ('segqc train --labels'): {', '.join(absent)} "
+                          f"occur(s) in no training mask (the masks hold {', '.join(held)}); give only the values "
+                          "the masks use")
+
+
 def snapshot_steps(fractions: Sequence[float], steps: int) -> list[int]:
     """Training steps at ``fractions`` of ``steps``: at least 1, before the last step, each once."""
     return sorted(step for step in {max(1, round(fraction * steps)) for fraction in fractions} if step < steps)
@@ -257,6 +276,8 @@ class ImageQC(BaseDetector):
         if int(masks.max()) >= num_classes or int(masks.min()) < 0:
             raise SchemaError(f"mask class indices must lie in 0..{num_classes - 1}, found {int(masks.min())}.."
                               f"{int(masks.max())}")
+        if labels is not None:
+            _check_labels_present(labels, masks)
         self.labels_ = [int(v) for v in labels] if labels is not None else list(range(num_classes))
         groups = np.asarray([str(g) for g in groups] if groups is not None else np.arange(len(images)).astype(str))
         if len(groups) != len(images):
