@@ -46,15 +46,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from segqc.synthetic import phantoms  # noqa: E402
 from segqc.config import TrainingConfig  # noqa: E402
+from segqc.data.cases import (
+    prepare_dataset,
+    stack,  # noqa: E402
+)
 from segqc.data.images import pair_cases  # noqa: E402
-from segqc.data.cases import prepare_dataset
-from segqc.data.cases import stack  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
-from segqc.presets import preset_path  # noqa: E402
-from segqc.jobs.score import ScoreOptions, score_folder  # noqa: E402
 from segqc.fitting.trainer import StepInfo, Trainer  # noqa: E402
+from segqc.jobs.score import ScoreOptions, score_folder  # noqa: E402
+from segqc.presets import preset_path  # noqa: E402
+from segqc.synthetic import phantoms  # noqa: E402
 
 WARMUP_STEPS = 5
 

@@ -36,10 +36,10 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from segqc.synthetic import phantoms  # noqa: E402
 from segqc.config import ImageModelConfig, TrainingConfig, from_mapping  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
 from segqc.metrics import dice_per_class, mean_dice  # noqa: E402
+from segqc.synthetic import phantoms  # noqa: E402
 
 GROSS_MODES = ("empty", "missing", "shift", "class_swap")
 

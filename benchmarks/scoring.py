@@ -38,11 +38,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from segqc.synthetic import phantoms  # noqa: E402
 from segqc.config import ImageModelConfig, TrainingConfig, from_mapping  # noqa: E402
 from segqc.data.preprocess import PreprocessConfig  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
 from segqc.jobs.score import ScoreOptions, score_folder  # noqa: E402
+from segqc.synthetic import phantoms  # noqa: E402
 
 FORMATS = {2: "png", 3: "nii.gz"}
 

@@ -56,17 +56,17 @@ sys.path.insert(0, str(ROOT))
 
 from examples import realdata  # noqa: E402
 from segqc import metrics  # noqa: E402
-from segqc.report import summary  # noqa: E402
-from segqc.synthetic import phantoms  # noqa: E402
 from segqc.config import ImageModelConfig  # noqa: E402
-from segqc.presets import preset_path  # noqa: E402
-from segqc.metrics import dice_per_class, mean_dice  # noqa: E402
 from segqc.data.cases import prepare_case  # noqa: E402
 from segqc.data.pairing import pair_cases  # noqa: E402
-from segqc.quality.estimator import QualityEstimate, QualityEstimator  # noqa: E402
-from segqc.verdicts import quality_verdicts, worst_verdicts  # noqa: E402
 from segqc.detectors.image import ImageQC  # noqa: E402
 from segqc.jobs.score import ScoreOptions, score_folder  # noqa: E402
+from segqc.metrics import dice_per_class, mean_dice  # noqa: E402
+from segqc.presets import preset_path  # noqa: E402
+from segqc.quality.estimator import QualityEstimate, QualityEstimator  # noqa: E402
+from segqc.report import summary  # noqa: E402
+from segqc.synthetic import phantoms  # noqa: E402
+from segqc.verdicts import quality_verdicts, worst_verdicts  # noqa: E402
 
 # segqc training steps per set unless --steps is given; None: the set's config (examples/configs/*.yaml).
 DEFAULT_STEPS = {"phantoms": None, "lits": None, "nuclei": None}

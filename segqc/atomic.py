@@ -1,13 +1,24 @@
-"""Atomic writes: a file or directory appears whole or not at all."""
+"""Atomic writes: a file or directory appears whole or not at all.
+
+A failed write (an exception, Ctrl-C, SIGTERM handled by the CLI) removes its
+temporary file or staging directory and leaves the earlier version in place.
+A write that fails because of its environment (a full disk, a quota, a
+read-only file system, a file-size limit) raises an :class:`OutputError` naming
+the target and what to do (:func:`segqc.errors.write_fault`).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
+from types import TracebackType
+
+from segqc.errors import write_fault
 
 
 def _current_umask() -> int:
@@ -21,6 +32,35 @@ def _publish_mode(path: Path, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_current_umask())
 
 
+_OUTERMOST: ContextVar[bool] = ContextVar("segqc_writing", default=True)
+
+
+@contextmanager
+def writing(target: str | Path) -> Iterator[None]:
+    """Report a write that fails for lack of space, quota, a read-only disk or a size limit as bad input.
+
+    Writes nest (a report's ``report.html`` is written inside its staging
+    folder); the outermost one names the output, the path the user gave.
+
+    Raises:
+        OutputError: Naming ``target`` and what to do, in place of the ``OSError``
+            (or torch / safetensors error wrapping one).
+    """
+    if not _OUTERMOST.get():
+        yield
+        return
+    token = _OUTERMOST.set(False)
+    try:
+        yield
+    except Exception as err:  # translated when it is an environment fault, else re-raised
+        fault = write_fault(err, target)
+        if fault is None:
+            raise
+        raise fault from err
+    finally:
+        _OUTERMOST.reset(token)
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
@@ -28,46 +68,105 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     On an exception the temporary file is removed and ``path`` is untouched.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        _publish_mode(temporary, directory=False)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(handle)
+        temporary = Path(name)
+        try:
+            yield temporary
+            _publish_mode(temporary, directory=False)
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
 
 
-def replace_directory(staging: Path, target: Path) -> None:
+class PublishGuard(AbstractContextManager):
+    """Work that must succeed or fail together with publishing a directory.
+
+    Context managers added with :meth:`add` (while the directory is being
+    written) are entered just before the directory is swapped into place and
+    exited right after; when one of them fails, on entering or on leaving (a
+    database commit, say), the swap is undone and the earlier directory stays.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[AbstractContextManager] = []
+        self._stack = ExitStack()
+
+    def add(self, context: AbstractContextManager) -> None:
+        """Enter ``context`` when the directory is published (and exit it once it is in place)."""
+        self._pending.append(context)
+
+    def __enter__(self) -> None:
+        with ExitStack() as stack:
+            for context in self._pending:
+                stack.enter_context(context)
+            self._stack = stack.pop_all()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> bool | None:
+        return self._stack.__exit__(kind, error, traceback)
+
+
+def replace_directory(staging: Path, target: Path, guard: AbstractContextManager | None = None,
+                      discard: Callable[[Path], None] = shutil.rmtree) -> None:
     """Move a fully written ``staging`` directory to ``target``, replacing it.
 
-    The old directory is renamed aside first and removed only after the new one
-    is in place, so ``target`` is always either the old or the new version.
+    The old directory is renamed aside first and discarded only after the new
+    one is in place, so ``target`` is always either the old or the new version.
+
+    Args:
+        staging: The new directory.
+        target: Where it goes.
+        guard: Entered before the swap and exited after it; if it fails, the
+            swap is undone (``staging`` and the old ``target`` are restored).
+        discard: Removes the old directory once it was set aside.
     """
     backup = None
-    if target.exists():
-        if not target.is_dir():
-            raise NotADirectoryError(f"{target}: exists and is not a directory")
-        backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, backup)
-    os.replace(staging, target)
+    swapped = False
+    try:
+        with guard or nullcontext():
+            if target.exists():
+                if not target.is_dir():
+                    raise NotADirectoryError(f"{target}: exists and is not a directory")
+                backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+                os.replace(target, backup)
+            os.replace(staging, target)
+            swapped = True
+    except BaseException:
+        if swapped:
+            os.replace(target, staging)
+        if backup is not None:
+            os.replace(backup, target)
+        raise
     if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
+        discard(backup)
 
 
 @contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a staging directory beside ``path``; move it to ``path`` on success."""
+def atomic_directory(path: str | Path, finish: Callable[[Path], None] | None = None,
+                     guard: AbstractContextManager | None = None,
+                     discard: Callable[[Path], None] = shutil.rmtree) -> Iterator[Path]:
+    """Yield a staging directory beside ``path``; move it to ``path`` on success.
+
+    Args:
+        path: The directory to write.
+        finish: Called with the staging directory once it is written, before it is published.
+        guard: See :func:`replace_directory`.
+        discard: Removes the earlier directory once the new one is in place.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() and not target.is_dir():
-        raise NotADirectoryError(f"{target}: exists and is not a directory")
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield staging
-        _publish_mode(staging, directory=True)
-        replace_directory(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() and not target.is_dir():
+            raise NotADirectoryError(f"{target}: exists and is not a directory")
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            yield staging
+            if finish is not None:
+                finish(staging)
+            _publish_mode(staging, directory=True)
+            replace_directory(staging, target, guard, discard)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

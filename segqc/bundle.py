@@ -8,14 +8,16 @@ Layout::
                           digest sealing all of it
       weights.safetensors network weights (never unpickled)
       arrays.npz          density parameters and other arrays (allow_pickle=False)
-      .segqc-output       marker: a folder segqc wrote (see :mod:`segqc.outputs`)
+      .segqc-output       marker: a model segqc wrote, its mode and the SHA-256 of
+                          every file (see :mod:`segqc.outputs`)
 
 A bundle is written to a temporary sibling directory and renamed into place,
 so an interrupted write never leaves a half-written bundle. The digest is the
 SHA-256 of the canonical JSON of the metadata (sorted keys, without the digest
 itself), which includes every file's checksum; reading recomputes it and the
 checksums, so a bundle whose thresholds, config or arrays were edited is refused
-with a clear error. Only a folder segqc wrote as a model is ever replaced.
+with a clear error. Only a folder segqc wrote as a model of the same mode, holding
+nothing but what segqc wrote, is ever replaced.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from segqc import __version__
-from segqc.atomic import atomic_directory
 from segqc.errors import BundleError
 from segqc.jsonable import json_default
-from segqc.outputs import OutputKind, check_output_dir, write_marker
+from segqc.manifests import OutputKind, sha256_file
+from segqc.outputs import check_output_dir, owned_directory
 
 FORMAT_VERSION = 2
 METADATA_FILE = "segqc.json"
@@ -50,14 +52,6 @@ class Bundle:
     metadata: dict[str, Any]
     tensors: dict[str, torch.Tensor]
     arrays: dict[str, np.ndarray]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_bundle(path: str | Path, mode: str, metadata: dict[str, Any], tensors: dict[str, torch.Tensor],
@@ -75,10 +69,11 @@ def write_bundle(path: str | Path, mode: str, metadata: dict[str, Any], tensors:
         The bundle directory.
 
     Raises:
-        OutputError: ``path`` is a file or a folder segqc did not write as a model.
+        OutputError: ``path`` is a file, a folder segqc did not write as a model
+            of this mode, or holds something segqc did not write.
     """
-    target = check_output_dir(path, OutputKind.MODEL)
-    with atomic_directory(target) as staging:
+    target = check_output_dir(path, OutputKind.MODEL, mode=mode)
+    with owned_directory(target, OutputKind.MODEL, mode=mode) as staging:
         _write_contents(staging, mode, metadata, tensors, arrays)
     return target
 
@@ -89,11 +84,10 @@ def _write_contents(staging: Path, mode: str, metadata: dict[str, Any], tensors:
     with (staging / ARRAYS_FILE).open("wb") as handle:
         np.savez(handle, **{k: np.asarray(v) for k, v in arrays.items()})
     document = {"format_version": FORMAT_VERSION, "segqc_version": __version__, "mode": mode, **metadata,
-                "checksums": {name: _sha256(staging / name) for name in (WEIGHTS_FILE, ARRAYS_FILE)}}
+                "checksums": {name: sha256_file(staging / name) for name in (WEIGHTS_FILE, ARRAYS_FILE)}}
     document = json.loads(json.dumps(document, default=json_default))  # the form a reader will see
     document["digest"] = metadata_digest(document)
     (staging / METADATA_FILE).write_text(json.dumps(document, indent=2), encoding="utf-8")
-    write_marker(staging, OutputKind.MODEL)
 
 
 def metadata_digest(document: dict[str, Any]) -> str:
@@ -159,7 +153,7 @@ def read_bundle(path: str | Path, mode: str) -> Bundle:
         file = root / name
         if not file.is_file():
             raise BundleError(f"{file}: missing from the bundle")
-        if _sha256(file) != expected:
+        if sha256_file(file) != expected:
             raise BundleError(f"{file}: checksum mismatch; the bundle was modified or damaged")
     try:
         tensors = load_file(str(root / WEIGHTS_FILE))

@@ -1,16 +1,30 @@
-"""Typed configuration sections, loaded from YAML with unknown keys rejected."""
+"""Typed configuration sections, loaded from YAML with unknown keys rejected.
+
+Every value is checked when a section is built, whether it comes from a YAML
+file, a command-line option or Python: its type against the field's annotation
+(:func:`check_types`: ``steps: 1.5``, ``lr: "1e-3"`` or ``amp: "yes"`` are
+refused, whole numbers are accepted where a number is expected, and numbers
+must be finite), then its range. Errors are :class:`FieldError` naming
+``section.key``; :func:`merged_config` renames them after the command-line
+option when the value came from one (``--seed -1``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from segqc.errors import ConfigError, InputError, did_you_mean
+from segqc.errors import ConfigError, FieldError, did_you_mean
+from segqc.inputs import check_input_file
 
 T = TypeVar("T")
 # How verdicts are given: from the predicted-Dice interval, or from held-out score quantiles.
@@ -22,11 +36,89 @@ RECONSTRUCTIONS = ("auto", "anneal", "average")
 held-out Dice."""
 
 
-def _reject_invalid(config: Any, section: str, checks: dict[str, bool]) -> None:
-    """Raise a ConfigError naming the first field whose check failed."""
-    for name, ok in checks.items():
+MAX_SEED = 2**32 - 1
+MAX_LEVELS = 1000
+"""Noise levels a model may have: every case is scored at each of them (the GNSM paper uses 20)."""
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
+"""The devices segqc runs on (``--device``, ``training.device``)."""
+_NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _reject_invalid(config: Any, section: str, checks: dict[str, tuple[bool, str]]) -> None:
+    """Raise a FieldError naming the first field whose check failed and what it expects.
+
+    Args:
+        config: The config dataclass.
+        section: Its section name.
+        checks: Field name -> (whether its value is valid, what a valid value is).
+    """
+    for name, (ok, expected) in checks.items():
         if not ok:
-            raise ConfigError(f"{section}.{name}: invalid value {getattr(config, name)!r}")
+            raise FieldError(section, name, f"invalid value {getattr(config, name)!r}; expected {expected}")
+
+
+def _describe(kind: Any) -> str:
+    """What a value of annotation ``kind`` is, in words."""
+    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(argument) for argument in arguments)
+    if origin in (list, Sequence, tuple):
+        return f"a list of {_describe(arguments[0]).removeprefix('a ')}s" if arguments else "a list"
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+             type(None): "null", dict: "a mapping"}
+    return names.get(origin or kind, "a value")
+
+
+def _found(value: Any) -> str:
+    """A value as the message shows what was found."""
+    if isinstance(value, str):
+        hint = " (YAML reads a number without a dot as text: write e.g. 1.0e-3)" if _NUMBER_TEXT.fullmatch(
+            value.strip()) else ""
+        return f"text {value!r}{hint}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return f"the list {list(value)!r}"
+    return "null" if value is None else repr(value)
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    """Whether ``value`` has the type of annotation ``kind`` (a number must be finite)."""
+    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
+    if kind is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, argument) for argument in arguments)
+    if origin in (list, Sequence, tuple):
+        return isinstance(value, (list, tuple)) and all(_matches(item, arguments[0]) for item in value)
+    if origin is dict or kind is dict:
+        return isinstance(value, Mapping)
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, kind) if isinstance(kind, type) else True
+
+
+def check_types(config: Any, section: str) -> None:
+    """Check every field of a config dataclass against its annotation; whole numbers become floats where due.
+
+    Raises:
+        FieldError: A value of another type (or a non-finite number).
+    """
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):
+        value, kind = getattr(config, item.name), hints[item.name]
+        if not _matches(value, kind):
+            raise FieldError(section, item.name, f"expected {_describe(kind)}, found {_found(value)}")
+        if kind is float:
+            setattr(config, item.name, float(value))
 
 
 @dataclasses.dataclass
@@ -72,15 +164,22 @@ class TrainingConfig:
     filter_warmup: float = 0.1
 
     def __post_init__(self) -> None:
+        check_types(self, "training")
         checks = {
-            "steps": self.steps >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0,
-            "ema_decay": 0 <= self.ema_decay < 1,
-            "val_fraction": 0 <= self.val_fraction < 1,
-            "val_every": self.val_every >= 1,
-            "filter_keep": 0 < self.filter_keep <= 1,
-            "device": self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            "steps": (self.steps >= 1, "at least 1"),
+            "batch_size": (self.batch_size >= 1, "at least 1"),
+            "lr": (0 < self.lr <= 1, "a learning rate in (0, 1]"),
+            "lr_min": (0 <= self.lr_min <= self.lr, "0 <= lr_min <= lr"),
+            "weight_decay": (0 <= self.weight_decay <= 1, "a value in [0, 1]"),
+            "ema_decay": (0 <= self.ema_decay < 1, "a value in [0, 1)"),
+            "grad_clip": (self.grad_clip >= 0, "a norm >= 0 (0: no clipping)"),
+            "val_fraction": (0 <= self.val_fraction < 1, "a fraction in [0, 1)"),
+            "val_every": (self.val_every >= 1, "at least 1"),
+            "checkpoint_every": (self.checkpoint_every >= 0, "steps >= 0 (0: no checkpoints)"),
+            "seed": (0 <= self.seed <= MAX_SEED, f"a whole number in 0..{MAX_SEED}"),
+            "device": (bool(DEVICE_NAME.fullmatch(self.device)), "auto, cpu, cuda or cuda:N"),
+            "filter_keep": (0 < self.filter_keep <= 1, "a fraction in (0, 1]"),
+            "filter_warmup": (0 <= self.filter_warmup < 1, "a fraction in [0, 1)"),
         }
         _reject_invalid(self, "training", checks)
 
@@ -140,23 +239,25 @@ class TabularModelConfig:
     score_batch_size: int = 1024
 
     def __post_init__(self) -> None:
+        check_types(self, "model")
         choices = {"method": ("msma", "kdsm"), "loss": ("kl", "mse"), "categorical_noise": ("gaussian", "gumbel")}
         for name, allowed in choices.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(f"model.{name}: {value!r} is not one of {', '.join(allowed)}"
-                                  f"{did_you_mean(str(value), allowed)}")
+            _check_choice(self, "model", name, allowed)
         checks = {
-            "levels": self.levels >= 1,
-            "tau_min": 0 < self.tau_min <= self.tau_max,
-            "sigma_min": 0 < self.sigma_min <= self.sigma_max,
-            "kdsm_tau": self.kdsm_tau > 0,
-            "kdsm_onehot_sigma": self.kdsm_onehot_sigma > 0,
-            "width": self.width >= 1,
-            "depth": self.depth >= 0,
-            "embedding_size": self.embedding_size >= 2 and self.embedding_size % 2 == 0,
-            "min_scale": self.min_scale > 0,
-            "review_quantile": 0 < self.review_quantile <= self.fail_quantile < 1,
+            "levels": (1 <= self.levels <= MAX_LEVELS, f"1..{MAX_LEVELS} noise levels"),
+            "tau_min": (0 < self.tau_min <= self.tau_max, "0 < tau_min <= tau_max"),
+            "sigma_min": (0 < self.sigma_min <= self.sigma_max, "0 < sigma_min <= sigma_max"),
+            "kdsm_tau": (self.kdsm_tau > 0, "a temperature > 0"),
+            "kdsm_onehot_sigma": (self.kdsm_onehot_sigma > 0, "a scale > 0"),
+            "delta": (0 < self.delta < 1, "a value in (0, 1)"),
+            "width": (self.width >= 1, "at least 1"),
+            "depth": (self.depth >= 0, "at least 0"),
+            "embedding_size": (self.embedding_size >= 2 and self.embedding_size % 2 == 0, "an even number >= 2"),
+            "dropout": (0 <= self.dropout < 1, "a fraction in [0, 1)"),
+            "min_scale": (self.min_scale > 0, "a value > 0"),
+            "review_quantile": (0 < self.review_quantile <= self.fail_quantile < 1,
+                                "0 < review_quantile <= fail_quantile < 1"),
+            "score_batch_size": (self.score_batch_size >= 1, "at least 1"),
         }
         _reject_invalid(self, "model", checks)
 
@@ -240,34 +341,35 @@ class ImageModelConfig:
     atlas_size: int = 256
 
     def __post_init__(self) -> None:
-        if self.verdicts not in VERDICT_RULES:
-            raise ConfigError(f"model.verdicts: {self.verdicts!r} is not one of {', '.join(VERDICT_RULES)}"
-                              f"{did_you_mean(str(self.verdicts), VERDICT_RULES)}")
-        if self.verdict_by not in VERDICT_BY:
-            raise ConfigError(f"model.verdict_by: {self.verdict_by!r} is not one of {', '.join(VERDICT_BY)}"
-                              f"{did_you_mean(str(self.verdict_by), VERDICT_BY)}")
-        if self.loss not in ("kl", "mse"):
-            raise ConfigError(f"model.loss: {self.loss!r} is not one of kl, mse{did_you_mean(self.loss, ('kl', 'mse'))}")
-        if self.reconstruction not in RECONSTRUCTIONS:
-            raise ConfigError(f"model.reconstruction: {self.reconstruction!r} is not one of "
-                              f"{', '.join(RECONSTRUCTIONS)}{did_you_mean(str(self.reconstruction), RECONSTRUCTIONS)}")
+        check_types(self, "model")
+        for name, allowed in {"verdicts": VERDICT_RULES, "verdict_by": VERDICT_BY, "loss": ("kl", "mse"),
+                              "reconstruction": RECONSTRUCTIONS}.items():
+            _check_choice(self, "model", name, allowed)
         checks = {
-            "levels": self.levels >= 1,
-            "tau_min": 0 < self.tau_min <= self.tau_max,
-            "beta_max": 0 <= self.beta_max < 1,
-            "network": isinstance(self.network, dict),
-            "max_components": self.max_components >= 1,
-            "review_quantile": 0 < self.review_quantile <= self.fail_quantile < 1,
-            "score_batch_size": self.score_batch_size >= 1,
-            "dice_threshold": 0 < self.dice_threshold <= 1,
-            "quality_coverage": 0 < self.quality_coverage < 1,
-            "degradations_per_case": self.degradations_per_case >= 1,
-            "quality_snapshots": isinstance(self.quality_snapshots, (list, tuple)) and all(
-                isinstance(f, (int, float)) and 0 < f < 1 for f in self.quality_snapshots),
-            "quality_examples": self.quality_examples >= 1,
-            "atlas_size": self.atlas_size >= 0,
+            "levels": (1 <= self.levels <= MAX_LEVELS, f"1..{MAX_LEVELS} noise levels"),
+            "tau_min": (0 < self.tau_min <= self.tau_max, "0 < tau_min <= tau_max"),
+            "beta_max": (0 <= self.beta_max < 1, "a value in [0, 1)"),
+            "delta": (0 < self.delta < 1, "a value in (0, 1)"),
+            "max_components": (self.max_components >= 1, "at least 1"),
+            "review_quantile": (0 < self.review_quantile <= self.fail_quantile < 1,
+                                "0 < review_quantile <= fail_quantile < 1"),
+            "score_batch_size": (self.score_batch_size >= 1, "at least 1"),
+            "dice_threshold": (0 < self.dice_threshold <= 1, "a Dice in (0, 1]"),
+            "quality_coverage": (0 < self.quality_coverage < 1, "a fraction in (0, 1)"),
+            "degradations_per_case": (self.degradations_per_case >= 1, "at least 1"),
+            "quality_snapshots": (all(0 < f < 1 for f in self.quality_snapshots), "fractions of training in (0, 1)"),
+            "quality_examples": (self.quality_examples >= 1, "at least 1"),
+            "atlas_size": (self.atlas_size >= 0, "at least 0"),
         }
         _reject_invalid(self, "model", checks)
+
+
+def _check_choice(config: Any, section: str, name: str, allowed: Sequence[str]) -> None:
+    """Refuse a value that is not one of ``allowed``, with a "did you mean"."""
+    value = getattr(config, name)
+    if value not in allowed:
+        raise FieldError(section, name, f"{value!r} is not one of {', '.join(allowed)}"
+                                        f"{did_you_mean(str(value), allowed)}")
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, section: str) -> T:
@@ -281,6 +383,8 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, section: str) -> 
     Returns:
         An instance of ``cls``.
     """
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{section}: expected a mapping of settings, found {_found(data)}")
     data = dict(data or {})
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     for key in data:
@@ -304,10 +408,24 @@ def merged_config(cls: type[T], file_sections: Mapping[str, Any], section: str, 
 
     Returns:
         An instance of ``cls``.
+
+    Raises:
+        ConfigError: A value is invalid; one given as an override is named as
+            its command-line option (``--batch-size 0``), one from the file as
+            ``section.key``.
     """
-    values = dict(file_sections.get(section) or {})
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return from_mapping(cls, values, section)
+    from_file = file_sections.get(section)
+    if from_file is not None and not isinstance(from_file, Mapping):
+        raise ConfigError(f"{section}: expected a mapping of settings, found {_found(from_file)}")
+    values = dict(from_file or {})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
+    try:
+        return from_mapping(cls, values, section)
+    except FieldError as err:
+        if err.name not in given:
+            raise
+        raise ConfigError(f"--{err.name.replace('_', '-')} {given[err.name]}: {err.detail}") from None
 
 
 def read_mapping_file(path: str | Path, allowed: Sequence[str], what: str) -> dict[str, Any]:
@@ -325,9 +443,7 @@ def read_mapping_file(path: str | Path, allowed: Sequence[str], what: str) -> di
         InputError: The file is missing.
         ConfigError: Invalid JSON / YAML, not a mapping, or an unknown key.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: {what} not found")
+    path = check_input_file(path, what)
     kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
     try:
         text = path.read_text(encoding="utf-8")

@@ -12,14 +12,19 @@ Two tables:
 
 Every write is one transaction: an interrupted run leaves either all of its
 rows or none. The schema version is kept in SQLite's ``user_version`` pragma.
+A database another process holds locked is waited for, with a warning that
+says so, for up to :data:`LOCK_TIMEOUT_S`; a lock that outlasts it, a full
+disk, a read-only file and the like are reported as bad input naming the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -30,11 +35,16 @@ from typing import Any
 import pandas as pd
 
 from segqc.errors import InputError
+from segqc.inputs import check_input_file
 from segqc.jsonable import json_default
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 # Concurrent nightly runs on one history file wait this long for each other's write transaction.
 LOCK_TIMEOUT_S = 120.0
+# A lock still held after this long is announced (a concurrent run's write takes well under a second).
+LOCK_NOTICE_S = 2.0
 VERDICTS = ("pass", "review", "fail", "error")
 QUANTILES = ("p25", "median", "p75", "p95")
 
@@ -147,10 +157,12 @@ class RunHistory:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():
+            check_input_file(self.path, "history database", "--history")
         try:
-            self._connection = sqlite3.connect(self.path, isolation_level=None, timeout=LOCK_TIMEOUT_S)
-        except sqlite3.Error as error:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._connection = sqlite3.connect(self.path, isolation_level=None, timeout=LOCK_NOTICE_S)
+        except (OSError, sqlite3.Error) as error:
             raise InputError(f"{self.path}: cannot open history database ({error})") from error
         try:
             self._prepare_schema()
@@ -174,10 +186,49 @@ class RunHistory:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One transaction: committed when the block ends, rolled back on an exception."""
-        with self._connection:
+        """One write transaction: committed when the block ends, rolled back on an exception.
+
+        Raises:
+            InputError: The database stayed locked for :data:`LOCK_TIMEOUT_S`, or
+                cannot be written (full disk, read-only file, damaged file).
+        """
+        try:
+            self._begin()
+            try:
+                yield self._connection
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            if self._connection.in_transaction:
+                self._connection.execute("ROLLBACK")
+            raise InputError(f"{self.path}: cannot write the history database ({error}); "
+                             f"{_remedy(error)}") from error
+
+    def _begin(self) -> None:
+        """Start a write transaction, waiting (and saying so) while another process holds the database."""
+        started = time.monotonic()
+        try:
             self._connection.execute("BEGIN IMMEDIATE")
-            yield self._connection
+            return
+        except sqlite3.OperationalError as error:
+            if not _is_locked(error):
+                raise
+        logger.warning("%s: history database locked by another process (another segqc run?); waiting up to %.0f s",
+                       self.path, LOCK_TIMEOUT_S)
+        remaining = max(LOCK_TIMEOUT_S - (time.monotonic() - started), 0.0)
+        self._connection.execute(f"PRAGMA busy_timeout = {int(remaining * 1000)}")
+        try:
+            self._connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if not _is_locked(error):
+                raise
+            raise InputError(f"{self.path}: history database still locked by another process after "
+                             f"{LOCK_TIMEOUT_S:.0f} s; end that process (or wait for it) and run again, or give "
+                             f"another --history file") from error
+        finally:
+            self._connection.execute(f"PRAGMA busy_timeout = {int(LOCK_NOTICE_S * 1000)}")
 
     def _prepare_schema(self) -> None:
         with self._transaction() as connection:
@@ -211,6 +262,21 @@ class RunHistory:
         Raises:
             ValueError: A key is missing or a value has the wrong type.
             TypeError: A case row holds a value that JSON cannot represent.
+            InputError: The database stayed locked, or cannot be written.
+        """
+        with self.recording(run, cases) as run_id:
+            return run_id
+
+    @contextmanager
+    def recording(self, run: Mapping[str, Any], cases: Sequence[Mapping[str, Any]] = ()) -> Iterator[int]:
+        """Write one run (and its cases) now, and commit it when the block ends; roll it back on an exception.
+
+        For work that must agree with the history: the rows are written (so a
+        locked database or a full disk shows) before the block runs, and kept
+        only if it succeeds. Arguments as for :meth:`append`.
+
+        Yields:
+            The new run's id.
         """
         try:
             started, count, model_id = run["run"]["started"], run["run"]["cases"], run["model"]["id"]
@@ -228,7 +294,7 @@ class RunHistory:
                 "verdict_fail, verdict_error, score_p25, score_median, score_p75, score_p95, report) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
             connection.executemany(_UPSERT_CASE, records)
-            return int(cursor.lastrowid)
+            yield int(cursor.lastrowid)
 
     def runs(self, model_id: str | None = None) -> list[dict[str, Any]]:
         """Recorded runs, oldest first (by start time in UTC, then insertion).
@@ -246,9 +312,19 @@ class RunHistory:
         if model_id is not None:
             query += " WHERE model_id = ?"
             parameters = (model_id,)
-        cursor = self._connection.execute(query + " ORDER BY started_utc, id", parameters)
-        columns = [description[0] for description in cursor.description]
-        return [self._run_record(dict(zip(columns, row))) for row in cursor.fetchall()]
+        with self._reading():
+            cursor = self._connection.execute(query + " ORDER BY started_utc, id", parameters)
+            columns = [description[0] for description in cursor.description]
+            rows = cursor.fetchall()
+        return [self._run_record(dict(zip(columns, row))) for row in rows]
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Report a read that fails (a lock held by a writer for long, a damaged file) as bad input."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            raise InputError(f"{self.path}: cannot read the history database ({error}); {_remedy(error)}") from error
 
     @staticmethod
     def _run_record(row: dict[str, Any]) -> dict[str, Any]:
@@ -290,7 +366,24 @@ class RunHistory:
             The ``scores.csv`` row as stored (without ``fingerprint``), or
             ``None`` when the case is unknown or its files changed.
         """
-        found = self._connection.execute(
-            "SELECT row_json FROM cases WHERE model_id = ? AND case_id = ? AND fingerprint = ?",
-            (model_id, case_id, fingerprint)).fetchone()
+        with self._reading():
+            found = self._connection.execute(
+                "SELECT row_json FROM cases WHERE model_id = ? AND case_id = ? AND fingerprint = ?",
+                (model_id, case_id, fingerprint)).fetchone()
         return None if found is None else json.loads(found[0])
+
+
+def _is_locked(error: sqlite3.OperationalError) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
+def _remedy(error: sqlite3.OperationalError) -> str:
+    """What to do about a failed write, from SQLite's message."""
+    text = str(error)
+    if "full" in text:
+        return "the disk is full: free some space and run again"
+    if "readonly" in text or "read-only" in text:
+        return "the file or its folder is read-only: make it writable or give another --history file"
+    if _is_locked(error):
+        return "another process holds it locked: wait for that process and run again"
+    return "check the file and the disk, or give another --history file"

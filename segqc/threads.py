@@ -15,6 +15,8 @@ import os
 from segqc.errors import ConfigError
 
 THREADS_ENV = "OMP_NUM_THREADS"
+MAX_THREADS = 1024
+"""More threads than this is a typo (OpenMP would try to allocate a pool for each and abort)."""
 
 
 def limit_threads(threads: int | None) -> int | None:
@@ -27,17 +29,18 @@ def limit_threads(threads: int | None) -> int | None:
         The cap now in force, or ``None`` when none was asked for.
 
     Raises:
-        ConfigError: ``threads`` < 1, or ``OMP_NUM_THREADS`` is not a positive whole number.
+        ConfigError: ``threads`` or ``OMP_NUM_THREADS`` is not a whole number in 1..:data:`MAX_THREADS`.
     """
     if threads is None:
         text = os.environ.get(THREADS_ENV, "").strip()
         if not text:
             return None
-        if not text.isdigit() or int(text) < 1:
-            raise ConfigError(f"{THREADS_ENV}={text!r}: expected a positive whole number of threads")
+        if not text.isdigit() or not 1 <= int(text) <= MAX_THREADS:
+            raise ConfigError(f"{THREADS_ENV}={text!r}: expected a whole number of threads in 1..{MAX_THREADS}")
         threads = int(text)
-    if threads < 1:
-        raise ConfigError(f"--threads {threads}: expected at least 1")
+    if not 1 <= threads <= MAX_THREADS:
+        raise ConfigError(f"--threads {threads}: expected a number of threads in 1..{MAX_THREADS} (this machine has "
+                          f"{os.cpu_count()} cores)")
     import torch  # imported here so that `segqc --help` stays quick
     from threadpoolctl import threadpool_limits
 

@@ -10,6 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "segqc"
 FLOORS = {
     0: ("errors", "jsonable", "atomic", "threads", "torchfile", "config", "outputs", "presets", "noise", "losses",
+        "csvfiles", "inputs", "signals", "manifests",
         "metrics", "verdicts"),
     1: ("nets", "data", "synthetic", "density", "bundle", "history"),
     2: ("scoremodels", "fitting", "quality"),

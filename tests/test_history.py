@@ -162,3 +162,35 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     connection = sqlite3.connect(path)
     assert connection.execute("PRAGMA user_version").fetchone()[0] == 99
     connection.close()
+
+
+def test_a_lock_held_for_a_while_is_waited_for_and_said(tmp_path: Path, monkeypatch, caplog) -> None:
+    import threading
+
+    from segqc import history
+
+    path = tmp_path / "history.sqlite"
+    RunHistory(path).close()
+    monkeypatch.setattr(history, "LOCK_NOTICE_S", 0.1)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.6, lambda: holder.execute("ROLLBACK"))
+    release.start()
+    try:
+        with RunHistory(path) as runs:
+            runs.append(make_run("2024-05-01T02:00:00"))
+            assert len(runs.runs()) == 1
+    finally:
+        release.join()
+        holder.close()
+    assert "locked by another process (another segqc run?); waiting up to 120 s" in caplog.text
+
+
+def test_recording_commits_only_when_its_block_succeeds(tmp_path: Path) -> None:
+    with RunHistory(tmp_path / "history.sqlite") as history:
+        with pytest.raises(RuntimeError), history.recording(make_run("2024-05-01T02:00:00")):
+            raise RuntimeError("the report could not be published")
+        assert history.runs() == []
+        with history.recording(make_run("2024-05-02T02:00:00")) as run_id:
+            assert run_id >= 1
+        assert len(history.runs()) == 1

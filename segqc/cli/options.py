@@ -61,6 +61,10 @@ def parse_labels(text: str) -> list[int]:
         values = [int(v) for v in split_names([text])]
     except ValueError:
         raise ConfigError(f"--labels {text!r}: expected comma-separated integer label values, e.g. 0,1,2") from None
-    if len(set(values)) != len(values) or len(values) < 2:
-        raise ConfigError(f"--labels {text!r}: expected at least two distinct label values")
+    repeated = sorted({value for value in values if values.count(value) > 1})
+    if repeated:
+        raise ConfigError(f"--labels {text!r}: {', '.join(map(str, repeated))} given more than once; expected "
+                          "each label value once")
+    if len(values) < 2:
+        raise ConfigError(f"--labels {text!r}: expected at least two label values (background and a structure)")
     return values

@@ -18,7 +18,7 @@ from segqc.cli.options import (
     computing,
     split_names,
 )
-from segqc.cli.terminal import console, handle_errors, training_progress
+from segqc.cli.terminal import console, handle_errors, progress_bar, training_progress
 from segqc.errors import ConfigError
 
 
@@ -76,9 +76,9 @@ def tabular_fit(
              "review_quantile": review_quantile, "fail_quantile": fail_quantile}
     training = {"steps": steps, "batch_size": batch_size, "lr": lr, "val_fraction": val_fraction, "seed": seed,
                 "device": device, "contaminated": contaminated or None}
-    with training_progress() as on_step:
+    with progress_bar("reading", "items") as on_read, training_progress() as on_step:
         detector = fit_table(data, out, config, model, training, split_names(categorical), split_names(continuous),
-                             split_names(ignore), id_column, resume, on_step)
+                             split_names(ignore), id_column, resume, on_step, on_read)
     schema = detector.schema_
     console.print(f"[green]model written to[/] {out}  ({len(schema.categorical)} categorical, "
                   f"{len(schema.continuous)} continuous columns; best step {detector.training_['best_step']}; "
@@ -109,7 +109,8 @@ def tabular_score(
     computing(threads)
     if top < 0:
         raise ConfigError(f"--top {top}: expected a number of rows >= 0")
-    result = score_table(data, model, out, device)
+    with progress_bar("reading", "items") as on_read:
+        result = score_table(data, model, out, device, on_read)
     counts = result["verdict"].value_counts()
     console.print(f"[green]{len(result)} rows scored[/] -> {out}: " + ", ".join(
         f"{counts.get(v, 0)} {v}" for v in ("pass", "review", "fail")), highlight=False)

@@ -17,7 +17,8 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from segqc.errors import SegQCError
+from segqc.errors import SegQCError, memory_fault, write_fault
+from segqc.signals import TERMINATED_EXIT_CODE, Terminated, terminate_as_interrupt
 
 if TYPE_CHECKING:
     from segqc.fitting.trainer import StepInfo
@@ -39,21 +40,30 @@ def setup_logging(verbose: bool) -> None:
 
 
 def handle_errors(command: F) -> F:
-    """Turn segqc errors into one line and exit code 2; anything else into exit code 1."""
+    """Turn segqc errors (and full disks, quotas, read-only disks, lack of memory) into one line and exit 2; bugs 1.
+
+    SIGTERM stops a command as Ctrl-C does (temporary files removed; exit 143).
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with terminate_as_interrupt():
+                return command(*args, **kwargs)
         except SegQCError as err:
             error_line(str(err))
             raise typer.Exit(err.exit_code) from None
-        except KeyboardInterrupt:
-            console.print("[bold red]interrupted[/]; nothing was written (a resumable checkpoint may exist)")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as err:
+            console.print(f"[bold red]{'terminated' if isinstance(err, Terminated) else 'interrupted'}[/]; nothing "
+                          "was written (a resumable checkpoint may exist)")
+            raise typer.Exit(TERMINATED_EXIT_CODE if isinstance(err, Terminated) else 130) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as err:  # noqa: BLE001 - the CLI must never print a traceback by default
+            fault = write_fault(err, getattr(err, "filename", None) or "an output file") or memory_fault(err)
+            if fault is not None:
+                error_line(str(fault))
+                raise typer.Exit(fault.exit_code) from None
             logging.getLogger("segqc").debug("internal error", exc_info=True)
             error_line(f"{type(err).__name__}: {err} (run with --verbose for the traceback)", "internal error")
             raise typer.Exit(1) from None

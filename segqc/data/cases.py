@@ -83,8 +83,8 @@ def _drop_axis(shape: tuple[int, ...], path: Path, config: PreprocessConfig) -> 
     singleton = [axis for axis, n in enumerate(shape) if n == 1]
     if len(singleton) == 1:
         return singleton[0]
-    raise InputError(f"{path}: 3D image of shape {shape} given to a 2D model; set --slice-axis 0, 1 or 2 "
-                     f"to use its 2D slices (or use spatial_dims 3)")
+    raise InputError(f"{path}: 3D image of shape {shape} given to a 2D model trained without a slice axis; "
+                     f"to use its 2D slices, train with 'segqc train --slice-axis 0, 1 or 2' (or data.spatial_dims 3)")
 
 
 def _geometry(image: Volume, mask: Volume | None) -> tuple[np.ndarray, bool]:
@@ -158,7 +158,8 @@ def _file_ndim(config: PreprocessConfig) -> int:
     return 3 if config.spatial_dims == 3 or config.slice_axis is not None else 2
 
 
-def prepare_case(files: CaseFiles, config: PreprocessConfig, labels: Sequence[int] | None) -> list[PreparedCase]:
+def prepare_case(files: CaseFiles, config: PreprocessConfig, labels: Sequence[int] | None,
+                 image_channels: int | None = None) -> list[PreparedCase]:
     """Read one case and bring it to the model's size.
 
     Args:
@@ -166,6 +167,8 @@ def prepare_case(files: CaseFiles, config: PreprocessConfig, labels: Sequence[in
         config: Preprocessing settings.
         labels: Label values of the ``K`` classes; ``None`` uses the mask's
             values as class indices (they must be >= 0).
+        image_channels: The channels the model takes (a colour image among
+            grayscale ones is refused here, with its file named); ``None``: any.
 
     Returns:
         One prepared case, or one per slice along ``config.slice_axis``
@@ -174,11 +177,17 @@ def prepare_case(files: CaseFiles, config: PreprocessConfig, labels: Sequence[in
     Raises:
         InputError: Unreadable files, image/mask shape or affine mismatch,
             or a file whose dimensionality does not fit the model.
-        SchemaError: Bad or unexpected label values.
+        SchemaError: Bad or unexpected label values, or another number of
+            image channels than ``image_channels``.
     """
     mask = None if files.mask is None else read_mask(files.mask)
     spatial_ndim = _file_ndim(config) if mask is None else mask.array.ndim - 1
-    return _prepare(files, read_image(files.images, spatial_ndim), mask, config, labels)
+    image = read_image(files.images, spatial_ndim)
+    if image_channels is not None and image.array.shape[0] != image_channels:
+        colour = " (a colour image?)" if image.array.shape[0] in (3, 4) else ""
+        raise SchemaError(f"{image.path}: {image.array.shape[0]} image channel(s){colour}; the model was trained "
+                          f"on images with {image_channels}")
+    return _prepare(files, image, mask, config, labels)
 
 
 def _caching(cases: Sequence[CaseFiles], cache: dict[str, Volume]) -> Iterator[Volume]:

@@ -43,7 +43,8 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 _PIL_DIRECT_MODES = ("L", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA")
 _AFFINE_TOLERANCE = 1e-3
 # Errors the readers raise on corrupt or truncated files (PIL raises SyntaxError for broken PNG chunks).
-_READ_ERRORS = (OSError, EOFError, ValueError, SyntaxError, struct.error, zlib.error, IndexError, KeyError)
+_READ_ERRORS = (OSError, EOFError, ValueError, SyntaxError, struct.error, zlib.error, IndexError, KeyError,
+                MemoryError, OverflowError)
 # Values (voxels x channels) a file may hold, by its number of spatial axes: 2D 32 Mi (e.g. 5,792^2),
 # 3D 256 Mi (e.g. 512 x 512 x 1,024). Decoding and preprocessing take several times that in memory.
 DEFAULT_MAX_VOXELS = {2: 1 << 25, 3: 1 << 28}
@@ -134,7 +135,10 @@ def _format_name(path: Path) -> str:
 
 
 def _cannot_read(path: Path, err: BaseException) -> InputError:
-    """The error for a corrupt, truncated or otherwise unreadable file."""
+    """The error for a corrupt, truncated, unreadable or too large file."""
+    if isinstance(err, MemoryError):
+        return InputError(f"{path}: not enough memory to decode it (its header announces more data than fits); "
+                          f"lower --max-voxels or {MAX_VOXELS_ENV} to refuse such files before decoding")
     reason = " ".join(str(err).split()) or type(err).__name__
     return InputError(f"{path}: cannot read as {_format_name(path)} ({reason})")
 
@@ -182,7 +186,9 @@ def _read_pil(path: Path, mask: bool) -> tuple[np.ndarray, bool]:
 
 
 def _pil_pixels(image: PILImage, mask: bool) -> np.ndarray:
-    """Pixels of one PIL frame; palette masks keep their indices, palette images become RGB."""
+    """Pixels of one PIL frame; palette and 1-bit masks keep their indices (0 / 1), palette images become RGB."""
+    if mask and image.mode == "1":
+        return np.asarray(image).astype(np.uint8)
     if image.mode in ("1", "LA"):
         image = image.convert("L")
     elif image.mode not in _PIL_DIRECT_MODES and not (mask and image.mode == "P"):

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from segqc.data.images import Volume
 from segqc.errors import ConfigError, InputError, SchemaError
@@ -36,7 +37,7 @@ def learn_labels(masks: Iterable[Volume]) -> list[int]:
         values.update(int(v) for v in found)
         richest = max(richest, (len(found), mask.path), key=lambda item: item[0])
     if richest[1] is None:
-        raise InputError("no masks to learn label values from; give training masks or --labels")
+        raise InputError("no masks to learn label values from; give training masks or 'segqc train --labels'")
     if len(values) > MAX_CLASSES:
         raise SchemaError(f"{richest[1]}: masks hold {len(values)} distinct label values ({richest[0]} in this file); "
                           f"expected at most {MAX_CLASSES} classes (is this an image rather than a mask?)")
@@ -77,7 +78,7 @@ def identity_indices(mask: np.ndarray, path: Path) -> np.ndarray:
     """Label values used as class indices when no label list is given; must be >= 0."""
     if mask.size and mask.min() < 0:
         raise SchemaError(f"{path}: negative label value {int(mask.min())}; give the label values "
-                          f"(--labels) to map them to classes")
+                          f"('segqc train --labels') to map them to classes")
     return mask.astype(np.int64)
 
 
@@ -90,3 +91,22 @@ def class_indices(mask: Volume, labels: Sequence[int] | None) -> np.ndarray:
     if labels is None:
         return identity_indices(mask.array, mask.path).astype(np.float32)
     return label_indices(mask.array, labels, mask.path).astype(np.float32)
+
+
+def check_labels_present(labels: Sequence[int], masks: torch.Tensor) -> None:
+    """Refuse given label values that no training mask holds (at the model's size): nothing to learn of them.
+
+    Args:
+        labels: The label value of each class.
+        masks: Class indices of the training masks, ``(N, *spatial)``.
+
+    Raises:
+        ConfigError: A label value occurs in no mask.
+    """
+    present = torch.bincount(masks.flatten(), minlength=len(labels))[:len(labels)] > 0
+    if not bool(present.all()):
+        absent = [str(value) for value, found in zip(labels, present.tolist()) if not found]
+        held = [str(value) for value, found in zip(labels, present.tolist()) if found]
+        raise ConfigError(f"labels {','.join(map(str, labels))} ('segqc train --labels'): {', '.join(absent)} "
+                          f"occur(s) in no training mask (the masks hold {', '.join(held)}); give only the values "
+                          "the masks use")

@@ -27,7 +27,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from segqc.errors import ConfigError, did_you_mean
+from segqc.config import check_types
+from segqc.errors import FieldError, did_you_mean
 
 SECTION = "data"  # the YAML section (configs/*.yaml) holding these options
 INTENSITY_MODES = ("percentile", "zscore", "window", "none")
@@ -91,13 +92,14 @@ class PreprocessConfig:
     foreground_slices_only: bool = False
 
     def __post_init__(self) -> None:
+        check_types(self, SECTION)
         for name, allowed in {"intensity": INTENSITY_MODES, "resize": RESIZE_MODES}.items():
             value = getattr(self, name)
             if value not in allowed:
-                raise ConfigError(f"{SECTION}.{name}: {value!r} is not one of {', '.join(allowed)}"
-                                  f"{did_you_mean(str(value), allowed)}")
+                raise FieldError(SECTION, name, f"{value!r} is not one of {', '.join(allowed)}"
+                                                f"{did_you_mean(str(value), allowed)}")
         if self.intensity == "window" and self.window is None:
-            raise ConfigError(f"{SECTION}.window: required when intensity is 'window', e.g. [-100, 300]")
+            raise FieldError(SECTION, "window", "required when intensity is 'window', e.g. [-100, 300]")
         dims = self.spatial_dims
         size, spacing = self.spatial_size, self.spacing
         checks = {
@@ -115,8 +117,7 @@ class PreprocessConfig:
         }
         for name, ok in checks.items():
             if not ok:
-                raise ConfigError(f"{SECTION}.{name}: invalid value {getattr(self, name)!r}"
-                                  f"{_HINTS.get(name, '')}")
+                raise FieldError(SECTION, name, f"invalid value {getattr(self, name)!r}{_HINTS.get(name, '')}")
         self.spatial_size = tuple(int(s) for s in size)
         self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
         self.percentiles = tuple(float(p) for p in self.percentiles)

@@ -1,4 +1,4 @@
-"""Tables: reading CSV / Parquet, inferring column types, encoding rows.
+"""Tables as the tabular model sees them: column types inferred, rows encoded (files: :mod:`segqc.data.tables`).
 
 Column types (overridable with ``categorical=``, ``continuous=``, ``ignore=``):
 
@@ -22,185 +22,37 @@ their training quantiles onto standard-normal quantiles, so that a value's
 distance from 0 says how far out in its column's tail it lies whatever the
 column's shape (skewed incomes, counts); beyond the training range the map
 continues with slope ``1 / std``.
+
+Values a model cannot score: infinite values (``inf``, or ``1e309`` which
+overflows) and values more than :data:`MAX_STANDARD_UNITS` standard units
+out are marked in :attr:`EncodedTable.beyond` (and fed to the network clipped
+at that bound), so that the detector flags their rows naming the column,
+instead of giving a NaN score or a saturated network's wrong explanation. In
+training data such values are refused. A modelled column that is entirely
+empty in a scored table (and had no missing values at fit time) is refused,
+rather than filled in and passed.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from scipy import stats
 
-from segqc.errors import ConfigError, InputError, SchemaError, did_you_mean
+from segqc.data.tables import Progress
+from segqc.errors import ConfigError, SchemaError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
 MISSING = "<missing>"
-PARQUET_SUFFIXES = (".parquet", ".pq")
 GAUSSIANIZE_KNOTS = 256
 """Most quantile knots of a gaussianised continuous column."""
-DELIMITERS = (",", ";", "\t", "|")
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV-like (comma, or tab for ``.tsv``) or Parquet file.
-
-    The column delimiter of a CSV-like file is detected from its header row
-    (see :func:`_choose_delimiter`); a delimiter other than the suffix's usual
-    one is logged as a warning.
-
-    Args:
-        path: The file.
-
-    Returns:
-        The table with at least one row and one column.
-
-    Raises:
-        InputError: The path is missing, a directory, empty, not UTF-8,
-            malformed, or has no data rows.
-        SchemaError: Two or more columns have the same name.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory; expected a CSV or Parquet file")
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file; expected a header row and data rows")
-    parquet = path.suffix.lower() in PARQUET_SUFFIXES
-    try:
-        if parquet:
-            check_unique_columns(pq.read_schema(path).names, str(path))
-            frame = pd.read_parquet(path)
-        else:
-            usual = "\t" if path.suffix.lower() == ".tsv" else ","
-            delimiter, header = _choose_delimiter(path, usual)
-            if delimiter != usual:
-                logger.warning("%s: read with %r as the column delimiter", path, delimiter)
-            check_unique_columns(header, str(path))
-            frame = pd.read_csv(path, sep=delimiter, encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text (invalid byte at position {err.start}); "
-                         "re-save the file as UTF-8") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: no columns found; expected a header row and data rows") from None
-    except (pd.errors.ParserError, csv.Error) as err:
-        raise InputError(f"{path}: malformed CSV ({str(err).strip().splitlines()[-1]})") from None
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read as {'Parquet' if parquet else 'CSV'}"
-                         f" ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
-    if frame.shape[1] == 0:
-        raise InputError(f"{path}: no columns found; expected a header row and data rows")
-    if frame.shape[0] == 0:
-        raise InputError(f"{path}: has a header but no data rows")
-    return frame
-
-
-def _header_row(path: Path, delimiter: str, strict: bool) -> list[str]:
-    """The first non-empty row of a CSV-like file, parsed by the ``csv`` module.
-
-    Args:
-        path: The file.
-        delimiter: Column delimiter.
-        strict: Raise ``csv.Error`` on bad quoting instead of reading on.
-
-    Returns:
-        The header names (``[]`` when the file has only blank lines).
-    """
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
-        return next((row for row in csv.reader(handle, delimiter=delimiter, strict=strict) if row), [])
-
-
-def _parse_header(path: Path, delimiter: str) -> tuple[list[str], bool]:
-    """Parse the header row with one delimiter and say whether the parse is clean.
-
-    A parse is clean when it follows strict quoting rules and leaves no quote
-    character in a name, i.e. every quote opened or closed a field. A
-    delimiter that occurs only inside quoted names gives an unclean parse.
-
-    Args:
-        path: The file.
-        delimiter: Column delimiter.
-
-    Returns:
-        The header names and whether the parse is clean.
-
-    Raises:
-        csv.Error: The row cannot be parsed even leniently (e.g. a field over
-            the ``csv`` module's size limit).
-    """
-    try:
-        header = _header_row(path, delimiter, strict=True)
-    except csv.Error:
-        return _header_row(path, delimiter, strict=False), False
-    return header, not any('"' in name for name in header)
-
-
-def _choose_delimiter(path: Path, usual: str) -> tuple[str, list[str]]:
-    """Pick the column delimiter of a CSV-like file from its header row.
-
-    Clean parses (see :func:`_parse_header`) beat unclean ones, then more
-    columns win (the most frequent delimiter outside quotes), then ``usual``,
-    then the order of :data:`DELIMITERS`. A header with a tab keeps the tab
-    when ``usual`` is a tab (``.tsv``). A header without any candidate stays
-    one column with ``usual``.
-
-    Args:
-        path: The file.
-        usual: The suffix's usual delimiter (``","``, or ``"\\t"`` for ``.tsv``).
-
-    Returns:
-        The delimiter and the header row as it parses with it.
-
-    Raises:
-        csv.Error: The header row cannot be parsed with any candidate.
-    """
-    parsed: dict[str, tuple[list[str], bool]] = {}
-    failures: list[csv.Error] = []
-    for delimiter in (usual, *(d for d in DELIMITERS if d != usual)):
-        try:
-            parsed[delimiter] = _parse_header(path, delimiter)
-        except csv.Error as err:
-            failures.append(err)
-    if not parsed:
-        raise failures[-1]
-
-    def rank(delimiter: str) -> tuple[bool, bool, int]:
-        header, clean = parsed[delimiter]
-        return delimiter == "\t" == usual and len(header) > 1, clean, len(header)
-
-    best = max(parsed, key=rank)
-    return best, parsed[best][0]
-
-
-def check_unique_columns(names: Sequence[object], where: str) -> None:
-    """Refuse a table whose column names are not unique.
-
-    Empty names are skipped: readers name such columns by position.
-
-    Args:
-        names: Column names in table order.
-        where: Name of the table for messages (e.g. the file path).
-
-    Raises:
-        SchemaError: A name occurs more than once; the message names each
-            duplicated column and its 1-based positions.
-    """
-    positions: dict[object, list[int]] = {}
-    for position, name in enumerate(names, start=1):
-        if name != "":
-            positions.setdefault(name, []).append(position)
-    repeated = [f"column name {name!r} appears {len(cols)} times "
-                f"(columns {', '.join(map(str, cols[:-1]))} and {cols[-1]})"
-                for name, cols in positions.items() if len(cols) > 1]
-    if repeated:
-        raise SchemaError(f"{where}: {', '.join(repeated)}; column names must be unique")
+MAX_STANDARD_UNITS = 100.0
+"""Standard units beyond which a continuous value is out of the score model's reach (flagged, fed clipped)."""
 
 
 def category_key(value: object) -> str:
@@ -316,7 +168,8 @@ def _check_names(frame: pd.DataFrame, names: Sequence[str], option: str, where: 
 
 def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuous: Sequence[str] = (),
                  ignore: Sequence[str] = (), id_column: str | None = None, max_integer_categories: int = 20,
-                 max_categories: int = 200, where: str = "table", gaussianize: bool = False) -> TabularSchema:
+                 max_categories: int = 200, where: str = "table", gaussianize: bool = False,
+                 on_progress: Progress | None = None) -> TabularSchema:
     """Decide each column's type and learn its categories or standardisation.
 
     Args:
@@ -332,13 +185,15 @@ def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuou
         where: Name of the table for messages (e.g. the file path).
         gaussianize: Map continuous columns through their quantiles onto
             normal scores instead of standardising them.
+        on_progress: Called with ``(columns done, columns)``.
 
     Returns:
         The schema.
 
     Raises:
-        SchemaError: An option names an unknown column, a forced-continuous
-            column is not numeric, or no usable column remains.
+        SchemaError: An option names an unknown column, a continuous column
+            holds text, infinite values or values too large to standardise,
+            or no usable column remains.
     """
     for option, names in (("--categorical", categorical), ("--continuous", continuous), ("--ignore", ignore),
                           ("--id-column", [id_column] if id_column else [])):
@@ -348,7 +203,9 @@ def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuou
         raise ConfigError(f"columns given as both --categorical and --continuous: {', '.join(sorted(both))}")
     schema = TabularSchema(id_column=id_column)
     skip = set(ignore) | ({id_column} if id_column else set())
-    for name in frame.columns:
+    for done, name in enumerate(frame.columns, start=1):
+        if on_progress is not None:
+            on_progress(done, frame.shape[1])
         if name in skip:
             continue
         column = frame[name]
@@ -358,13 +215,17 @@ def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuou
             keys = column.map(category_key)
             schema.categorical.append(CategoricalColumn(str(name), sorted(keys.unique().tolist())))
         elif kind == "continuous":
-            values = _numeric(column, str(name), "training data")
+            values = _numeric(column, str(name), where)
             missing = bool(values.isna().any())
             fill = float(values.median())
             filled = values.fillna(fill)
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean, std = float(filled.mean()), float(filled.std(ddof=0))
+            if not (np.isfinite(mean) and np.isfinite(std)):
+                raise SchemaError(f"column {name!r} in {where}: values too large to standardise (up to "
+                                  f"{filled.abs().max():g}); rescale the column (e.g. other units) and fit again")
             knots, scores = normal_score_knots(filled.to_numpy()) if gaussianize else ([], [])
-            schema.continuous.append(ContinuousColumn(str(name), float(filled.mean()), float(filled.std(ddof=0)),
-                                                      fill, missing, knots, scores))
+            schema.continuous.append(ContinuousColumn(str(name), mean, std, fill, missing, knots, scores))
         else:
             schema.dropped[str(name)] = reason
     if not schema.columns:
@@ -402,13 +263,19 @@ def _column_kind(column: pd.Series, force_categorical: bool, force_continuous: b
     return "categorical", ""
 
 
-def _numeric(column: pd.Series, name: str, where: str) -> pd.Series:
+def _numeric(column: pd.Series, name: str, where: str, allow_infinite: bool = False) -> pd.Series:
+    """The column as float64 (missing values NaN), refusing text and (unless allowed) infinite values."""
     values = pd.to_numeric(column, errors="coerce").astype("float64")
     bad = values.isna() & column.notna()
     if bad.any():
         example = column[bad].iloc[0]
         raise SchemaError(f"column {name!r} in {where}: expected numbers, found {example!r} "
                           f"({int(bad.sum())} non-numeric values)")
+    infinite = np.flatnonzero(np.isinf(values.to_numpy()))
+    if infinite.size and not allow_infinite:
+        raise SchemaError(f"column {name!r} in {where}: {infinite.size} infinite value(s), the first in data row "
+                          f"{infinite[0] + 1} ({column.iloc[infinite[0]]!r}); expected finite numbers (leave a cell "
+                          f"empty for a missing value)")
     return values
 
 
@@ -422,35 +289,52 @@ class EncodedTable:
         continuous: Standardised (or gaussianised) continuous values, ``(N, D_cont)`` float32.
         ids: Row identifiers (the id column, or the row index), ``(N,)``.
         unseen: Count of unseen-category values per column.
+        beyond: Continuous values the model cannot score (infinite, or further
+            out than :data:`MAX_STANDARD_UNITS`), ``(N, D_cont)`` bool.
     """
 
     codes: np.ndarray
     continuous: np.ndarray
     ids: np.ndarray
     unseen: dict[str, int]
+    beyond: np.ndarray
 
 
-def encode(frame: pd.DataFrame, schema: TabularSchema, where: str = "input") -> EncodedTable:
+def encode(frame: pd.DataFrame, schema: TabularSchema, where: str = "input",
+           on_progress: Progress | None = None) -> EncodedTable:
     """Encode a table with a fitted schema.
 
     Args:
         frame: The table; extra columns are ignored.
         schema: The fitted schema.
         where: Name of the table for messages (e.g. the file path).
+        on_progress: Called with ``(columns done, modelled columns)``.
 
     Returns:
         The encoded table.
 
     Raises:
-        SchemaError: Modelled columns are missing or continuous values are not numbers.
+        SchemaError: Modelled columns are missing or entirely empty (when
+            their training values had no gaps), or continuous values are text.
     """
     missing = [c for c in schema.columns + ([schema.id_column] if schema.id_column else []) if c not in frame.columns]
     if missing:
         raise SchemaError(f"{where}: missing column(s) {', '.join(map(repr, missing))} that the model was "
                           f"trained on; expected columns: {', '.join(schema.columns)}")
     rows = len(frame)
-    codes, unseen = [], {}
+    codes, unseen, beyond = [], {}, []
+    done = 0
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, len(schema.columns))
+
     for column in schema.categorical:
+        advance()
+        if rows and MISSING not in column.categories:
+            _check_not_empty(frame[column.name], column.name, where)
         lookup = {key: i for i, key in enumerate(column.categories)}
         keys = frame[column.name].map(category_key)
         col_codes = keys.map(lookup).fillna(-1).astype(np.int64).to_numpy()
@@ -462,15 +346,28 @@ def encode(frame: pd.DataFrame, schema: TabularSchema, where: str = "input") -> 
         codes.append(col_codes)
     continuous = []
     for column in schema.continuous:
-        values = _numeric(frame[column.name], column.name, where)
+        advance()
+        if rows and not column.missing_indicator:
+            _check_not_empty(frame[column.name], column.name, where)
+        values = _numeric(frame[column.name], column.name, where, allow_infinite=True)
         if column.missing_indicator:
             codes.append(values.isna().to_numpy().astype(np.int64))
         elif values.isna().any():
             logger.warning("%s: column %r has %d missing value(s), none seen at fit time; filled with %g",
                            where, column.name, int(values.isna().sum()), column.fill)
-        continuous.append(column.transform(values.fillna(column.fill).to_numpy()))
+        with np.errstate(over="ignore", invalid="ignore"):
+            standard = column.transform(values.fillna(column.fill).to_numpy())
+        beyond.append(~(np.abs(standard) <= MAX_STANDARD_UNITS))
+        continuous.append(np.clip(standard, -MAX_STANDARD_UNITS, MAX_STANDARD_UNITS))
     ids = frame[schema.id_column].to_numpy() if schema.id_column else np.arange(rows)
     return EncodedTable(
         np.stack(codes, 1) if codes else np.zeros((rows, 0), np.int64),
         np.stack(continuous, 1).astype(np.float32) if continuous else np.zeros((rows, 0), np.float32),
-        ids, unseen)
+        ids, unseen, np.stack(beyond, 1) if beyond else np.zeros((rows, 0), bool))
+
+
+def _check_not_empty(column: pd.Series, name: str, where: str) -> None:
+    """Refuse a modelled column whose every value is missing (filling it in would pass any row)."""
+    if column.isna().all():
+        raise SchemaError(f"{where}: column {name!r} is empty (every value missing), but the model was fitted on "
+                          f"its values; fill it in, or score a table that has them")

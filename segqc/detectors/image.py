@@ -23,12 +23,15 @@ from segqc import bundle, noise
 from segqc.config import ImageModelConfig, TrainingConfig, merged_config, read_mapping_file
 from segqc.data.cases import prepare_dataset, stack
 from segqc.data.grouping import group_regex, source_groups, split_groups
+from segqc.data.labels import check_labels_present
 from segqc.data.pairing import pair_cases
 from segqc.data.preprocess import PreprocessConfig
 from segqc.detectors.base import BaseDetector
 from segqc.errors import InputError, NotFittedError, SchemaError
+from segqc.fitting.device import resolve_device
 from segqc.fitting.trainer import StepInfo
 from segqc.metrics import dice_per_class, mean_dice
+from segqc.nets.memory import check_image_network
 from segqc.quality import teaching
 from segqc.quality.atlas import Atlas
 from segqc.quality.calibration import LabelledCalibration, from_labelled
@@ -109,9 +112,31 @@ class ImageQC(BaseDetector):
             The detector.
         """
         sections = read_mapping_file(path, ("data", "model", "training"), "config file") if path else {}
-        return cls(merged_config(ImageModelConfig, sections, "model", {}),
-                   merged_config(TrainingConfig, sections, "training", training or {}), labels,
-                   merged_config(PreprocessConfig, sections, "data", data or {}))
+        detector = cls(merged_config(ImageModelConfig, sections, "model", {}),
+                       merged_config(TrainingConfig, sections, "training", training or {}), labels,
+                       merged_config(PreprocessConfig, sections, "data", data or {}))
+        detector.check_network(1, max(len(labels) if labels is not None else 2, 2))
+        return detector
+
+    def check_network(self, image_channels: int, num_classes: int, spatial_size: Sequence[int] | None = None) -> int:
+        """Check, before any data are read, that the configured network can be built and trained here.
+
+        Args:
+            image_channels: Channels of the training images.
+            num_classes: Classes of the masks.
+            spatial_size: Size of the training arrays (default: ``data.spatial_size``).
+
+        Returns:
+            Training memory estimated for the network (bytes).
+
+        Raises:
+            ConfigError: The network settings are invalid for the data settings,
+                or training would need more memory than the device has.
+        """
+        preprocess, training = self._preprocess_config, self._training_config
+        size = tuple(spatial_size) if spatial_size is not None else preprocess.spatial_size
+        return check_image_network(self._model_config.network, len(size), size, image_channels, num_classes,
+                                   training.batch_size, resolve_device(training.device), training.amp)
 
     @property
     def _model_config(self) -> ImageModelConfig:
@@ -177,11 +202,14 @@ class ImageQC(BaseDetector):
         if int(masks.max()) >= num_classes or int(masks.min()) < 0:
             raise SchemaError(f"mask class indices must lie in 0..{num_classes - 1}, found {int(masks.min())}.."
                               f"{int(masks.max())}")
+        if labels is not None:
+            check_labels_present(labels, masks)
         self.labels_ = [int(v) for v in labels] if labels is not None else list(range(num_classes))
         groups = np.asarray([str(g) for g in groups] if groups is not None else np.arange(len(images)).astype(str))
         if len(groups) != len(images):
             raise SchemaError(f"{len(groups)} groups for {len(images)} cases")
         train_rows, val_rows = split_groups(groups, train_cfg.val_fraction, train_cfg.seed)
+        self.check_network(images.shape[1], num_classes, masks.shape[1:])
         torch.manual_seed(train_cfg.seed)
         model = self._build(images.shape[1], num_classes, masks.ndim - 1, masks.shape[1])
         snapshots = self._train(model, (images, masks), train_rows, val_rows, train_cfg, on_step, checkpoint_dir,

@@ -13,11 +13,15 @@ import torch
 from segqc import bundle, noise
 from segqc.config import TabularModelConfig, TrainingConfig
 from segqc.data.grouping import split_rows
-from segqc.data.tabular import EncodedTable, TabularSchema, check_unique_columns, encode, infer_schema, read_table
+from segqc.data.tables import check_unique_columns, read_table
+from segqc.data.tabular import MAX_STANDARD_UNITS, EncodedTable, TabularSchema, encode, infer_schema
 from segqc.density import VariableNormDensity
 from segqc.detectors.base import BaseDetector
-from segqc.errors import BundleError, InputError
+from segqc.errors import BundleError, InputError, SchemaError
+from segqc.fitting.device import resolve_device
 from segqc.fitting.trainer import StepInfo
+from segqc.nets.memory import check_training_memory
+from segqc.nets.tabular import TabularScoreNet
 from segqc.scoremodels.tabular import TabularScoreModel
 from segqc.verdicts import ranks
 
@@ -27,13 +31,23 @@ MIN_ROWS = 20
 TableLike = pd.DataFrame | str | Path
 HEAD = "variable_norms"
 """Name of the score head in the bundle; bundles without it predate it and are refused."""
+ReadProgress = Callable[[int, int, str], None]
+"""``on_read(done, total, stage)`` while a table is read (megabytes), typed and encoded (columns)."""
 
 
-def _as_frame(data: TableLike) -> tuple[pd.DataFrame, str]:
+def _stage(on_read: ReadProgress | None, stage: str) -> Callable[[int, int], None] | None:
+    """A ``(done, total)`` progress callback for one stage of reading a table."""
+    return None if on_read is None else lambda done, total: on_read(done, total, stage)
+
+
+def _as_frame(data: TableLike, id_column: str | None = None,
+              on_read: ReadProgress | None = None) -> tuple[pd.DataFrame, str]:
     """The table and its name for messages (the file path, or ``"input table"``).
 
     Args:
         data: A DataFrame, or the path of a CSV / Parquet file.
+        id_column: The id column, read as text (ids keep their spelling).
+        on_read: Progress while a file is read.
 
     Returns:
         The table and where it came from.
@@ -47,7 +61,8 @@ def _as_frame(data: TableLike) -> tuple[pd.DataFrame, str]:
             raise InputError("the table is empty; expected rows and columns")
         check_unique_columns(list(data.columns), "input table")
         return data, "input table"
-    return read_table(data), str(data)
+    name = Path(data).name
+    return read_table(data, [id_column] if id_column else [], _stage(on_read, f"MB of {name} read")), str(data)
 
 
 class TabularQC(BaseDetector):
@@ -98,7 +113,8 @@ class TabularQC(BaseDetector):
         return self.model or TabularModelConfig()
 
     def fit(self, data: TableLike, y: None = None, on_step: Callable[[StepInfo], None] | None = None,
-            checkpoint_dir: str | Path | None = None, resume: bool = False) -> TabularQC:
+            checkpoint_dir: str | Path | None = None, resume: bool = False,
+            on_read: ReadProgress | None = None) -> TabularQC:
         """Learn the distribution of the rows of ``data``.
 
         Args:
@@ -107,19 +123,22 @@ class TabularQC(BaseDetector):
             on_step: Progress callback, called after each training step.
             checkpoint_dir: Directory for resumable checkpoints.
             resume: Continue from the checkpoint in ``checkpoint_dir``.
+            on_read: Progress callback while the table is read, typed and encoded.
 
         Returns:
             self
         """
         cfg, train_cfg = self._model_config, self._training_config
-        frame, where = _as_frame(data)
+        frame, where = _as_frame(data, self.id_column, on_read)
         if len(frame) < MIN_ROWS:
             raise InputError(f"{where}: {len(frame)} rows; need at least {MIN_ROWS} rows to fit")
         self.schema_ = infer_schema(frame, self.categorical, self.continuous, self.ignore, self.id_column,
-                                    self.max_integer_categories, where=where, gaussianize=cfg.gaussianize)
-        table = encode(frame, self.schema_, where)
+                                    self.max_integer_categories, where=where, gaussianize=cfg.gaussianize,
+                                    on_progress=_stage(on_read, "columns typed"))
+        table = encode(frame, self.schema_, where, _stage(on_read, "columns encoded"))
         train_rows, val_rows = split_rows(len(frame), train_cfg.val_fraction, train_cfg.seed)
         taus, sigmas = self._schedule(table.continuous[train_rows])
+        self._check_memory(sigmas)
         torch.manual_seed(train_cfg.seed)
         model = self._score_model(self.schema_.cardinalities, taus, sigmas)
         tensors = (torch.from_numpy(table.codes), torch.from_numpy(table.continuous))
@@ -134,6 +153,20 @@ class TabularQC(BaseDetector):
         cfg = self._model_config
         return TabularScoreModel(cardinalities, taus, sigmas, cfg.loss, cfg.delta, cfg.width, cfg.depth,
                                  cfg.embedding_size, cfg.dropout, cfg.categorical_noise)
+
+    def _check_memory(self, sigmas: torch.Tensor) -> None:
+        """Refuse a network too large to train here, before training starts (see :mod:`segqc.nets.memory`).
+
+        Activations per row: the input, the output and about eight hidden
+        vectors of ``width`` per residual block.
+        """
+        cfg, train_cfg = self._model_config, self._training_config
+        features = sum(self.schema_.cardinalities) + sigmas.shape[1]
+        with torch.device("meta"):
+            probe = TabularScoreNet(features, cfg.width, cfg.depth, cfg.embedding_size, cfg.dropout)
+        check_training_memory("model.width", probe, 4 * features + cfg.width * (8 * cfg.depth + 2),
+                              train_cfg.batch_size, resolve_device(train_cfg.device), train_cfg.amp,
+                              "lower model.width (--width), model.depth (--depth) or training.batch_size")
 
     def _schedule(self, train_continuous: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Categorical noise ``(L,)`` and Gaussian scales ``(L, D_cont)`` of the chosen method.
@@ -182,8 +215,13 @@ class TabularQC(BaseDetector):
         """
         return self.score_table(data)["score"].to_numpy()
 
-    def score_table(self, data: TableLike) -> pd.DataFrame:
+    def score_table(self, data: TableLike, on_read: ReadProgress | None = None) -> pd.DataFrame:
         """Scores, ranks, verdicts, the main culprit and per-level score norms of every row, in input order.
+
+        Args:
+            data: A DataFrame or the path of a CSV / Parquet file, with the
+                columns the model was fitted on.
+            on_read: Progress callback while the table is read and encoded.
 
         Returns:
             Columns ``id``, ``score``, ``rank`` (1 = most anomalous), ``verdict``,
@@ -192,11 +230,13 @@ class TabularQC(BaseDetector):
             ``norm_1..norm_L`` (squared score norms summed over variables).
         """
         self._check_fitted()
-        frame, where = _as_frame(data)
-        table = encode(frame, self.schema_, where)
+        frame, where = _as_frame(data, self.schema_.id_column, on_read)
+        table = encode(frame, self.schema_, where, _stage(on_read, "columns encoded"))
         norms = self._norms(table)
         contributions = self.head_.contributions(norms)
         scores = contributions.sum(1)
+        self._check_finite(scores, contributions, where)
+        flagged, culprits = self._beyond_reach(table, where)
         unseen = np.zeros(len(frame), dtype=np.int64)
         for position, column in enumerate(self.schema_.categorical):
             if column.name in table.unseen:
@@ -207,9 +247,47 @@ class TabularQC(BaseDetector):
         top = contributions.argmax(1)
         result["top_column"] = np.asarray(self._variable_names(), dtype=object)[top]
         result["top_share"] = contributions[np.arange(len(top)), top] / np.where(scores > 0, scores, 1.0)
+        if flagged.any():
+            result.loc[flagged, "score"] = np.inf
+            result.loc[flagged, "verdict"] = "fail"
+            result.loc[flagged, "top_column"] = culprits
+            result.loc[flagged, "top_share"] = 1.0
+            result["rank"] = ranks(result["score"].to_numpy())
         for level, level_norms in enumerate(norms.sum(2).T):
             result[f"norm_{level + 1}"] = level_norms
         return result
+
+    def _check_finite(self, scores: np.ndarray, contributions: np.ndarray, where: str) -> None:
+        """Refuse to hand out a score that is not a number, naming the row and the columns behind it.
+
+        Raises:
+            SchemaError: A row's score is NaN or infinite.
+        """
+        broken = np.flatnonzero(~np.isfinite(scores))
+        if broken.size:
+            row = broken[0]
+            names = np.asarray(self._variable_names(), dtype=object)[~np.isfinite(contributions[row])]
+            raise SchemaError(f"{where}: data row {row + 1} (and {broken.size - 1} more) cannot be scored: its "
+                              f"value(s) in column(s) {', '.join(map(repr, names))} lie too far outside the "
+                              "training data for a finite score; check them")
+
+    def _beyond_reach(self, table: EncodedTable, where: str) -> tuple[np.ndarray, list[str]]:
+        """Rows holding a value the model cannot score ``(N,)`` bool, and the first such column of each.
+
+        They get the score ``inf``, the verdict ``fail`` and that column as
+        ``top_column``: the network's own score of them would be an
+        extrapolation (see :data:`segqc.data.tabular.MAX_STANDARD_UNITS`).
+        """
+        flagged = table.beyond.any(1)
+        names = [column.name for column in self.schema_.continuous]
+        culprits = [names[int(np.argmax(row))] for row in table.beyond[flagged]]
+        if culprits:
+            first = int(np.flatnonzero(flagged)[0])
+            logger.warning("%s: %d row(s) hold values the model cannot score (infinite, or more than %g standard "
+                           "deviations from the training values), e.g. data row %d in column %r; they get the "
+                           "score inf and the verdict fail", where, len(culprits), MAX_STANDARD_UNITS, first + 1,
+                           culprits[0])
+        return flagged, culprits
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted detector as a model bundle directory (atomic)."""

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
-from segqc.errors import InputError
+from segqc.config import DEVICE_NAME
+from segqc.errors import ConfigError, InputError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -18,10 +19,14 @@ def resolve_device(name: str) -> torch.device:
     Under ``torchrun`` a bare ``cuda`` (or ``auto`` with CUDA) means this
     process's GPU, ``cuda:LOCAL_RANK``.
     """
+    if not DEVICE_NAME.fullmatch(name):
+        raise ConfigError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if name == "cuda" and "LOCAL_RANK" in os.environ:
         name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     return torch.device(name)

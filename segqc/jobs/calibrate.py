@@ -22,7 +22,8 @@ from segqc.detectors.image import ImageQC
 from segqc.errors import ConfigError, InputError, OutputError
 from segqc.jobs.score import CHUNK_CASES
 from segqc.jobs.scored_cases import score_cases
-from segqc.outputs import OutputKind, check_output_dir
+from segqc.manifests import OutputKind
+from segqc.outputs import check_output_dir
 from segqc.quality.calibration import LabelledCalibration
 from segqc.quality.estimator import QualityEstimate
 
@@ -69,7 +70,7 @@ def calibrate_model(model: Path, predictions: Path, images: Path, ground_truth: 
     if out.exists() or out.is_symlink():
         raise OutputError(f"--out {out}: exists; 'segqc calibrate' writes a new model and never changes one, so "
                           "choose a new folder")
-    check_output_dir(out, OutputKind.MODEL, [model, predictions, images, ground_truth])
+    check_output_dir(out, OutputKind.MODEL, [model, predictions, images, ground_truth], mode="image")
     group_regex(group_pattern)
     if coverage is not None and not 0 < coverage < 1:
         raise ConfigError(f"--coverage {coverage}: expected a share in (0, 1), e.g. 0.8")

@@ -17,7 +17,8 @@ from segqc.data.preprocess import PreprocessConfig
 from segqc.detectors.image import ImageQC
 from segqc.fitting.trainer import StepInfo
 from segqc.jobs.score import ScoreOptions, ScoreRun, score_folder
-from segqc.outputs import OutputKind, check_output_dir, write_marker
+from segqc.manifests import DEMO_PARTS, OutputKind, write_marker
+from segqc.outputs import check_output_dir, owned_directory
 from segqc.synthetic import phantoms
 
 
@@ -56,13 +57,14 @@ def run_demo(out: str | Path, fast: bool = False, seed: int = 0, device: str = "
     size = FAST if fast else FULL
     out = check_output_dir(out, OutputKind.DEMO)
     out.mkdir(parents=True, exist_ok=True)
-    write_marker(out, OutputKind.DEMO)
+    write_marker(out, OutputKind.DEMO, DEMO_PARTS)  # data/, model/ and report/ carry their own manifests
     say = on_stage or (lambda _: None)
     say(f"writing {size.training_cases} training pairs and {size.prediction_cases} predictions to {out / 'data'}")
     training = phantoms.make_training_set(size.training_cases, size.spatial_size, seed=seed)
     predictions = phantoms.make_prediction_set(size.prediction_cases, size.spatial_size, seed=seed + 1)
-    phantoms.write_cases(training, out / "data" / "train", fmt="png")
-    phantoms.write_cases(predictions, out / "data" / "test", fmt="png")
+    with owned_directory(out / "data", OutputKind.DATA) as staging:
+        phantoms.write_cases(training, staging / "train", fmt="png")
+        phantoms.write_cases(predictions, staging / "test", fmt="png")
     say(f"training the small 2D model ({size.steps} steps)")
     qc = ImageQC(ImageModelConfig(), TrainingConfig(steps=size.steps, batch_size=16, lr=2e-3, val_every=100,
                                                     checkpoint_every=0, seed=seed, device=device),

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from segqc.errors import InputError
 from segqc.history import RunHistory
-from segqc.outputs import OutputKind, check_output_dir
+from segqc.manifests import OutputKind
+from segqc.outputs import check_output_member
 from segqc.report import render_report
-from segqc.report.html import read_summary
+from segqc.report.html import REPORT_FILE, read_summary
 
 
 def rerender_report(directory: Path, history: Path | None = None) -> Path:
@@ -21,7 +22,7 @@ def rerender_report(directory: Path, history: Path | None = None) -> Path:
     Returns:
         The path of ``report.html``.
     """
-    check_output_dir(directory, OutputKind.REPORT, option="DIRECTORY")
+    check_output_member(directory, REPORT_FILE, OutputKind.REPORT, "DIRECTORY")  # only report.html is replaced
     runs = None
     if history is not None:
         if not history.is_file():

@@ -5,10 +5,11 @@ preprocess both exactly as the bundle says, score, rank, give a verdict and a
 heat map (:mod:`segqc.jobs.scored_cases`); with ground truth also Dice / MSD /
 HD95 and the summary figures of :mod:`segqc.report.summary`. A case that cannot
 be read or does not match the model becomes an ``error`` row and the run goes
-on. Cases stream through in chunks, and under ``torchrun`` in shards gathered on
-rank 0. The report directory is written to a temporary sibling and renamed, so
-an interrupted run never leaves a broken report; the history row is appended
-only after the report is in place. The layout is documented in
+on, whatever went wrong with it. Cases stream through in chunks, and under
+``torchrun`` in shards gathered on rank 0. The report directory is written to a
+temporary sibling and renamed, so an interrupted run never leaves a broken
+report; the history row is written just before the report is swapped into place
+and committed right after, so the two agree (both or neither). The layout is documented in
 ``docs/report-format.md``.
 """
 
@@ -31,17 +32,19 @@ import torch
 import torch.distributed as dist
 
 from segqc import __version__
-from segqc.atomic import atomic_directory
+from segqc.atomic import PublishGuard
 from segqc.config import VERDICT_BY, VERDICT_RULES, ImageModelConfig
+from segqc.csvfiles import write_csv
 from segqc.data.cases import PreparedCase, prepare_case
 from segqc.data.pairing import CaseFiles, pair_cases
 from segqc.detectors.image import ImageQC
-from segqc.errors import ConfigError, InputError, SegQCError
+from segqc.errors import ConfigError, InputError, case_error
 from segqc.fitting.device import distributed_context, distributed_session
 from segqc.history import RunHistory, fingerprint
 from segqc.jobs.scored_cases import error_row, rank_table, score_cases
 from segqc.jobs.segment import SegmenterRequest, segment_images
-from segqc.outputs import OutputKind, check_output_dir, write_marker
+from segqc.manifests import OutputKind
+from segqc.outputs import check_output_dir, owned_directory
 from segqc.report import heatmaps, render_report
 from segqc.report.gallery import GalleryPool, heat_map_file, write_gallery
 from segqc.report.summary import score_quantiles, summarise_metrics
@@ -265,9 +268,10 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
     mine = cases[rank::world]
     steps = math.ceil(math.ceil(len(cases) / world) / CHUNK_CASES)  # the same on every rank
     previous = out if out.is_dir() else None
-    with atomic_directory(out) if rank == 0 else contextlib.nullcontext() as staging:
+    publication = PublishGuard()
+    with owned_directory(out, OutputKind.REPORT, guard=publication) if rank == 0 else contextlib.nullcontext() \
+            as staging:
         if staging is not None:
-            write_marker(staging, OutputKind.REPORT)
             (staging / "heatmaps").mkdir()
             (staging / "gallery").mkdir()
         shard = _Shard([], {}, [], GalleryPool(options.top_k, options.dice_threshold))
@@ -287,18 +291,18 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
         table = write_gallery(table, shard.pool, staging, previous, set(shard.reused),
                               qc.preprocess.spatial_dims, len(qc.labels_))
         summary = _summary(qc, table, options, started, time.perf_counter() - clock, len(shard.reused))
-        table.to_csv(staging / "scores.csv", index=False)
+        write_csv(table, staging / "scores.csv")
         (staging / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         render_report(staging, history.runs(qc.model_id_) + [summary] if history else None)
+        if history and summary["run"]["scored"]:  # written as the report is published: both or neither
+            publication.add(history.recording(
+                {**summary, "report": str(out)},
+                cases=[{**row, "fingerprint": shard.fingerprints[row["case_id"]]} for row in table.to_dict("records")
+                       if row["status"] == "ok" and row["case_id"] in shard.fingerprints]))
     if not summary["run"]["scored"]:
         first = table["message"].iloc[0]
         raise InputError(f"{predictions_dir}: no case could be scored ({len(table)} error(s); first: "
                          f"{table['case_id'].iloc[0]}: {first}); every case's error is in {out / 'scores.csv'}")
-    if history:
-        history.append({**summary, "report": str(out)},
-                       cases=[{**row, "fingerprint": shard.fingerprints[row["case_id"]]}
-                              for row in table.to_dict("records")
-                              if row["status"] == "ok" and row["case_id"] in shard.fingerprints])
     return ScoreRun(table, summary, out, summary["exit"]["code"])
 
 
@@ -323,11 +327,12 @@ def _read_chunk(qc: ImageQC, chunk: list[CaseFiles], truths: dict[str, Path], sh
                     shard.fingerprints[files.case_id] = key
                     shard.reused.append(files.case_id)
                 else:
-                    for case in prepare_case(files, qc.preprocess, qc.labels_):
+                    for case in prepare_case(files, qc.preprocess, qc.labels_, qc.architecture_["image_channels"]):
                         prepared.append(case)
                         shard.fingerprints[case.case_id] = key
-            except SegQCError as err:
-                shard.rows.append(error_row(files.case_id, files, str(err)))
+            except Exception as err:  # noqa: BLE001 - whatever breaks one case becomes its error row
+                logger.debug("case %s", files.case_id, exc_info=True)
+                shard.rows.append(error_row(files.case_id, files, case_error(err)))
     return prepared
 
 

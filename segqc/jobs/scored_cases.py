@@ -23,7 +23,7 @@ from segqc.data.labels import label_indices
 from segqc.data.pairing import CaseFiles
 from segqc.data.preprocess import PreprocessConfig
 from segqc.detectors.image import ImageQC
-from segqc.errors import SchemaError, SegQCError
+from segqc.errors import SchemaError, case_error
 from segqc.metrics import case_metrics, dice_per_class, mean_dice
 from segqc.quality.estimator import QualityEstimate
 from segqc.verdicts import ERROR, quality_verdicts, ranks, worst_verdicts
@@ -72,8 +72,8 @@ def _truths_in_model_grid(prepared: Sequence[PreparedCase], truths: dict[str, Pa
         try:
             for case in prepare_case(CaseFiles(source, files.images, truths[source]), preprocess, labels):
                 masks[case.case_id] = case.mask
-        except SegQCError as err:
-            problems[source] = str(err)
+        except Exception as err:  # noqa: BLE001 - a broken ground-truth file costs its metrics only
+            problems[source] = case_error(err)
     return masks, problems
 
 
@@ -140,8 +140,8 @@ def score_cases(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Pat
                     raise SchemaError(problems[case.source.case_id])
                 row.update(_ground_truth_metrics(case, truth, truth_masks.get(case.case_id), qc.labels_,
                                                  qc.preprocess))
-            except SegQCError as err:
-                row["message"] = f"ground truth not used: {err}"
+            except Exception as err:  # noqa: BLE001 - a broken ground-truth file costs its metrics only
+                row["message"] = f"ground truth not used: {case_error(err)}"
         rows.append(row)
     return ScoredChunk(rows, assessment.heat, assessment.reconstruction, truth_masks, estimate)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from segqc.errors import ConfigError, InputError
 from segqc.fitting.device import resolve_device
-from segqc.outputs import OutputKind, check_output_dir
+from segqc.manifests import OutputKind
+from segqc.outputs import check_output_dir
 from segqc.segmenters import SegmentRun, load_class_map, load_segmenter, segment_folder
 
 

@@ -8,18 +8,20 @@ from typing import Any
 
 import pandas as pd
 
-from segqc.atomic import atomic_file
 from segqc.config import TabularModelConfig, TrainingConfig, merged_config, read_mapping_file
+from segqc.csvfiles import write_csv
 from segqc.detectors.tabular import TabularQC
 from segqc.fitting.checkpoints import checkpoints_for
 from segqc.fitting.trainer import StepInfo
-from segqc.outputs import OutputKind, check_output_dir, check_output_file
+from segqc.manifests import OutputKind
+from segqc.outputs import check_output_dir, check_output_file, owned_file
 
 
 def fit_table(data: Path, out: Path, config: Path | None = None, model: Mapping[str, Any] | None = None,
               training: Mapping[str, Any] | None = None, categorical: Sequence[str] = (),
               continuous: Sequence[str] = (), ignore: Sequence[str] = (), id_column: str | None = None,
-              resume: bool = False, on_step: Callable[[StepInfo], None] | None = None) -> TabularQC:
+              resume: bool = False, on_step: Callable[[StepInfo], None] | None = None,
+              on_read: Callable[[int, int, str], None] | None = None) -> TabularQC:
     """Learn what normal rows of a table look like and write the model bundle ``out``.
 
     Args:
@@ -34,29 +36,34 @@ def fit_table(data: Path, out: Path, config: Path | None = None, model: Mapping[
         id_column: Column of row ids (left out of the model, copied to the scores).
         resume: Continue an interrupted run from the checkpoint beside ``out``.
         on_step: Progress callback after each training step.
+        on_read: Progress callback ``(done, total, status)`` while the table is read and encoded.
 
     Returns:
         The fitted detector.
     """
-    check_output_dir(out, OutputKind.MODEL, [data, config])
+    check_output_dir(out, OutputKind.MODEL, [data, config], mode="tabular")
     sections = read_mapping_file(config, ("model", "training"), "config file") if config else {}
     detector = TabularQC(merged_config(TabularModelConfig, sections, "model", model or {}),
                          merged_config(TrainingConfig, sections, "training", training or {}),
                          list(categorical), list(continuous), list(ignore), id_column)
     with checkpoints_for(out) as checkpoints:
-        detector.fit(data, on_step=on_step, checkpoint_dir=checkpoints, resume=resume)
+        detector.fit(data, on_step=on_step, checkpoint_dir=checkpoints, resume=resume, on_read=on_read)
         detector.save(out)
     return detector
 
 
-def score_table(data: Path, model: Path, out: Path, device: str | None = None) -> pd.DataFrame:
-    """Score every row of a table with a tabular model and write the scores CSV ``out`` (atomically).
+def score_table(data: Path, model: Path, out: Path, device: str | None = None,
+                on_read: Callable[[int, int, str], None] | None = None) -> pd.DataFrame:
+    """Score every row of a table with a tabular model and write the scores CSV ``out``.
+
+    The CSV is spreadsheet-safe (:mod:`segqc.csvfiles`) and written atomically as segqc's own file
+    (:func:`segqc.outputs.owned_file`); a pipe or device such as ``/dev/stdout`` is written directly.
 
     Returns:
         The scores, one row per input row in input order (see :meth:`TabularQC.score_table`).
     """
     check_output_file(out, [data, model])
-    result = TabularQC.load(model, device=device).score_table(data)
-    with atomic_file(out) as temporary:
-        result.to_csv(temporary, index=False)
+    result = TabularQC.load(model, device=device).score_table(data, on_read=on_read)
+    with owned_file(out) as target:
+        write_csv(result, target)
     return result

@@ -11,7 +11,8 @@ from segqc.detectors.image import ImageQC
 from segqc.fitting.checkpoints import checkpoints_for
 from segqc.fitting.device import distributed_context, distributed_session, resolve_device
 from segqc.fitting.trainer import StepInfo
-from segqc.outputs import OutputKind, check_output_dir
+from segqc.manifests import OutputKind
+from segqc.outputs import check_output_dir
 from segqc.presets import resolve_config
 
 
@@ -80,7 +81,8 @@ def train_model(images: Path, masks: Path, out: Path, options: TrainOptions,
     Returns:
         The fitted detector and the preset it was trained with.
     """
-    check_output_dir(out, OutputKind.MODEL, [images, masks, Path(options.config) if options.config else None])
+    check_output_dir(out, OutputKind.MODEL, [images, masks, Path(options.config) if options.config else None],
+                     mode="image")
     on_gpu = resolve_device(options.device or "auto").type == "cuda"
     path, chosen = resolve_config(options.config, lambda: 2 if options.slice_axis is not None
                                   else data_spatial_dims(images, masks), on_gpu)

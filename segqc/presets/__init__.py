@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from segqc.errors import ConfigError, did_you_mean
+from segqc.inputs import check_input_file
 
 PRESETS: dict[str, dict[int, str]] = {
     "small": {2: "image2d-small.yaml", 3: "image3d-small.yaml"},
@@ -59,8 +60,8 @@ def resolve_config(config: str | Path | None, spatial_dims: Callable[[], int], o
     Raises:
         ConfigError: Unknown preset name, or no preset for that dimensionality.
     """
-    if config is not None and (Path(config).is_file() or str(config) not in PRESETS and Path(config).suffix):
-        return Path(config), f"config {config}"
+    if config is not None and (Path(config).exists() or str(config) not in PRESETS and Path(config).suffix):
+        return check_input_file(config, "config file", "--config"), f"config {config}"
     if config is not None:
         dims = spatial_dims()
         return preset_path(str(config), dims), f"preset '{config}' ({dims}D)"

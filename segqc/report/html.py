@@ -19,8 +19,9 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, Undefined, select_autoescape
 from PIL import Image
 
-from segqc.atomic import atomic_file
+from segqc.csvfiles import read_csv
 from segqc.errors import InputError
+from segqc.outputs import owned_member
 from segqc.report.plots import METRIC_LABELS, METRICS, quality_scatter, scatter_plots, score_histogram, trend_chart
 
 SCORES_FILE = "scores.csv"
@@ -75,7 +76,9 @@ def _number(text: str) -> float | None:
 
 
 def read_scores(path: Path) -> pd.DataFrame:
-    """Read ``scores.csv`` with every column as text (case ids such as ``NA`` stay intact).
+    """Read ``scores.csv`` with every column as text (case ids such as ``NA`` or ``007`` stay intact).
+
+    Text cells that segqc escaped for spreadsheets (:mod:`segqc.csvfiles`) are read back as they were.
 
     Args:
         path: The ``scores.csv`` file.
@@ -87,7 +90,7 @@ def read_scores(path: Path) -> pd.DataFrame:
         InputError: The file is missing, unreadable, not CSV or lacks a required column.
     """
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        table = read_csv(path)
     except FileNotFoundError as error:
         raise InputError(f"{path}: {SCORES_FILE} not found") from error
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
@@ -300,7 +303,6 @@ def render_report(report_dir: Path, history_runs: list[dict] | None = None) -> P
         columns=columns,
         rows=rows,
     )
-    target = report_dir / REPORT_FILE
-    with atomic_file(target) as temporary:
+    with owned_member(report_dir, REPORT_FILE) as temporary:  # keeps the report's manifest true
         temporary.write_text(html, encoding="utf-8")
-    return target
+    return report_dir / REPORT_FILE

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 from segqc.data.images import Volume, read_image
-from segqc.data.pairing import pair_cases
-from segqc.errors import ConfigError, SchemaError, SegQCError
-from segqc.outputs import OutputKind, check_output_dir, write_marker
+from segqc.data.pairing import CaseFiles, pair_cases
+from segqc.errors import ConfigError, SchemaError, SegQCError, case_error
+from segqc.manifests import OutputKind
+from segqc.outputs import check_output_dir, owned_directory
 from segqc.segmenters.base import Segmenter
 from segqc.segmenters.class_map import ClassMap
 from segqc.segmenters.writer import write_mask
@@ -90,6 +91,10 @@ def segment_folder(segmenter: Segmenter, images_dir: Path, out_dir: Path, batch_
                    palette: Sequence[tuple[int, int, int]] | None = None) -> SegmentRun:
     """Segment each image of ``images_dir`` and write its mask to ``out_dir`` under the same case id.
 
+    The masks are written to a staging folder beside ``out_dir``, which
+    replaces ``out_dir`` (segqc's earlier masks, see :mod:`segqc.outputs`)
+    once every image is done; an interrupted run leaves the earlier folder.
+
     Images of equal shape run together in batches of up to ``batch_size``
     (``(B, C, H, W)``); volumes run one at a time (``(1, C, D, H, W)``).
     nnU-Net channel files (``case_0000``, ``case_0001``) form one image. A case
@@ -119,16 +124,24 @@ def segment_folder(segmenter: Segmenter, images_dir: Path, out_dir: Path, batch_
     if batch_size < 1:
         raise ConfigError(f"batch size is {batch_size}; expected at least 1")
     cases = pair_cases(images_dir, None, require_masks=False)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_marker(out_dir, OutputKind.MASKS)
     segmenter.to(device)
-    job = _Job(segmenter, out_dir, torch.device(device), class_map, palette, len(cases), on_case)
+    with owned_directory(out_dir, OutputKind.MASKS) as staging:
+        run = _segment_cases(_Job(segmenter, staging, torch.device(device), class_map, palette, len(cases), on_case),
+                             cases, batch_size)
+    run.written = sorted(out_dir / path.relative_to(staging) for path in run.written)
+    run.failures.sort()
+    return run
+
+
+def _segment_cases(job: _Job, cases: Sequence[CaseFiles], batch_size: int) -> SegmentRun:
+    """Read, batch and segment every case, writing masks into ``job.out_dir``."""
+    segmenter = job.segmenter
     pending: dict[tuple[int, ...], list[tuple[str, Volume]]] = {}
     for case in cases:
         try:
             volume = read_image(case.images)
-        except SegQCError as err:
-            job.finish(case.case_id, error=str(err))
+        except Exception as err:  # noqa: BLE001 - whatever breaks one image skips that image only
+            job.finish(case.case_id, error=case_error(err))
             continue
         if volume.array.ndim - 1 != segmenter.spatial_dims:
             job.finish(case.case_id, error=f"{volume.path}: image is {volume.array.ndim - 1}D {volume.spatial_shape}; "
@@ -142,6 +155,4 @@ def segment_folder(segmenter: Segmenter, images_dir: Path, out_dir: Path, batch_
             job.segment(pending.pop(next(iter(pending))))
     for group in pending.values():
         job.segment(group)
-    job.run.written.sort()
-    job.run.failures.sort()
     return job.run

@@ -35,7 +35,6 @@ structure, so a severity means the same in 2D and 3D and for any image size.
 
 from __future__ import annotations
 
-import csv
 import math
 import numbers
 import re
@@ -44,8 +43,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage
 
+from segqc.csvfiles import write_csv
 from segqc.errors import did_you_mean
 from segqc.synthetic.corruptions import FAILURE_MODES, LESION, corrupt
 from segqc.synthetic.shapes import equivalent_radius, inner_distance, monomials, place_blob, sample_blob, smooth_noise
@@ -406,10 +407,7 @@ def write_cases(cases: Sequence[PhantomCase], out_dir: str | Path, fmt: str = "n
             _write_array(case.prediction, folders["predictions"] / f"{case.case_id}.{fmt}", fmt)
 
     index = out / "cases.csv"
-    with index.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["case_id", "failure_mode", "severity"])
-        for case in cases:
-            severity = "" if case.severity is None else repr(float(case.severity))
-            writer.writerow([case.case_id, case.failure_mode or "", severity])
+    write_csv(pd.DataFrame({"case_id": ids, "failure_mode": [case.failure_mode or "" for case in cases],
+                            "severity": [np.nan if case.severity is None else float(case.severity) for case in cases]}),
+              index)
     return index

@@ -11,19 +11,26 @@ one thing wrong, runs the command through Typer's CliRunner and checks that
   left behind (no checkpoint folder, no staging folder, no half-written output).
 
 The tests after the catalogue cover bad cases that must *not* stop a nightly
-run (they become error rows), messages, threads and concurrent history writes.
+run (they become error rows), spreadsheet-safe CSVs, environment faults (full
+disk, file-size limit, locked history, SIGTERM) run as real processes, messages,
+threads and concurrent history writes.
 """
 
 from __future__ import annotations
 
+import csv
+import errno
 import hashlib
 import json
 import os
 import shlex
 import shutil
+import signal
+import sqlite3
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,9 +45,13 @@ from conftest import TINY_IMAGE_CONFIG, chained_table
 from PIL import Image
 from typer.testing import CliRunner
 
+from segqc import history
 from segqc.cli import app
 from segqc.config import TabularModelConfig, TrainingConfig
+from segqc.csvfiles import read_csv
+from segqc.data.images import read_mask
 from segqc.detectors.tabular import TabularQC
+from segqc.manifests import DEMO_PARTS, OutputKind, write_marker
 from segqc.synthetic import phantoms
 
 runner = CliRunner()
@@ -87,6 +98,8 @@ def tree(root: Path) -> dict[str, str]:
                 found[key] = "link:" + os.readlink(path)
             elif path.is_dir():
                 found[key] = "dir"
+            elif not path.is_file():  # a pipe: reading it would wait for a writer
+                found[key] = "special"
             else:
                 found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
@@ -234,6 +247,70 @@ def report_folder(work: Path) -> None:
     (work / "report" / "notes.txt").write_text("my notes\n")
 
 
+def then(first: Callable[[Path], None], relative: str, content: str | bytes) -> Callable[[Path], None]:
+    """Run ``first`` (e.g. an earlier segqc run), then write ``relative`` (a user's file, or an edit)."""
+    return both(first, write(relative, content))
+
+
+def tab_scored(work: Path) -> None:
+    """A scores CSV written by segqc earlier."""
+    result = invoke(TABULAR_SCORE, work)
+    assert result.exit_code == 0, result.output
+
+
+def segmented(work: Path) -> None:
+    """Masks written by 'segqc segment' earlier."""
+    result = invoke(SEGMENT, work)
+    assert result.exit_code == 0, result.output
+
+
+def demo_holding_a_user_file(work: Path) -> None:
+    """A demo folder whose report (its own output) holds a file of the user's."""
+    scored(work)
+    (work / "demo").mkdir()
+    write_marker(work / "demo", OutputKind.DEMO, DEMO_PARTS)
+    (work / "report").rename(work / "demo" / "report")
+    (work / "demo" / "report" / "heatmaps" / "circled.png").write_bytes(b"the user's")
+
+
+def table(change: Callable[[pd.DataFrame], None], relative: str = "tab/train.csv") -> Callable[[Path], None]:
+    """Edit the training table of the working folder."""
+    def setup(work: Path) -> None:
+        frame = pd.read_csv(work / relative)
+        change(frame)
+        frame.to_csv(work / relative, index=False)
+    return setup
+
+
+def fifo(relative: str) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        os.mkfifo(work / relative)
+    return setup
+
+
+def _set(column: str, row: int, value: object) -> Callable[[pd.DataFrame], None]:
+    def change(frame: pd.DataFrame) -> None:
+        frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+    return change
+
+
+def _empty(column: str) -> Callable[[pd.DataFrame], None]:
+    def change(frame: pd.DataFrame) -> None:
+        frame[column] = np.nan
+    return change
+
+
+def tiny_config(**sections: str) -> Callable[[Path], None]:
+    """The tiny image config with sections replaced, e.g. ``model="{network: {nff: 8}}"``."""
+    text = TINY_IMAGE_CONFIG
+    for name, value in sections.items():
+        lines = [line for line in text.splitlines() if not line.startswith(f"{name}:")
+                 and not (name == "model" and line.startswith("  "))]
+        text = "\n".join(lines) + f"\n{name}: {value}\n"
+    return write("config.yaml", text)
+
+
 def _thresholds(data: dict) -> None:
     data["calibration"]["review"] = data["calibration"]["fail"] = 1e9
 
@@ -354,6 +431,9 @@ CATALOGUE = [
     Bad("report-not-a-report", "report {w}/notes", "{w}/notes: folder exists and was not written by segqc"),
     Bad("report-history-missing", "report {w}/report --history {w}/none.sqlite", "none.sqlite", scored),
     Bad("report-files-missing", "report {w}/report", "scores.csv", both(scored, remove("report/scores.csv"))),
+    Bad("report-html-edited-by-the-user", "report {w}/report", "holds 'report.html', which segqc did not write",
+        then(scored, "report/report.html", "<html>my annotated copy</html>")),
+    Bad("report-folder-missing", "report {w}/nowhere", "{w}/nowhere: folder not found"),
     # --- segqc tabular fit
     Bad("tabular-fit-missing-file", TABULAR_FIT.replace("tab/train.csv", "none.csv"), "none.csv: file not found"),
     Bad("tabular-fit-empty-file", TABULAR_FIT, "empty file", bad_table("")),
@@ -363,7 +443,7 @@ CATALOGUE = [
     Bad("tabular-fit-too-few-rows", TABULAR_FIT, "need at least", bad_table("a,b\n1,x\n2,y\n")),
     Bad("tabular-fit-unknown-column", TABULAR_FIT + " --categorical vaule", "did you mean 'value'"),
     Bad("tabular-fit-unknown-method", TABULAR_FIT + " --method magic", "magic"),
-    Bad("tabular-fit-val-fraction", TABULAR_FIT + " --val-fraction 1.5", "val_fraction"),
+    Bad("tabular-fit-val-fraction", TABULAR_FIT + " --val-fraction 1.5", "--val-fraction 1.5"),
     Bad("tabular-fit-out-holds-the-data", TABULAR_FIT.replace("{w}/tab-model", "{w}/tab"), "contains the input"),
     Bad("tabular-fit-out-is-a-user-folder", TABULAR_FIT.replace("{w}/tab-model", "{w}/notes"),
         "not written by segqc"),
@@ -385,6 +465,77 @@ CATALOGUE = [
     # --- segqc demo
     Bad("demo-out-is-a-user-folder", "demo --fast --out {w}/notes", "not written by segqc"),
     Bad("demo-out-is-a-file", "demo --fast --out {w}/config.yaml", "exists and is not a folder"),
+    # --- round 2, data loss: one ownership rule (a manifest), at any depth, for folders, files and modes
+    Bad("score-out-report-with-user-folder-deep", SCORE, "holds 'heatmaps/mine', a folder segqc did not write",
+        then(scored, "report/heatmaps/mine/notes.txt", "my notes\n")),
+    Bad("score-out-report-with-user-file-in-gallery", SCORE, "holds 'gallery/mine.png', a file segqc did not write",
+        then(scored, "report/gallery/mine.png", b"a picture of mine")),
+    Bad("score-out-report-with-edited-scores", SCORE, "'scores.csv', changed since segqc wrote it",
+        then(scored, "report/scores.csv", "case_id,my review\n")),
+    Bad("score-out-report-with-link", SCORE, "'heatmaps/link', a file segqc did not write",
+        both(scored, lambda w: os.symlink(w / "notes", w / "report" / "heatmaps" / "link"))),
+    Bad("train-out-is-a-tabular-model", TRAIN.replace("{w}/qc-model", "{w}/tab/model"),
+        "holds a model of mode 'tabular' and this command writes one of mode 'image'"),
+    Bad("tabular-fit-out-is-an-image-model", TABULAR_FIT.replace("{w}/tab-model", "{w}/model"),
+        "holds a model of mode 'image' and this command writes one of mode 'tabular'"),
+    Bad("train-out-model-with-user-file", TRAIN.replace("{w}/qc-model", "{w}/model"),
+        "holds 'README.txt', a file segqc did not write", write("model/README.txt", "how I trained it\n")),
+    Bad("tabular-score-out-edited-by-the-user", TABULAR_SCORE, "changed since segqc wrote it",
+        then(tab_scored, "tab-scores.csv", "id,score,rank,verdict,unseen_categories,norm_1,my_note\nr0,1,1,pass,0,"
+                                           "1,check\n")),
+    Bad("tabular-score-out-old-scores-with-added-column", TABULAR_SCORE, "not a scores file written by segqc",
+        write("tab-scores.csv", "id,score,rank,verdict,unseen_categories,top_column,top_share,norm_1,my_note\n")),
+    Bad("segment-out-masks-with-user-file", SEGMENT, "holds 'sub', a folder segqc did not write",
+        then(segmented, "masks-out/sub/mine.png", b"mine")),
+    Bad("demo-out-report-with-user-file", "demo --fast --out {w}/demo",
+        "holds 'report/heatmaps/circled.png', a file segqc did not write", demo_holding_a_user_file),
+    # --- round 2: options and config values, checked before any data are read, named as given
+    Bad("train-config-wrong-type", TRAIN, "training.steps: expected a whole number, found text 'many'",
+        tiny_config(training="{steps: many, device: cpu}")),
+    Bad("train-config-number-read-as-text", TRAIN, "training.lr: expected a number, found text '1e-3'",
+        tiny_config(training="{steps: 5, lr: 1e-3, device: cpu}")),
+    Bad("train-config-not-a-bool", TRAIN, "training.amp: expected true or false", tiny_config(
+        training="{steps: 5, amp: 'yes', device: cpu}")),
+    Bad("train-config-section-not-a-mapping", TRAIN, "training: expected a mapping of settings, found 5",
+        tiny_config(training="5")),
+    Bad("train-config-unknown-network-key", TRAIN, "model.network.nff: unknown setting (did you mean 'nf'?)",
+        tiny_config(model="{levels: 3, network: {nff: 8}}")),
+    Bad("train-config-network-cannot-halve-size", TRAIN, "data.spatial_size [30, 30]",
+        tiny_config(data="{spatial_dims: 2, spatial_size: [30, 30]}",
+                    model="{levels: 3, network: {nf: 8, ch_mult: [1, 2, 2]}}")),
+    Bad("train-config-network-too-large", TRAIN, "model.network: training needs at least",
+        tiny_config(model="{levels: 3, network: {nf: 100000, ch_mult: [1, 2]}}")),
+    Bad("train-config-network-wrong-type", TRAIN, "model.network: cannot build the network",
+        tiny_config(model="{levels: 3, network: {nf: '8'}}")),
+    Bad("train-config-infinite-number", TRAIN, "model.tau_max: expected a number, found inf",
+        tiny_config(model="{tau_max: .inf}")),
+    Bad("train-seed-negative", TRAIN + " --seed -1", "--seed -1: invalid value -1"),
+    Bad("train-batch-size-zero", TRAIN + " --batch-size 0", "--batch-size 0"),
+    Bad("train-slice-axis-out-of-range", TRAIN + " --slice-axis 7", "--slice-axis 7"),
+    Bad("train-device-unknown", TRAIN + " --device gpu", "--device gpu: expected auto, cpu, cuda or cuda:N"),
+    Bad("train-labels-repeated", TRAIN + " --labels 0,1,1", "1 given more than once"),
+    Bad("train-labels-absent-from-every-mask", TRAIN + " --labels 0,1,2,7", "7 occur(s) in no training mask"),
+    Bad("train-config-is-a-pipe", TRAIN.replace("{w}/config.yaml", "{w}/pipe.yaml"),
+        "pipe.yaml: is not a regular file", fifo("pipe.yaml")),
+    Bad("tabular-fit-lr-absurd", TABULAR_FIT + " --lr 1e30", "--lr 1e+30: invalid value"),
+    Bad("tabular-fit-seed-negative", TABULAR_FIT + " --seed -1", "--seed -1"),
+    Bad("tabular-fit-width-too-large", TABULAR_FIT + " --width 10000000", "model.width: training needs at least"),
+    Bad("tabular-fit-levels-absurd", TABULAR_FIT + " --levels 1000000", "--levels 1000000: invalid value"),
+    Bad("tabular-score-threads-absurd", TABULAR_SCORE + " --threads 1000000000", "--threads 1000000000"),
+    Bad("tabular-fit-config-wrong-type", TABULAR_FIT + " --config {w}/tab.yaml", "model.width: expected a whole "
+        "number, found 20.5", write("tab.yaml", "model: {width: 20.5}\n")),
+    Bad("tabular-fit-data-is-a-pipe", TABULAR_FIT.replace("tab/train.csv", "tab/pipe.csv"),
+        "pipe.csv: is not a regular file", fifo("tab/pipe.csv")),
+    Bad("tabular-score-data-is-a-pipe", TABULAR_SCORE.replace("tab/train.csv", "tab/pipe.csv"),
+        "pipe.csv: is not a regular file", fifo("tab/pipe.csv")),
+    Bad("score-history-is-a-pipe", SCORE + " --history {w}/pipe.sqlite", "is not a regular file",
+        fifo("pipe.sqlite")),
+    # --- round 2: garbage in a modelled column
+    Bad("tabular-fit-infinite-value", TABULAR_FIT, "column 'value' in {w}/tab/train.csv: 1 infinite value(s), "
+        "the first in data row 4", table(_set("value", 3, "inf"))),
+    Bad("tabular-fit-value-too-large", TABULAR_FIT, "column 'value' in {w}/tab/train.csv: values too large",
+        table(_set("value", 3, 1e308))),
+    Bad("tabular-score-empty-modelled-column", TABULAR_SCORE, "column 'value' is empty", table(_empty("value"))),
 ]
 
 # New files a failed run may leave: the report that lists every case's error.
@@ -427,6 +578,11 @@ def scoring_work(template: Path, tmp_path: Path) -> Path:
     return work
 
 
+TESTS = Path(__file__).parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+"""Environment of segqc run as a real process: this checkout's code, the tests' fixtures on the path."""
+
+
 def score_table(work: Path, out: str = "report", *extra: str) -> pd.DataFrame:
     result = invoke(SCORE.replace("{w}/report", "{w}/" + out) + " " + " ".join(extra), work)
     assert result.exit_code == 0, result.output
@@ -447,6 +603,7 @@ def test_unreadable_cases_become_error_rows_and_the_run_goes_on(template: Path, 
     assert "exceeds the limit" in table.loc[cases[0], "message"]
     assert "symbolic link" in table.loc[cases[1], "message"]  # a loop, not "no predicted mask"
     assert table.loc["vol", "status"] == "error"
+    assert "train with 'segqc train --slice-axis" in table.loc["vol", "message"]  # score has no --slice-axis
     assert (table.loc[cases[2:], "status"] == "ok").all()
     assert all(tree(work)[path] == digest for path, digest in before.items())
 
@@ -514,7 +671,7 @@ def test_threads_option_and_environment(template: Path, tmp_path: Path, monkeypa
 
 def test_concurrent_nightly_runs_share_one_history(template: Path, tmp_path: Path) -> None:
     work = scoring_work(template, tmp_path)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = ENV
     runs = [subprocess.Popen([sys.executable, "-m", "segqc", *shlex.split(
         SCORE.replace("{w}/report", "{w}/report-" + name).format(w=work)), "--history", str(work / "qc.sqlite")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in ("a", "b")]
@@ -525,3 +682,278 @@ def test_concurrent_nightly_runs_share_one_history(template: Path, tmp_path: Pat
 
     with RunHistory(work / "qc.sqlite") as history:
         assert sorted(Path(run["report"]).name for run in history.runs()) == ["report-a", "report-b"]
+
+
+# ---------------------------------------------------------------- round 2: one case never costs the night
+
+
+def test_any_failure_reading_one_case_is_its_error_row(template: Path, tmp_path: Path, monkeypatch) -> None:
+    from segqc.jobs import score as scoring
+
+    work = scoring_work(template, tmp_path)
+    predictions, images = work / "test/predictions", work / "test/images"
+    cases = sorted(p.stem for p in predictions.iterdir())
+    grey = np.asarray(Image.open(images / f"{cases[0]}.png"))
+    Image.fromarray(np.stack([grey, grey // 2, grey], -1)).save(images / f"{cases[0]}.png")  # RGB among grey
+    nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.eye(4)), predictions / "huge.nii.gz")
+    header = bytearray(nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)).to_bytes())
+    header[40:56] = struct.pack("<8h", 3, 30000, 30000, 30000, 1, 1, 1, 1)  # announces 2.7e13 voxels
+    (images / "huge.nii").write_bytes(bytes(header))
+    original = scoring.prepare_case
+
+    def flaky(files, *args):
+        if files.case_id == cases[1]:
+            raise MemoryError
+        if files.case_id == cases[2]:
+            raise RuntimeError("something internal")
+        return original(files, *args)
+
+    monkeypatch.setattr(scoring, "prepare_case", flaky)
+    before = tree(work)
+    table = score_table(work, "report", "--max-voxels", str(10**15))  # the limit raised: decoding is tried
+    assert "3 image channel(s) (a colour image?)" in table.loc[cases[0], "message"]
+    assert "huge.nii: not enough memory to decode it" in table.loc["huge", "message"]
+    assert "not enough memory" in table.loc[cases[1], "message"]
+    assert "RuntimeError: something internal" in table.loc[cases[2], "message"]
+    assert (table.loc[cases[3:], "status"] == "ok").all()
+    assert all(tree(work)[path] == digest for path, digest in before.items())
+
+
+def test_one_bit_png_masks_are_read_as_0_and_1(tmp_path: Path) -> None:
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 2:5] = True
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert Image.open(tmp_path / "mask.png").mode == "1"
+    read = read_mask(tmp_path / "mask.png").array
+    assert sorted(np.unique(read).tolist()) == [0, 1] and int(read.sum()) == 9
+
+
+# ---------------------------------------------------------------- round 2: spreadsheet-safe CSV, exact ids
+
+FORMULA_IDS = ["=1+2", "@SUM(A1)", "+cmd", "-x", "'quoted", "007"]
+
+
+def test_case_ids_that_look_like_formulas_are_written_as_text(template: Path, tmp_path: Path) -> None:
+    work = scoring_work(template, tmp_path)
+    predictions, images = work / "test/predictions", work / "test/images"
+    source = min(predictions.iterdir()).name
+    for case_id in FORMULA_IDS:
+        shutil.copy(predictions / source, predictions / f"{case_id}.png")
+        shutil.copy(images / source, images / f"{case_id}.png")
+    score_table(work)
+    with (work / "report/scores.csv").open(newline="") as handle:
+        cells = [cell for row in csv.reader(handle) for cell in row]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "@") or (cell[:1] == "-" and not _number(cell))]
+    table = read_csv(work / "report/scores.csv")
+    assert set(FORMULA_IDS) <= set(table["case_id"])  # read back exactly
+    result = invoke("report {w}/report", work)  # re-rendered from the file, ids as they were
+    assert result.exit_code == 0, result.output
+    assert "@SUM(A1)" in (work / "report/report.html").read_text()
+    assert score_table(work)["score"].notna().sum() >= len(FORMULA_IDS)  # report.html re-rendered is still ours
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_tabular_ids_keep_their_spelling_and_formulas_stay_text(template: Path, tmp_path: Path) -> None:
+    work = scoring_work(template, tmp_path)
+    frame = pd.read_csv(work / "tab/train.csv", dtype={"id": str})
+    ids = [*FORMULA_IDS, "NA"]
+    frame.loc[:len(ids) - 1, "id"] = ids
+    frame.to_csv(work / "tab/ids.csv", index=False)
+    result = invoke(TABULAR_SCORE.replace("tab/train.csv", "tab/ids.csv"), work)
+    assert result.exit_code == 0, result.output
+    first_cells = [line.split(",")[0] for line in (work / "tab-scores.csv").read_text().splitlines()[1:8]]
+    assert first_cells == ["'=1+2", "'@SUM(A1)", "'+cmd", "'-x", "''quoted", "007", "NA"]
+    assert read_csv(work / "tab-scores.csv")["id"].tolist()[:len(ids)] == ids
+    assert pd.read_csv(work / "tab-scores.csv")["score"].dtype == np.float64  # numbers stay numbers
+
+
+def test_values_a_model_cannot_score_flag_their_row(template: Path, tmp_path: Path) -> None:
+    work = scoring_work(template, tmp_path)
+
+    def out_of_reach(frame: pd.DataFrame) -> None:
+        frame.loc[[3, 5, 7], "value"] = [np.inf, 1e308, -1e300]
+
+    table(out_of_reach)(work)
+    result = invoke(TABULAR_SCORE, work)
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(work / "tab-scores.csv")
+    flagged = scores.loc[[3, 5, 7]]
+    assert np.isinf(flagged["score"]).all() and (flagged["verdict"] == "fail").all()
+    assert (flagged["top_column"] == "value").all() and (flagged["rank"] <= 3).all()
+    others = scores.drop(index=[3, 5, 7])
+    assert np.isfinite(others["score"]).all() and not scores.isna().any().any()
+
+
+def test_long_reads_report_progress(tmp_path: Path) -> None:
+    frame = pd.DataFrame(np.random.default_rng(0).integers(0, 3, (40, 300)), columns=[f"c{i}" for i in range(300)])
+    frame.to_csv(tmp_path / "wide.csv", index=False)
+    seen: dict[str, tuple[int, int]] = {}
+    qc = TabularQC(TabularModelConfig(levels=2, width=8, depth=1, embedding_size=8),
+                   TrainingConfig(steps=2, batch_size=8, checkpoint_every=0, device="cpu"))
+    qc.fit(tmp_path / "wide.csv", on_read=lambda done, total, stage: seen.__setitem__(stage, (done, total)))
+    assert seen == {"MB of wide.csv read": (1, 1), "columns typed": (300, 300), "columns encoded": (300, 300)}
+
+
+# ---------------------------------------------------------------- round 2: environment faults are bad input
+
+
+def run_segqc(argv: str, work: Path, file_size_limit: int | None = None) -> subprocess.CompletedProcess:
+    """segqc as a real process; with a file-size limit (``ulimit -f``), writes beyond it fail with EFBIG."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    return subprocess.run([sys.executable, "-m", "segqc", *shlex.split(argv.format(w=work))], env=ENV, text=True,
+                          capture_output=True, timeout=600, preexec_fn=limit if file_size_limit else None,
+                          check=False)
+
+
+@pytest.mark.parametrize("argv, limit, earlier, out", [
+    (SCORE, 40_000, scored, "report"),
+    (TABULAR_SCORE, 4_000, tab_scored, "tab-scores.csv"),
+    (TABULAR_FIT, 2_000, None, "tab-model"),
+], ids=["score", "tabular-score", "tabular-fit"])
+def test_a_file_size_limit_is_bad_input_and_loses_nothing(template: Path, tmp_path: Path, argv: str, limit: int,
+                                                          earlier, out: str) -> None:
+    work = scoring_work(template, tmp_path)
+    if earlier:
+        earlier(work)
+    before = tree(work)
+    result = run_segqc(argv, work, limit)
+    last = [line for line in result.stderr.splitlines() if line.strip()][-1]
+    assert result.returncode == 2, result.stderr
+    assert last.startswith("error:") and f"{work / out}" in last and "cannot write" in last, last
+    assert tree(work) == before  # the earlier output unchanged, no temporary file left
+
+
+@pytest.mark.parametrize("code, advice", [(errno.ENOSPC, "the disk is full"), (errno.EDQUOT, "quota"),
+                                          (errno.EROFS, "read-only")], ids=["disk-full", "quota", "read-only"])
+def test_a_full_disk_is_bad_input_and_loses_nothing(template: Path, tmp_path: Path, monkeypatch, code: int,
+                                                    advice: str) -> None:
+    work = scoring_work(template, tmp_path)
+    scored(work)
+    before = tree(work)
+
+    def no_space(*_args, **_kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", no_space)
+    result = invoke(SCORE, work)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert f"{work}/report: cannot write ({os.strerror(code)})" in lines[0] and advice in lines[0]
+    assert tree(work) == before
+
+
+def test_a_locked_history_is_waited_for_then_refused(template: Path, tmp_path: Path, monkeypatch) -> None:
+    work = scoring_work(template, tmp_path)
+    history.RunHistory(work / "qc.sqlite").close()
+    monkeypatch.setattr(history, "LOCK_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(history, "LOCK_NOTICE_S", 0.2)
+    holder = sqlite3.connect(work / "qc.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing, and not letting go
+    try:
+        result = invoke(SCORE + " --history {w}/qc.sqlite", work)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 2, result.output
+    assert "locked by another process (another segqc run?); waiting up to 1 s" in " ".join(result.stderr.split())
+    last = [line for line in result.stderr.splitlines() if line.strip()][-1]
+    assert "qc.sqlite: history database still locked by another process after 1 s" in last
+    assert not (work / "report").exists()
+
+
+def test_report_and_history_agree_when_the_history_cannot_be_written(template: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    from contextlib import contextmanager
+
+    from segqc.errors import InputError
+
+    work = scoring_work(template, tmp_path)
+    score_table(work, "report", "--history", str(work / "qc.sqlite"))
+    earlier = tree(work / "report")
+    original = history.RunHistory.recording
+
+    @contextmanager
+    def commit_fails(self, run, cases=()):
+        with original(self, run, cases) as run_id:
+            yield run_id
+            raise InputError(f"{self.path}: cannot write the history database (database or disk is full)")
+
+    monkeypatch.setattr(history.RunHistory, "recording", commit_fails)
+    result = invoke(SCORE + " --history {w}/qc.sqlite", work)
+    assert result.exit_code == 2 and "database or disk is full" in result.stderr
+    assert tree(work / "report") == earlier  # the report swap was undone: neither was written
+    with history.RunHistory(work / "qc.sqlite") as runs:
+        assert len(runs.runs()) == 1
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []
+
+
+def test_sigterm_removes_temporary_folders_like_ctrl_c(template: Path, tmp_path: Path) -> None:
+    work = scoring_work(template, tmp_path)
+    scored(work)
+    predictions, images = work / "test/predictions", work / "test/images"
+    for path in sorted(predictions.iterdir()):  # enough cases for the run to be caught in the middle
+        for copy in range(40):
+            shutil.copy(path, predictions / f"{path.stem}-{copy}.png")
+            shutil.copy(images / path.name, images / f"{path.stem}-{copy}.png")
+    before = tree(work)
+    process = subprocess.Popen([sys.executable, "-m", "segqc", *shlex.split(SCORE.format(w=work))], env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not any(p.name.startswith(".report.tmp-") for p in work.iterdir()):
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "terminated" in stderr
+    assert tree(work) == before  # no staging folder left, the earlier report as it was
+
+
+def test_scores_to_a_pipe_that_closes_early(template: Path, tmp_path: Path) -> None:
+    work = scoring_work(template, tmp_path)
+    chained_table(3000, seed=2)[0].to_csv(work / "tab/big.csv", index=False)
+    command = " ".join([shlex.quote(sys.executable), "-m", "segqc", *shlex.split(
+        TABULAR_SCORE.replace("tab/train.csv", "tab/big.csv").replace("{w}/tab-scores.csv", "/dev/stdout")
+        .format(w=work))])
+    result = subprocess.run(["bash", "-c", f"set -o pipefail; {command} | head -3"], env=ENV, text=True,
+                            capture_output=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("id,score,rank,verdict")
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: "
+                                                                "can't allocate memory: you tried to allocate 29 GB")],
+                         ids=["MemoryError", "torch-allocation"])
+def test_running_out_of_memory_is_one_clear_line(template: Path, tmp_path: Path, monkeypatch, error) -> None:
+    work = scoring_work(template, tmp_path)
+
+    def exhausted(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr(TabularQC, "score_table", exhausted)
+    result = invoke(TABULAR_SCORE, work)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "error: not enough memory" in lines[0], result.output
+
+
+def test_a_table_piped_to_dev_stdin_is_refused_not_read_as_empty(template: Path, tmp_path: Path) -> None:
+    work = scoring_work(template, tmp_path)
+    result = subprocess.run([sys.executable, "-m", "segqc", "tabular", "score", "/dev/stdin", "--model",
+                             str(work / "tab/model"), "--out", str(work / "scores.csv")], env=ENV, text=True,
+                            input=(work / "tab/train.csv").read_text(), capture_output=True, timeout=300, check=False)
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "/dev/stdin: is not a regular file (a pipe, terminal or device); save it as a CSV or Parquet file" in message
+    assert not (work / "scores.csv").exists()

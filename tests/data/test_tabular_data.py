@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segqc.data.tabular import MISSING, encode, infer_schema, read_table
+from segqc.data.tables import read_table
+from segqc.data.tabular import MISSING, encode, infer_schema
 from segqc.errors import ConfigError, InputError, SchemaError
 
 
