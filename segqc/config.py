@@ -111,6 +111,11 @@ class TabularModelConfig:
         embedding_size: Width of the noise-level embedding.
         dropout: Dropout inside the blocks.
         min_scale: Floor of the inlier spread of a log score norm.
+        marginal_weight: Weight of the marginal tail evidence (how rare each
+            value is in its own column) against the score model's evidence,
+            both on the scale of their interquartile range over the training
+            rows (:class:`segqc.evidence.TabularEvidence`); 0 scores with the
+            score model alone.
         review_quantile: Held-out inlier quantile above which a row is ``review``.
         fail_quantile: Held-out inlier quantile above which a row is ``fail``.
         score_batch_size: Rows per scoring batch (each scored at every level).
@@ -133,6 +138,7 @@ class TabularModelConfig:
     embedding_size: int = 32
     dropout: float = 0.0
     min_scale: float = 0.05
+    marginal_weight: float = 1.0
     review_quantile: float = 0.95
     fail_quantile: float = 0.99
     score_batch_size: int = 1024
@@ -154,6 +160,7 @@ class TabularModelConfig:
             "depth": self.depth >= 0,
             "embedding_size": self.embedding_size >= 2 and self.embedding_size % 2 == 0,
             "min_scale": self.min_scale > 0,
+            "marginal_weight": self.marginal_weight >= 0,
             "review_quantile": 0 < self.review_quantile <= self.fail_quantile < 1,
         }
         _reject_invalid(self, "model", checks)

@@ -13,9 +13,10 @@ import torch
 from segqc import bundle, noise
 from segqc.config import TabularModelConfig, TrainingConfig
 from segqc.data.tabular import EncodedTable, TabularSchema, check_unique_columns, encode, infer_schema, read_table
-from segqc.density import VariableNormDensity, ranks
+from segqc.density import ranks
 from segqc.detectors.base import BaseDetector, split_rows
 from segqc.errors import BundleError, InputError
+from segqc.evidence import TabularEvidence
 from segqc.scoremodels.tabular import TabularScoreModel
 from segqc.train import StepInfo, resolve_device
 
@@ -23,8 +24,8 @@ logger = logging.getLogger(__name__)
 
 MIN_ROWS = 20
 TableLike = pd.DataFrame | str | Path
-HEAD = "variable_norms"
-"""Name of the score head in the bundle; bundles without it predate it and are refused."""
+HEAD = "variable_norms+marginal_tails"
+"""Name of the score head in the bundle; bundles with another (or none) predate it and are refused."""
 
 
 def _as_frame(data: TableLike) -> tuple[pd.DataFrame, str]:
@@ -61,16 +62,18 @@ class TabularQC(BaseDetector):
         max_integer_categories: Integer columns with at most this many distinct
             values are treated as categorical.
 
-    The anomaly score of a row: the trained network's score (gradient of the
-    learned log-density) of every variable at every noise level, squared; each
+    The anomaly score of a row adds two kinds of evidence per variable
+    (:class:`segqc.evidence.TabularEvidence`): the trained network's score
+    (gradient of the learned log-density) at every noise level, squared, each
     compared on a log scale with the median and spread of the training rows'
-    values for that variable and level; only excesses above the median summed
-    and averaged over levels (:class:`segqc.density.VariableNormDensity`).
+    values, only excesses above the median summed and averaged over levels
+    (:class:`segqc.density.VariableNormDensity`); and how rare the value is in
+    its column's training marginal (:class:`segqc.marginals.MarginalTails`).
 
     Attributes:
         schema_: Column types, categories and standardisation.
         model_: The trained score model (EMA weights of the best checkpoint).
-        head_: Inlier medians and spreads of the per-variable score norms.
+        head_: The fitted per-variable evidence (score norms and marginals).
         calibration_: Review / fail thresholds from held-out inliers.
         decision_scores_: Anomaly scores of the training rows.
         training_: Summary of the training run.
@@ -123,8 +126,10 @@ class TabularQC(BaseDetector):
         tensors = (torch.from_numpy(table.codes), torch.from_numpy(table.continuous))
         self._train(model, tensors, train_rows, val_rows, train_cfg, on_step, checkpoint_dir, resume)
         norms = self._norms(table)
-        self.head_ = VariableNormDensity(cfg.min_scale).fit(norms[train_rows])
-        self._calibrate(self.head_.score(norms), train_rows, val_rows, cfg.review_quantile, cfg.fail_quantile)
+        self.head_ = TabularEvidence(cfg.min_scale, cfg.marginal_weight).fit(
+            norms[train_rows], table.codes[train_rows], table.continuous[train_rows], self.schema_.cardinalities)
+        scores = self.head_.score(norms, table.codes, table.continuous)
+        self._calibrate(scores, train_rows, val_rows, cfg.review_quantile, cfg.fail_quantile)
         return self
 
     def _score_model(self, cardinalities: list[int], taus: torch.Tensor, sigmas: torch.Tensor) -> TabularScoreModel:
@@ -193,7 +198,7 @@ class TabularQC(BaseDetector):
         frame, where = _as_frame(data)
         table = encode(frame, self.schema_, where)
         norms = self._norms(table)
-        contributions = self.head_.contributions(norms)
+        contributions = self.head_.contributions(norms, table.codes, table.continuous)
         scores = contributions.sum(1)
         unseen = np.zeros(len(frame), dtype=np.int64)
         for position, column in enumerate(self.schema_.categorical):
@@ -229,7 +234,7 @@ class TabularQC(BaseDetector):
         meta = content.metadata
         if meta.get("head") != HEAD:
             raise BundleError(f"{path}: tabular model written by an earlier segqc whose anomaly score "
-                              "(a Gaussian mixture over summed score norms) is no longer supported; "
+                              "(without the columns' marginal tails) is no longer supported; "
                               "refit it with 'segqc tabular fit'")
         with cls._bundle_errors(path):
             model_cfg = TabularModelConfig(**meta["model"])
@@ -239,6 +244,7 @@ class TabularQC(BaseDetector):
             detector.schema_ = schema
             detector._restore(content, detector._score_model(schema.cardinalities, content.tensors["taus"],
                                                              content.tensors["sigmas"]))
-            detector.head_ = VariableNormDensity.from_arrays(
-                {k.removeprefix("head_"): v for k, v in content.arrays.items() if k.startswith("head_")})
+            detector.head_ = TabularEvidence.from_arrays(
+                {k.removeprefix("head_"): v for k, v in content.arrays.items() if k.startswith("head_")},
+                model_cfg.min_scale, model_cfg.marginal_weight)
         return detector
