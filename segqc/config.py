@@ -15,6 +15,8 @@ from segqc.errors import ConfigError, InputError, did_you_mean
 T = TypeVar("T")
 # How verdicts are given: from the predicted-Dice interval, or from held-out score quantiles.
 VERDICT_RULES = ("quality", "score")
+AUTO = "auto"
+"""``TabularModelConfig.contamination`` value asking for the share to be estimated."""
 RECONSTRUCTIONS = ("auto", "anneal", "average")
 """How segqc segments an image itself (:data:`segqc.scoremodels.image.RECONSTRUCTIONS`); ``auto`` picks by
 held-out Dice."""
@@ -116,6 +118,13 @@ class TabularModelConfig:
             both on the scale of their interquartile range over the training
             rows (:class:`segqc.evidence.TabularEvidence`); 0 scores with the
             score model alone.
+        contamination: Share of anomalous rows in the training table: ``auto``
+            (estimated from a first, shorter fit, see :mod:`segqc.contamination`)
+            or a number in ``[0, 0.5)``. That share of the highest-scoring
+            training rows is left out of the final fit (0: no first fit,
+            every row is used).
+        ranking_fraction: Length of the first fit that ranks the training rows,
+            as a fraction of ``training.steps``.
         review_quantile: Held-out inlier quantile above which a row is ``review``.
         fail_quantile: Held-out inlier quantile above which a row is ``fail``.
         score_batch_size: Rows per scoring batch (each scored at every level).
@@ -139,6 +148,8 @@ class TabularModelConfig:
     dropout: float = 0.0
     min_scale: float = 0.05
     marginal_weight: float = 1.0
+    contamination: float | str = 0.0
+    ranking_fraction: float = 0.25
     review_quantile: float = 0.95
     fail_quantile: float = 0.99
     score_batch_size: int = 1024
@@ -161,6 +172,10 @@ class TabularModelConfig:
             "embedding_size": self.embedding_size >= 2 and self.embedding_size % 2 == 0,
             "min_scale": self.min_scale > 0,
             "marginal_weight": self.marginal_weight >= 0,
+            "contamination": self.contamination == AUTO or (
+                isinstance(self.contamination, (int, float)) and not isinstance(self.contamination, bool)
+                and 0 <= self.contamination < 0.5),
+            "ranking_fraction": 0 < self.ranking_fraction <= 1,
             "review_quantile": 0 < self.review_quantile <= self.fail_quantile < 1,
         }
         _reject_invalid(self, "model", checks)

@@ -18,7 +18,8 @@ the row's value lies:
   training range keeps gaining evidence).
 
 A variable's evidence is the sum over its slots; under the training
-distribution a continuous column's evidence is about Exp(1) whatever its shape.
+distribution a continuous column's evidence is ``log 2`` plus an Exp(1)
+variable, whatever the column's shape.
 """
 
 from __future__ import annotations
