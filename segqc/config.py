@@ -31,6 +31,8 @@ T = TypeVar("T")
 VERDICT_RULES = ("quality", "score")
 # Which interval gives a case's verdict under the quality rule: the mean Dice's, or the worst structure's.
 VERDICT_BY = ("mean", "worst")
+AUTO = "auto"
+"""``TabularModelConfig.contamination`` value asking for the share to be estimated."""
 RECONSTRUCTIONS = ("auto", "anneal", "average")
 """How segqc segments an image itself (:data:`segqc.scoremodels.image.RECONSTRUCTIONS`); ``auto`` picks by
 held-out Dice."""
@@ -212,6 +214,18 @@ class TabularModelConfig:
         embedding_size: Width of the noise-level embedding.
         dropout: Dropout inside the blocks.
         min_scale: Floor of the inlier spread of a log score norm.
+        marginal_weight: Weight of the marginal tail evidence (how rare each
+            value is in its own column) against the score model's evidence,
+            both on the scale of their interquartile range over the training
+            rows (:class:`segqc.evidence.TabularEvidence`); 0 scores with the
+            score model alone.
+        contamination: Share of anomalous rows in the training table: ``auto``
+            (estimated from a first, shorter fit, see :mod:`segqc.contamination`)
+            or a number in ``[0, 0.5)``. That share of the highest-scoring
+            training rows is left out of the final fit (0: no first fit,
+            every row is used).
+        ranking_fraction: Length of the first fit that ranks the training rows,
+            as a fraction of ``training.steps``.
         review_quantile: Held-out inlier quantile above which a row is ``review``.
         fail_quantile: Held-out inlier quantile above which a row is ``fail``.
         score_batch_size: Rows per scoring batch (each scored at every level).
@@ -234,6 +248,9 @@ class TabularModelConfig:
     embedding_size: int = 32
     dropout: float = 0.0
     min_scale: float = 0.05
+    marginal_weight: float = 1.0
+    contamination: float | str = 0.0
+    ranking_fraction: float = 0.25
     review_quantile: float = 0.95
     fail_quantile: float = 0.99
     score_batch_size: int = 1024
@@ -255,6 +272,11 @@ class TabularModelConfig:
             "embedding_size": (self.embedding_size >= 2 and self.embedding_size % 2 == 0, "an even number >= 2"),
             "dropout": (0 <= self.dropout < 1, "a fraction in [0, 1)"),
             "min_scale": (self.min_scale > 0, "a value > 0"),
+            "marginal_weight": (self.marginal_weight >= 0, "a weight >= 0"),
+            "contamination": (self.contamination == AUTO or (not isinstance(self.contamination, str)
+                                                             and 0 <= self.contamination < 0.5),
+                              "auto or a share in [0, 0.5)"),
+            "ranking_fraction": (0 < self.ranking_fraction <= 1, "a fraction in (0, 1]"),
             "review_quantile": (0 < self.review_quantile <= self.fail_quantile < 1,
                                 "0 < review_quantile <= fail_quantile < 1"),
             "score_batch_size": (self.score_batch_size >= 1, "at least 1"),

@@ -12,7 +12,7 @@ FLOORS = {
     0: ("errors", "jsonable", "atomic", "threads", "torchfile", "config", "outputs", "presets", "noise", "losses",
         "csvfiles", "inputs", "signals", "manifests",
         "metrics", "verdicts"),
-    1: ("nets", "data", "synthetic", "density", "bundle", "history"),
+    1: ("nets", "data", "synthetic", "density", "bundle", "history", "marginals", "evidence", "contamination"),
     2: ("scoremodels", "fitting", "quality"),
     3: ("detectors", "segmenters"),
     4: ("report",),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,15 +12,16 @@ import pandas as pd
 import torch
 
 from segqc import bundle, noise
-from segqc.config import TabularModelConfig, TrainingConfig
+from segqc.config import AUTO, TabularModelConfig, TrainingConfig
+from segqc.contamination import estimate_contamination, typical_rows
 from segqc.data.grouping import split_rows
 from segqc.data.tables import check_unique_columns, read_table
 from segqc.data.tabular import MAX_STANDARD_UNITS, EncodedTable, TabularSchema, encode, infer_schema
-from segqc.density import VariableNormDensity
 from segqc.detectors.base import BaseDetector
 from segqc.errors import BundleError, InputError, SchemaError
+from segqc.evidence import TabularEvidence
 from segqc.fitting.device import resolve_device
-from segqc.fitting.trainer import StepInfo
+from segqc.fitting.trainer import StepInfo, Trainer
 from segqc.nets.memory import check_training_memory
 from segqc.nets.tabular import TabularScoreNet
 from segqc.scoremodels.tabular import TabularScoreModel
@@ -29,8 +31,8 @@ logger = logging.getLogger(__name__)
 
 MIN_ROWS = 20
 TableLike = pd.DataFrame | str | Path
-HEAD = "variable_norms"
-"""Name of the score head in the bundle; bundles without it predate it and are refused."""
+HEAD = "variable_norms+marginal_tails"
+"""Name of the score head in the bundle; bundles with another (or none) predate it and are refused."""
 ReadProgress = Callable[[int, int, str], None]
 """``on_read(done, total, stage)`` while a table is read (megabytes), typed and encoded (columns)."""
 
@@ -78,18 +80,22 @@ class TabularQC(BaseDetector):
         max_integer_categories: Integer columns with at most this many distinct
             values are treated as categorical.
 
-    The anomaly score of a row: the trained network's score (gradient of the
-    learned log-density) of every variable at every noise level, squared; each
+    The anomaly score of a row adds two kinds of evidence per variable
+    (:class:`segqc.evidence.TabularEvidence`): the trained network's score
+    (gradient of the learned log-density) at every noise level, squared, each
     compared on a log scale with the median and spread of the training rows'
-    values for that variable and level; only excesses above the median summed
-    and averaged over levels (:class:`segqc.density.VariableNormDensity`).
+    values, only excesses above the median summed and averaged over levels
+    (:class:`segqc.density.VariableNormDensity`); and how rare the value is in
+    its column's training marginal (:class:`segqc.marginals.MarginalTails`).
 
     Attributes:
         schema_: Column types, categories and standardisation.
         model_: The trained score model (EMA weights of the best checkpoint).
-        head_: Inlier medians and spreads of the per-variable score norms.
+        head_: The fitted per-variable evidence (score norms and marginals).
         calibration_: Review / fail thresholds from held-out inliers.
         decision_scores_: Anomaly scores of the training rows.
+        contamination_: Share of training rows left out of the final fit as
+            anomalous (estimated or as configured; 0 without trimming).
         training_: Summary of the training run.
 
     Example:
@@ -139,14 +145,47 @@ class TabularQC(BaseDetector):
         train_rows, val_rows = split_rows(len(frame), train_cfg.val_fraction, train_cfg.seed)
         taus, sigmas = self._schedule(table.continuous[train_rows])
         self._check_memory(sigmas)
+        tensors = (torch.from_numpy(table.codes), torch.from_numpy(table.continuous))
+        num_train = len(train_rows)
+        self.contamination_ = 0.0
+        if cfg.contamination != 0:
+            train_rows = self._trim(table, tensors, train_rows, val_rows, taus, sigmas)
         torch.manual_seed(train_cfg.seed)
         model = self._score_model(self.schema_.cardinalities, taus, sigmas)
-        tensors = (torch.from_numpy(table.codes), torch.from_numpy(table.continuous))
         self._train(model, tensors, train_rows, val_rows, train_cfg, on_step, checkpoint_dir, resume)
-        norms = self._norms(table)
-        self.head_ = VariableNormDensity(cfg.min_scale).fit(norms[train_rows])
-        self._calibrate(self.head_.score(norms), train_rows, val_rows, cfg.review_quantile, cfg.fail_quantile)
+        self.training_.update(contamination=self.contamination_, contamination_estimated=cfg.contamination == AUTO,
+                              trimmed_rows=num_train - len(train_rows))
+        norms = self._norms(table, self.model_)
+        self.head_ = TabularEvidence(cfg.min_scale, cfg.marginal_weight).fit(
+            norms[train_rows], table.codes[train_rows], table.continuous[train_rows], self.schema_.cardinalities)
+        scores = self.head_.score(norms, table.codes, table.continuous)
+        self._calibrate(scores, train_rows, val_rows, cfg.review_quantile, cfg.fail_quantile)
         return self
+
+    def _trim(self, table: EncodedTable, tensors: tuple[torch.Tensor, ...], train_rows: np.ndarray,
+              val_rows: np.ndarray, taus: torch.Tensor, sigmas: torch.Tensor) -> np.ndarray:
+        """Rank the training rows with a shorter fit and leave out the anomalous share; sets ``contamination_``.
+
+        Returns:
+            The kept training rows (sorted indices).
+        """
+        cfg, train_cfg = self._model_config, self._training_config
+        ranking = dataclasses.replace(train_cfg, steps=max(1, round(cfg.ranking_fraction * train_cfg.steps)),
+                                      checkpoint_every=0)
+        torch.manual_seed(train_cfg.seed)
+        ranker = self._score_model(self.schema_.cardinalities, taus, sigmas)
+        result = Trainer(ranker, ranking).fit(tuple(t[train_rows] for t in tensors),
+                                              tuple(t[val_rows] for t in tensors) if len(val_rows) else None)
+        ranker.load_state_dict(result.state_dict)
+        rows = dataclasses.replace(table, codes=table.codes[train_rows], continuous=table.continuous[train_rows])
+        norms, codes, continuous = self._norms(rows, ranker), rows.codes, rows.continuous
+        scores = TabularEvidence(cfg.min_scale, cfg.marginal_weight).fit(
+            norms, codes, continuous, self.schema_.cardinalities).score(norms, codes, continuous)
+        self.contamination_ = estimate_contamination(scores) if cfg.contamination == AUTO else float(cfg.contamination)
+        kept = train_rows[typical_rows(scores, self.contamination_)]
+        logger.info("contamination %.3f: %d of %d training rows left out after a %d-step ranking fit",
+                    self.contamination_, len(train_rows) - len(kept), len(train_rows), ranking.steps)
+        return kept
 
     def _score_model(self, cardinalities: list[int], taus: torch.Tensor, sigmas: torch.Tensor) -> TabularScoreModel:
         """An untrained score model with this detector's settings (see :meth:`_schedule` for the noise)."""
@@ -186,10 +225,10 @@ class TabularQC(BaseDetector):
         return taus, sigmas[:, None].repeat(1, num_continuous)
 
     @torch.no_grad()
-    def _norms(self, table: EncodedTable) -> np.ndarray:
-        """Squared score norms ``(N, L, V)`` of every variable of encoded rows at every level."""
+    def _norms(self, table: EncodedTable, model: TabularScoreModel) -> np.ndarray:
+        """Squared score norms ``(N, L, V)`` of every variable of encoded rows at every level under ``model``."""
         device = self.scoring_device
-        model = self.model_.to(device).eval()
+        model = model.to(device).eval()
         size = self._model_config.score_batch_size
         chunks = []
         for start in range(0, len(table.codes), size):
@@ -232,8 +271,8 @@ class TabularQC(BaseDetector):
         self._check_fitted()
         frame, where = _as_frame(data, self.schema_.id_column, on_read)
         table = encode(frame, self.schema_, where, _stage(on_read, "columns encoded"))
-        norms = self._norms(table)
-        contributions = self.head_.contributions(norms)
+        norms = self._norms(table, self.model_)
+        contributions = self.head_.contributions(norms, table.codes, table.continuous)
         scores = contributions.sum(1)
         self._check_finite(scores, contributions, where)
         flagged, culprits = self._beyond_reach(table, where)
@@ -309,7 +348,7 @@ class TabularQC(BaseDetector):
         meta = content.metadata
         if meta.get("head") != HEAD:
             raise BundleError(f"{path}: tabular model written by an earlier segqc whose anomaly score "
-                              "(a Gaussian mixture over summed score norms) is no longer supported; "
+                              "(without the columns' marginal tails) is no longer supported; "
                               "refit it with 'segqc tabular fit'")
         with cls._bundle_errors(path):
             model_cfg = TabularModelConfig(**meta["model"])
@@ -319,6 +358,7 @@ class TabularQC(BaseDetector):
             detector.schema_ = schema
             detector._restore(content, detector._score_model(schema.cardinalities, content.tensors["taus"],
                                                              content.tensors["sigmas"]))
-            detector.head_ = VariableNormDensity.from_arrays(
-                bundle.part("head", content.arrays))
+            detector.contamination_ = float(detector.training_.get("contamination", 0.0))
+            detector.head_ = TabularEvidence.from_arrays(bundle.part("head", content.arrays), model_cfg.min_scale,
+                                                         model_cfg.marginal_weight)
         return detector

@@ -30,7 +30,10 @@ class FiLM(nn.Module):
             embedding: Embeddings of the distinct levels in the batch, ``(U, E)``.
             inverse: Row of ``embedding`` for each row of ``h``, ``(B,)``.
         """
-        gamma, beta = self.project(embedding)[inverse].chunk(2, dim=-1)
+        # A one-hot product, not ``[inverse]``: on several CPU threads the backward of fancy indexing
+        # adds with atomics in no fixed order, and training was not reproducible run to run.
+        select = nn.functional.one_hot(inverse, embedding.shape[0]).to(h.dtype)
+        gamma, beta = (select @ self.project(embedding)).chunk(2, dim=-1)
         return h * (1.0 + gamma) + beta
 
 

@@ -13,6 +13,7 @@ from conftest import chained_table, joint_table
 from sklearn.metrics import roc_auc_score
 
 from segqc.bundle import METADATA_FILE, WEIGHTS_FILE, metadata_digest
+from segqc.config import TabularModelConfig
 from segqc.data.tabular import encode
 from segqc.detectors.tabular import TabularQC
 from segqc.errors import BundleError, InputError, NotFittedError, SchemaError
@@ -143,3 +144,17 @@ def test_foreign_bundles_are_refused(tiny_model, tiny_training, train_frame, tmp
         TabularQC.load(path)
     with pytest.raises(BundleError, match="not a segqc model bundle"):
         TabularQC.load(tmp_path)
+
+
+def test_training_on_two_threads_is_reproducible(tiny_training, train_frame) -> None:
+    """The level embedding is gathered without fancy indexing, whose CPU backward adds with atomics on threads."""
+    model = TabularModelConfig(levels=3, width=128, depth=1, embedding_size=16)  # FiLM gradient 128 x 256: threaded
+    training = dataclasses.replace(tiny_training, steps=30)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first, second = (TabularQC(model, training, id_column="id").fit(train_frame).model_.state_dict()
+                         for _ in range(2))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(first[name], second[name]) for name in first)
