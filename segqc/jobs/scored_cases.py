@@ -22,7 +22,7 @@ from segqc.data.images import read_mask
 from segqc.data.labels import label_indices
 from segqc.data.pairing import CaseFiles
 from segqc.data.preprocess import PreprocessConfig
-from segqc.detectors.image import ImageQC
+from segqc.detectors.image import Assessment, ImageQC
 from segqc.errors import SchemaError, SegQCError
 from segqc.metrics import case_metrics, dice_per_class, mean_dice
 from segqc.verdicts import ERROR, quality_verdicts, ranks
@@ -96,13 +96,16 @@ def _ground_truth_metrics(case: PreparedCase, truth_path: Path, truth_in_model_g
     return case_metrics(case.mask, truth_in_model_grid, labels, scaled)
 
 
-def score_cases(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Path]) -> ScoredChunk:
+def score_cases(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Path],
+                assessment: Assessment | None = None) -> ScoredChunk:
     """Assess prepared cases and build their rows.
 
     Args:
         qc: The loaded detector.
         prepared: Cases of one chunk.
         truths: Ground-truth file per source case id (may be empty).
+        assessment: What the model says of them when already known (tiles of a volume scored with sliding
+            windows, :mod:`segqc.jobs.volume_rows`); default: :meth:`ImageQC.assess`.
 
     Returns:
         The chunk's rows, heat maps, reconstructions and model-grid ground truths.
@@ -110,7 +113,7 @@ def score_cases(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Pat
     if not prepared:
         return ScoredChunk([], np.empty(0), np.empty(0), {})
     masks = np.stack([c.mask for c in prepared])
-    assessment = qc.assess(np.stack([c.image for c in prepared]), masks)
+    assessment = assessment or qc.assess(np.stack([c.image for c in prepared]), masks)
     agreement = dice_per_class(masks, assessment.reconstruction, len(qc.labels_))
     agreement_mean = mean_dice(agreement, masks, assessment.reconstruction)
     estimate = assessment.quality

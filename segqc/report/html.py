@@ -22,6 +22,7 @@ from PIL import Image
 from segqc.atomic import atomic_file
 from segqc.errors import InputError
 from segqc.report.plots import METRIC_LABELS, METRICS, quality_scatter, scatter_plots, score_histogram, trend_chart
+from segqc.report.volumes import volume_section
 
 SCORES_FILE = "scores.csv"
 SUMMARY_FILE = "summary.json"
@@ -299,6 +300,7 @@ def render_report(report_dir: Path, history_runs: list[dict] | None = None) -> P
         gallery=_gallery(table, report_dir, top_k),
         columns=columns,
         rows=rows,
+        volumes=volume_section(report_dir, table),
     )
     target = report_dir / REPORT_FILE
     with atomic_file(target) as temporary:
