@@ -351,7 +351,7 @@ def structure_verdicts(table: pd.DataFrame, labels: Sequence[int], dice_threshol
     """
     ok = (table["status"] == "ok").to_numpy()
     severity = {verdict: rank for rank, verdict in enumerate(VERDICTS)}
-    worst = table["verdict"].map(severity).to_numpy(float)
+    worst = table["verdict"].map(severity).to_numpy(float, copy=True)
     for label in labels[1:]:
         low, high = (table.get(f"predicted_dice_{label}{end}") for end in ("_low", "_high"))
         if low is None or high is None:
