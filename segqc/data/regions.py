@@ -77,7 +77,7 @@ def structure_box(indices: np.ndarray | None, spacing: Sequence[float], margin_m
     from monai.transforms import CropForeground
 
     margin = [int(np.ceil(margin_mm / s)) for s in spacing]
-    crop = CropForeground(select_fn=lambda x: x > 0, margin=margin, k_divisible=list(patch_size), allow_smaller=False)
+    crop = CropForeground(select_fn=lambda x: x > 0, margin=margin, k_divisible=list(patch_size), allow_smaller=True)
     source = indices[None] if indices is not None and (indices > 0).any() else np.ones((1, *spatial_shape), np.uint8)
     start, end = crop.compute_bounding_box(source)
     return tuple(int(s) for s in start), tuple(int(e) for e in end)
