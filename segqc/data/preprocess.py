@@ -15,6 +15,10 @@ Steps of :func:`segqc.data.cases.prepare_case`, in order:
    after reorientation: for ``RAS``, 0 is sagittal, 1 coronal, 2 axial);
 8. bring each case or slice to ``spatial_size`` (``Resize``, images
    bilinear/trilinear, class indices nearest; or ``ResizeWithPadOrCrop``; :func:`fit_to_size`).
+
+The 3D patch route (``patches``) replaces step 8: the volume is cropped to the
+region that holds its structures and cut into ``spatial_size`` patches
+(:mod:`segqc.data.regions`).
 """
 
 from __future__ import annotations
