@@ -288,12 +288,12 @@ def _card(qc: ImageQC, volume: _Scored, table: pd.DataFrame, row: dict[str, Any]
     """The volume's card: the worst slice of each of its weakest structures, and their profiles."""
     labels = qc.labels_
     evidence = _evidence(table, labels)
-    quality = table["predicted_dice"].to_numpy(float) if evidence is not None else -table["score"].to_numpy(float)
-    per_structure = evidence[0] if evidence is not None else np.repeat(quality[:, None], len(labels) - 1, 1)
-    order = sorted(range(len(labels) - 1), key=lambda k: row.get(f"predicted_dice_{labels[k + 1]}", 0.0)
-                   if np.isfinite(row.get(f"predicted_dice_{labels[k + 1]}", np.nan)) else np.inf)
+    # without a quality estimator the worst unit is the most anomalous one, and there is no profile to draw
+    per_structure = (evidence[0] if evidence is not None
+                     else np.repeat(-table[["score"]].to_numpy(float), len(labels) - 1, 1))
+    volume_dice = np.array([row.get(f"predicted_dice_{label}", np.nan) for label in labels[1:]], float)
     panels, profiles = [], []
-    for index in order[:CARD_STRUCTURES]:
+    for index in np.argsort(np.nan_to_num(volume_dice, nan=np.inf), kind="stable")[:CARD_STRUCTURES]:
         predicted = table[f"area_{labels[index + 1]}"].to_numpy(float)
         rebuilt = table[f"reconstruction_area_{labels[index + 1]}"].to_numpy(float)
         present = np.flatnonzero(predicted + rebuilt > 0)
@@ -301,7 +301,8 @@ def _card(qc: ImageQC, volume: _Scored, table: pd.DataFrame, row: dict[str, Any]
             continue
         unit = int(present[np.argmin(per_structure[present, index])])
         panels.append(_panel(qc, volume, unit, index + 1, per_structure[unit, index]))
-        profiles.append((str(labels[index + 1]), *_profile(volume, per_structure[:, index], predicted, rebuilt)))
+        if evidence is not None:
+            profiles.append((str(labels[index + 1]), *_profile(volume, per_structure[:, index], predicted, rebuilt)))
     dice = row.get("predicted_dice")
     title = f"{row['case_id']}  " + (f"predicted Dice {dice:.2f} [{row['predicted_dice_low']:.2f}, "
                                      f"{row['predicted_dice_high']:.2f}]" if dice is not None else
@@ -311,7 +312,7 @@ def _card(qc: ImageQC, volume: _Scored, table: pd.DataFrame, row: dict[str, Any]
 
 def _panel(qc: ImageQC, volume: _Scored, unit: int, label_index: int, dice: float) -> CardPanel:
     """The picture of one structure's worst unit: the slice (2D), or the tile's axial slice where the structure
-    is largest (3D, drawn across the whole region)."""
+    is largest (3D, drawn across the whole region); ``dice`` is the unit's predicted Dice of the structure."""
     case, label = volume.units[unit], qc.labels_[label_index]
     if volume.region is None:
         return CardPanel(f"label {label}: slice {volume.spans[unit]}  d {dice:.2f}", case.image[0], case.mask,
