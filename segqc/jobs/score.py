@@ -318,6 +318,7 @@ def _read_chunk(qc: ImageQC, chunk: list[CaseFiles], truths: dict[str, Path], sh
                     for case in prepare_case(files, qc.preprocess, qc.labels_):
                         prepared.append(case)
                         shard.fingerprints[case.case_id] = key
+                    shard.fingerprints[files.case_id] = key  # volume rows are keyed by their file's case id
             except SegQCError as err:
                 shard.rows.append(error_row(files.case_id, files, str(err)))
     return prepared
