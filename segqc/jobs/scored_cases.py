@@ -113,7 +113,8 @@ def score_cases(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Pat
     if not prepared:
         return ScoredChunk([], np.empty(0), np.empty(0), {})
     masks = np.stack([c.mask for c in prepared])
-    assessment = assessment or qc.assess(np.stack([c.image for c in prepared]), masks)
+    if assessment is None:
+        assessment = qc.assess(np.stack([c.image for c in prepared]), masks)
     agreement = dice_per_class(masks, assessment.reconstruction, len(qc.labels_))
     agreement_mean = mean_dice(agreement, masks, assessment.reconstruction)
     estimate = assessment.quality
