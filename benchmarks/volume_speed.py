@@ -163,7 +163,7 @@ def main() -> None:
              "GPU target (<= 3 s) is not measured here. Wall time includes starting Python, loading the model, "
              "reading and resampling the volume, scoring, the ground-truth-free report (cards, heat volumes, "
              "report.html); peak memory is the process's maximum resident set. Models: the `patches` preset "
-             "(3D route: 3 mm, 32^3 windows) and the `small` preset with `--slice-axis 2` (2D route: every "
+             "(3D route: 4 mm, 32^3 windows) and the `small` preset with `--slice-axis 2` (2D route: every "
              f"axial slice at 64 x 64), each trained {args.steps} steps on 12 smaller volumes of the same kind "
              "(the scoring cost does not depend on the training budget; the teaching set is cut to 2 degradations per held-out case to keep training short)."), "",
              (f"Machine: {platform.processor() or platform.machine()}, {platform.system()}; other agents' jobs may "

@@ -8,7 +8,7 @@ the package, so ``pip install`` users have them:
 * ``gpu``: a wider 2D network at 128 x 128 for a GPU (minutes);
 * ``paper``: the GNSM paper's 2D network (128 px, NCSN++ nf 128, 200,000 steps);
 * ``patches`` / ``patches-gpu``: the 3D patch route for whole volumes
-  (:mod:`segqc.data.regions`): 32^3 patches at 3 mm on a CPU, 64^3 at 1.5 mm on a GPU.
+  (:mod:`segqc.data.regions`): 32^3 patches at 4 mm on a CPU, 64^3 at 1.5 mm on a GPU.
 
 Without ``--config``, :func:`choose_preset` picks one from the data (2D or 3D)
 and the device: ``small`` on a CPU, ``gpu`` for 2D data on a GPU. Volumes take
