@@ -70,7 +70,7 @@ def card_png(title: str, panels: Sequence[CardPanel], profiles: Sequence[tuple[s
 
     colours = matplotlib.colormaps["tab10"]
     columns = len(panels) + 1
-    figure = Figure(figsize=(2.6 * columns, 3.0), dpi=80)
+    figure = Figure(figsize=(2.6 * columns, 3.0), dpi=100)
     figure.suptitle(title, fontsize=9)
     for index, panel in enumerate(panels):
         axis = figure.add_subplot(1, columns, index + 1)
