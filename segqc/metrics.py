@@ -141,6 +141,26 @@ def case_metrics(prediction: np.ndarray, truth: np.ndarray, labels: Sequence[int
     return metrics
 
 
+def structure_surface_metrics(prediction: np.ndarray, truth: np.ndarray, labels: Sequence[int],
+                              spacing: Sequence[float]) -> dict[str, float]:
+    """MSD and HD95 of each foreground structure on its own (:func:`surface_distances` of its binary masks).
+
+    Args:
+        prediction: Predicted class indices, ``(*spatial)``.
+        truth: Ground-truth class indices, same shape.
+        labels: Label value of each class index (``labels[0]`` is background).
+        spacing: Voxel size along each spatial axis (mm).
+
+    Returns:
+        ``msd_<label value>`` and ``hd95_<label value>`` for each foreground label.
+    """
+    metrics = {}
+    for index, value in enumerate(labels[1:], start=1):
+        metrics[f"msd_{value}"], metrics[f"hd95_{value}"] = surface_distances(
+            np.asarray(prediction) == index, np.asarray(truth) == index, spacing)
+    return metrics
+
+
 CORRELATED_METRICS = ("dice_mean", "msd", "hd95")
 MIN_PAIRS = 3
 

@@ -82,7 +82,7 @@ def quality_verdicts(low: np.ndarray, high: np.ndarray, dice_threshold: float) -
 
 
 def worst_verdicts(per_structure: np.ndarray) -> np.ndarray:
-    """The worst verdict of each case over its structures (``fail`` > ``review`` > ``pass``).
+    """The worst verdict of each case over its structures (``fail`` > ``review`` > ``pass``; ``""``: no verdict).
 
     Args:
         per_structure: Verdicts ``(N, S)``.
@@ -90,5 +90,6 @@ def worst_verdicts(per_structure: np.ndarray) -> np.ndarray:
     Returns:
         ``(N,)`` verdicts.
     """
-    severity = np.vectorize(VERDICTS.index, otypes=[np.int64])(np.asarray(per_structure, dtype=object))
+    severity = np.vectorize(lambda verdict: VERDICTS.index(verdict) if verdict in VERDICTS else 0,
+                            otypes=[np.int64])(np.asarray(per_structure, dtype=object))
     return np.asarray(VERDICTS, dtype=object)[severity.max(axis=1)]

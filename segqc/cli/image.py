@@ -70,10 +70,12 @@ def train(
                                                         "(same file name, or case.nii.gz for case_0000.nii.gz).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model bundle directory to write.")],
     config: Annotated[str | None, typer.Option(help="A preset (small: CPU, 64x64 2D / 32^3 3D, minutes on 2 cores; "
-                                                    "gpu: 2D 128x128 on a GPU; paper: the GNSM paper's network) or a "
+                                                    "gpu: 2D 128x128 on a GPU; paper: the GNSM paper's network; "
+                                                    "patches / patches-gpu: whole volumes in 3D patches) or a "
                                                     "YAML file with 'data', 'model' and 'training' sections; options "
                                                     "given here override it. (default: chosen from the data and the "
-                                                    "device, and printed)")] = None,
+                                                    "device, and printed; volumes take 2D slices when their slices "
+                                                    "are thick, else 3D patches)")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps. (default: the preset's or config's)")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Cases per step and process. (default: the preset's or "
                                                         "config's)")] = None,

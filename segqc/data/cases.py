@@ -19,6 +19,7 @@ from segqc.data.images import Volume, read_image, read_mask
 from segqc.data.labels import class_indices, learn_labels
 from segqc.data.pairing import CaseFiles
 from segqc.data.preprocess import PreprocessConfig, fit_to_size, normalise, reorient, respace
+from segqc.data.regions import Region, crop_region, cut, structure_box, tile_boxes
 from segqc.errors import InputError, SchemaError
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class PreparedCase:
         original_shape: Spatial shape of the files as read (the whole volume for slices).
         affine: ``(4, 4)`` affine of the files as read (the NIfTI file's when
             only one of image and mask is NIfTI).
+        region: For the 3D patch route, where the cropped region lies in the
+            respaced volume (:class:`~segqc.data.regions.Region`); ``None`` otherwise.
     """
 
     case_id: str
@@ -48,6 +51,7 @@ class PreparedCase:
     source: CaseFiles
     original_shape: tuple[int, ...]
     affine: np.ndarray
+    region: Region | None = None
 
 
 def _check_pair(image: Volume, mask: Volume) -> None:
@@ -113,7 +117,7 @@ def _fit_slices(image: np.ndarray, indices: np.ndarray | None,
 
 
 def _prepare(files: CaseFiles, image: Volume, mask: Volume | None, config: PreprocessConfig,
-             labels: Sequence[int] | None) -> list[PreparedCase]:
+             labels: Sequence[int] | None, region: Region | None = None) -> list[PreparedCase]:
     """:func:`prepare_case` on volumes already read."""
     indices = None
     if mask is not None:
@@ -125,12 +129,16 @@ def _prepare(files: CaseFiles, image: Volume, mask: Volume | None, config: Prepr
         array, indices, affine = reorient(array, indices, affine, config.orientation)
     drop = _drop_axis(array.shape[1:], image.path, config)
     sliced = drop is not None and array.shape[1 + drop] > 1
+    file_spacing = _spacing(affine)
     if config.spacing is not None:
         pixdim = list(config.spacing)
         if drop is not None:
             pixdim.insert(drop, 0.0)  # 0 keeps the spacing along the slice axis
         array, indices, affine = respace(array, indices, affine, pixdim)
     array = normalise(array, config)
+    if config.patches:
+        return [_region_case(files, image, array, indices, config, (file_spacing, _spacing(affine)), file_affine,
+                             region)]
     stacked, stacked_indices = (array[None], indices) if drop is None else _slices(array, indices, drop)
     keep = np.arange(len(stacked))
     if sliced and config.foreground_slices_only and stacked_indices is not None:
@@ -153,13 +161,36 @@ def _prepare(files: CaseFiles, image: Volume, mask: Volume | None, config: Prepr
     ]
 
 
+def _spacing(affine: np.ndarray) -> tuple[float, ...]:
+    """Voxel size along each spatial axis of a ``(4, 4)`` affine."""
+    return tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
+
+
+def _region_case(files: CaseFiles, image: Volume, array: np.ndarray, indices: np.ndarray | None,
+                 config: PreprocessConfig, spacings: tuple[tuple[float, ...], tuple[float, ...]],
+                 file_affine: np.ndarray, region: Region | None) -> PreparedCase:
+    """The 3D patch route's case: the respaced volume cropped to its structures (:mod:`segqc.data.regions`), or
+    to ``region`` when given (ground truth cropped as its prediction was)."""
+    grid_shape = tuple(int(n) for n in array.shape[1:])
+    file_spacing, spacing = spacings
+    classes = None if indices is None else indices[0].astype(np.int64)
+    if region is None:
+        start, end = structure_box(classes, spacing, config.crop_margin, config.spatial_size, grid_shape)
+    else:
+        start, end = region.start, tuple(s + n for s, n in zip(region.start, region.shape))
+    region = Region(start, tuple(e - s for s, e in zip(start, end)), grid_shape, spacing, file_spacing)
+    return PreparedCase(files.case_id, crop_region(array, start, end, leading=1),
+                        None if classes is None else crop_region(classes, start, end), files, image.spatial_shape,
+                        file_affine, region)
+
+
 def _file_ndim(config: PreprocessConfig) -> int:
     """Spatial dimensionality expected of files when no mask tells it."""
     return 3 if config.spatial_dims == 3 or config.slice_axis is not None else 2
 
 
 def prepare_case(files: CaseFiles, config: PreprocessConfig, labels: Sequence[int] | None,
-                 image_channels: int | None = None) -> list[PreparedCase]:
+                 image_channels: int | None = None, region: Region | None = None) -> list[PreparedCase]:
     """Read one case and bring it to the model's size.
 
     Args:
@@ -169,6 +200,8 @@ def prepare_case(files: CaseFiles, config: PreprocessConfig, labels: Sequence[in
             values as class indices (they must be >= 0).
         image_channels: The channels the model takes (a colour image among
             grayscale ones is refused here, with its file named); ``None``: any.
+        region: Patch route only: crop to this region (of another mask of the
+            same image) instead of the mask's own structures.
 
     Returns:
         One prepared case, or one per slice along ``config.slice_axis``
@@ -187,7 +220,7 @@ def prepare_case(files: CaseFiles, config: PreprocessConfig, labels: Sequence[in
         colour = " (a colour image?)" if image.array.shape[0] in (3, 4) else ""
         raise SchemaError(f"{image.path}: {image.array.shape[0]} image channel(s){colour}; the model was trained "
                           f"on images with {image_channels}")
-    return _prepare(files, image, mask, config, labels)
+    return _prepare(files, image, mask, config, labels, region)
 
 
 def _caching(cases: Sequence[CaseFiles], cache: dict[str, Volume]) -> Iterator[Volume]:
@@ -262,3 +295,25 @@ def stack(cases: Sequence[PreparedCase]) -> tuple[torch.Tensor, torch.Tensor | N
     if first.mask is None:
         return images, None
     return images, torch.from_numpy(np.stack([case.mask for case in cases]).astype(np.int64, copy=False))
+
+
+def training_patches(cases: Sequence[PreparedCase], groups: Sequence[str],
+                     patch_size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The patch route's training pairs: every region (:func:`prepare_case` with ``patches``) cut into tiles.
+
+    Args:
+        cases: Prepared regions with masks.
+        groups: Source of each region; its tiles share it.
+        patch_size: Patch size.
+
+    Returns:
+        Images float32 ``(P, C, *patch_size)``, masks int64 ``(P, *patch_size)`` and the source of each patch.
+    """
+    images, masks, sources = [], [], []
+    for case, group in zip(cases, groups):
+        boxes = tile_boxes(case.image.shape[1:], patch_size)
+        images.append(cut(case.image, boxes, leading=1))
+        masks.append(cut(case.mask, boxes))
+        sources += [group] * len(boxes)
+    return (torch.from_numpy(np.concatenate(images)).float(), torch.from_numpy(np.concatenate(masks)).long(),
+            sources)

@@ -15,6 +15,10 @@ Steps of :func:`segqc.data.cases.prepare_case`, in order:
    after reorientation: for ``RAS``, 0 is sagittal, 1 coronal, 2 axial);
 8. bring each case or slice to ``spatial_size`` (``Resize``, images
    bilinear/trilinear, class indices nearest; or ``ResizeWithPadOrCrop``; :func:`fit_to_size`).
+
+The 3D patch route (``patches``) replaces step 8: the volume is cropped to the
+region that holds its structures and cut into ``spatial_size`` patches
+(:mod:`segqc.data.regions`).
 """
 
 from __future__ import annotations
@@ -78,6 +82,11 @@ class PreprocessConfig:
             (centre crop or pad).
         foreground_slices_only: With ``slice_axis``, keep only slices whose
             mask has a class other than index 0.
+        patches: The 3D patch route (:mod:`segqc.data.regions`): volumes are not
+            resized to ``spatial_size``; after respacing they are cropped to the
+            structures plus ``crop_margin``, and ``spatial_size`` is the size of the
+            patches the model trains on and of the windows that score a volume.
+        crop_margin: Margin around the structures (mm) of the patch route.
     """
 
     spatial_dims: int = 2
@@ -90,6 +99,8 @@ class PreprocessConfig:
     orientation: str | None = "RAS"
     resize: str = "resize"
     foreground_slices_only: bool = False
+    patches: bool = False
+    crop_margin: float = 10.0
 
     def __post_init__(self) -> None:
         check_types(self, SECTION)
@@ -114,6 +125,8 @@ class PreprocessConfig:
                                                       and not isinstance(self.slice_axis, bool)),
             "orientation": self.orientation is None or _valid_axcodes(self.orientation),
             "foreground_slices_only": isinstance(self.foreground_slices_only, bool),
+            "patches": isinstance(self.patches, bool) and (not self.patches or dims == 3),
+            "crop_margin": _is_number(self.crop_margin) and self.crop_margin >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -134,6 +147,8 @@ _HINTS = {
     "slice_axis": "; expected 0, 1 or 2, and spatial_dims 2",
     "orientation": "; expected three axis codes, one of L/R, P/A, I/S each (e.g. RAS), or null",
     "foreground_slices_only": "; expected true or false",
+    "patches": "; expected true or false, and true only with spatial_dims 3",
+    "crop_margin": "; expected a margin in mm >= 0",
 }
 
 

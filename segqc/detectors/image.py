@@ -21,7 +21,7 @@ import torch
 
 from segqc import bundle, noise
 from segqc.config import ImageModelConfig, TrainingConfig, merged_config, read_mapping_file
-from segqc.data.cases import prepare_dataset, stack
+from segqc.data.cases import prepare_dataset, stack, training_patches
 from segqc.data.grouping import group_regex, source_groups, split_groups
 from segqc.data.labels import check_labels_present
 from segqc.data.pairing import pair_cases
@@ -169,7 +169,10 @@ class ImageQC(BaseDetector):
         cases = pair_cases(Path(images_dir), Path(masks_dir))
         prepared, labels = prepare_dataset(cases, self._preprocess_config, self.labels, on_case)
         groups = source_groups(prepared, group_pattern)
-        images, masks = stack(prepared)
+        if self._preprocess_config.patches:
+            images, masks, groups = training_patches(prepared, groups, self._preprocess_config.spatial_size)
+        else:
+            images, masks = stack(prepared)
         return self.fit(images, masks, labels, on_step, checkpoint_dir, resume, groups)
 
     def fit(self, images: Any, masks: Any, labels: Sequence[int] | None = None,
@@ -305,8 +308,8 @@ class ImageQC(BaseDetector):
                               "spatial_dims": spatial_dims, "input_size": input_size}
         return ImageScoreModel(spatial_dims, image_channels, num_classes, taus, betas, cfg.loss, cfg.delta, network)
 
-    def embed(self, images: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Score-norm embeddings ``(N, L)`` and heat maps ``(N, *spatial)`` of pairs."""
+    def _checked_pairs(self, images: Any, masks: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pairs as tensors, checked against the architecture (channels, dimensionality, classes)."""
         images, masks = as_pairs(images, masks)
         arch = self.architecture_
         if images.shape[1] != arch["image_channels"] or masks.ndim - 1 != arch["spatial_dims"]:
@@ -314,9 +317,24 @@ class ImageQC(BaseDetector):
                               f"got {images.shape[1]}-channel {masks.ndim - 1}D")
         if masks.numel() and int(masks.max()) >= arch["num_classes"]:
             raise SchemaError(f"mask class index {int(masks.max())} outside 0..{arch['num_classes'] - 1}")
+        return images, masks
+
+    def embed(self, images: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Score-norm embeddings ``(N, L)`` and heat maps ``(N, *spatial)`` of pairs."""
+        images, masks = self._checked_pairs(images, masks)
         parts = self._in_batches(lambda model, size, image, mask: model.embed(image, mask, size), images, masks)
         return (np.concatenate([norms.double().cpu().numpy() for norms, _ in parts]),
                 np.concatenate([heat.float().cpu().numpy() for _, heat in parts]))
+
+    def level_maps(self, images: Any, masks: Any) -> np.ndarray:
+        """Squared score norm of every voxel at every level, ``(N, L, *spatial)`` float32 (sliding windows)."""
+        images, masks = self._checked_pairs(images, masks)
+        parts = self._in_batches(lambda model, size, image, mask: model.level_maps(image, mask, size), images, masks)
+        return np.concatenate([maps.float().cpu().numpy() for maps in parts])
+
+    def reconstruction(self, images: Any) -> np.ndarray:
+        """Class probabilities ``(N, K, *spatial)`` of segqc's own segmentation of images ``(N, C, *spatial)``."""
+        return self._reconstruct(torch.as_tensor(np.asarray(images), dtype=torch.float32))
 
     def _reconstruct(self, images: torch.Tensor, method: str | None = None,
                      model: ImageScoreModel | None = None) -> np.ndarray:
@@ -362,8 +380,26 @@ class ImageQC(BaseDetector):
         self._check_fitted()
         images, masks = as_pairs(images, masks)
         norms, heat = self.embed(images, masks)
+        return self._assessment(images, masks, norms, heat, self._reconstruct(images))
+
+    def assess_maps(self, images: Any, masks: Any, maps: np.ndarray, probabilities: np.ndarray) -> Assessment:
+        """:meth:`assess` of pairs whose :meth:`level_maps` and :meth:`reconstruction` are known (sliding windows).
+
+        Args:
+            images: Preprocessed images, ``(N, C, *spatial)``.
+            masks: Predicted masks as class indices, ``(N, *spatial)``.
+            maps: Their level maps, ``(N, L, *spatial)``.
+            probabilities: Their reconstruction's class probabilities, ``(N, K, *spatial)``.
+        """
+        self._check_fitted()
+        images, masks = as_pairs(images, masks)
+        norms, heat = self.model_.summarise(torch.as_tensor(maps))
+        return self._assessment(images, masks, norms.double().numpy(), heat.float().numpy(), probabilities)
+
+    def _assessment(self, images: torch.Tensor, masks: torch.Tensor, norms: np.ndarray, heat: np.ndarray,
+                    probabilities: np.ndarray) -> Assessment:
+        """Scores and predicted Dice from the model's view of pairs (embedding, heat, reconstruction)."""
         scores = self.density_.score(norms)
-        probabilities = self._reconstruct(images)
         estimate = None
         if getattr(self, "quality_", None) is not None:
             features = self._quality_features(images.numpy(), masks.numpy(), norms, heat, probabilities)
@@ -375,11 +411,8 @@ class ImageQC(BaseDetector):
                   coverage: float | None = None) -> LabelledCalibration:
         """Make the predicted-Dice intervals hold for a segmenter: calibrate them on its labelled cases.
 
-        The intervals then come from these cases' residuals (split conformal,
-        with a bias correction where it lowers the out-of-fold error; see
-        :mod:`segqc.quality.calibration`); the regressor is unchanged. Save the
-        result as a new bundle (:meth:`save`); ``segqc calibrate`` does this from
-        files.
+        Intervals (and a bias correction) then come from these cases (:mod:`segqc.quality.calibration`); the
+        regressor is unchanged. Save the result as a new bundle; ``segqc calibrate`` does this from files.
 
         Args:
             images: Preprocessed images, ``(N, C, *spatial)``.
@@ -390,8 +423,7 @@ class ImageQC(BaseDetector):
             coverage: Nominal coverage; default: the current intervals'.
 
         Returns:
-            What the calibration found (its :attr:`~segqc.quality.calibration.LabelledCalibration.warning` is
-            non-empty below the recommended number of cases).
+            What the calibration found (a warning below the recommended number of cases).
 
         Raises:
             NotFittedError: No quality estimator to calibrate.

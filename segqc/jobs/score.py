@@ -43,11 +43,19 @@ from segqc.fitting.device import distributed_context, distributed_session
 from segqc.history import RunHistory, fingerprint
 from segqc.jobs.scored_cases import error_row, rank_table, score_cases
 from segqc.jobs.segment import SegmenterRequest, segment_images
+from segqc.jobs.volume_rows import (
+    SLICES_FILE,
+    is_volume_model,
+    keep_failing_worst_slices,
+    score_volume_chunk,
+    slices_table,
+)
 from segqc.manifests import OutputKind
 from segqc.outputs import check_output_dir, owned_directory
 from segqc.report import heatmaps, render_report
 from segqc.report.gallery import GalleryPool, heat_map_file, write_gallery
 from segqc.report.summary import score_quantiles, summarise_metrics
+from segqc.report.volumes import CARDS_DIR
 from segqc.segmenters import SegmentRun
 from segqc.verdicts import OUTCOMES
 
@@ -56,6 +64,8 @@ logger = logging.getLogger(__name__)
 FAILED_QC_EXIT_CODE = 3
 CHUNK_CASES = 256
 """Files read, scored and written per step: memory stays flat however many cases a folder holds."""
+CHUNK_VOLUMES = 1
+"""Files per step when cases are volumes (:mod:`segqc.jobs.volume_rows`): one volume in memory at a time."""
 
 
 @dataclass
@@ -220,6 +230,7 @@ class _Shard:
     fingerprints: dict[str, str]
     reused: list[str]
     pool: GalleryPool
+    slices: list[pd.DataFrame] = dataclasses.field(default_factory=list)
 
 
 def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Path, out: str | Path,
@@ -266,7 +277,8 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
     history = RunHistory(options.history) if options.history else None
     rank, world = distributed_context()
     mine = cases[rank::world]
-    steps = math.ceil(math.ceil(len(cases) / world) / CHUNK_CASES)  # the same on every rank
+    size = CHUNK_VOLUMES if is_volume_model(qc) else CHUNK_CASES
+    steps = math.ceil(math.ceil(len(cases) / world) / size)  # the same on every rank
     previous = out if out.is_dir() else None
     publication = PublishGuard()
     with owned_directory(out, OutputKind.REPORT, guard=publication) if rank == 0 else contextlib.nullcontext() \
@@ -274,20 +286,25 @@ def score_folder(qc: ImageQC, predictions_dir: str | Path, images_dir: str | Pat
         if staging is not None:
             (staging / "heatmaps").mkdir()
             (staging / "gallery").mkdir()
+            if is_volume_model(qc):
+                (staging / CARDS_DIR).mkdir()
         shard = _Shard([], {}, [], GalleryPool(options.top_k, options.dice_threshold))
         for step in range(steps):
-            chunk = mine[step * CHUNK_CASES:(step + 1) * CHUNK_CASES]
+            chunk = mine[step * size:(step + 1) * size]
             prepared = _read_chunk(qc, chunk, truths, shard, history if options.incremental else None,
                                    predictions_dir, images_dir)
             files = _score_chunk(qc, prepared, truths, shard)
             for relative, data in _gathered_files(files, rank, world).items():
                 (staging / relative).write_bytes(data)
             if on_case and rank == 0:
-                on_case(min((step + 1) * CHUNK_CASES, len(mine)), len(mine))
+                on_case(min((step + 1) * size, len(mine)), len(mine))
         shard = _gather_shards(shard, rank, world)
         if rank != 0:  # rank 0 writes the one report
             return ScoreRun(pd.DataFrame(shard.rows), {}, out, 0)
         table = rank_table(pd.DataFrame(shard.rows), qc, options.verdicts, options.dice_threshold, options.verdict_by)
+        if is_volume_model(qc):
+            table = keep_failing_worst_slices(table, qc.labels_)
+            write_csv(slices_table(shard.slices, qc, options.verdicts, options.dice_threshold), staging / SLICES_FILE)
         table = write_gallery(table, shard.pool, staging, previous, set(shard.reused),
                               qc.preprocess.spatial_dims, len(qc.labels_))
         summary = _summary(qc, table, options, started, time.perf_counter() - clock, len(shard.reused))
@@ -330,6 +347,7 @@ def _read_chunk(qc: ImageQC, chunk: list[CaseFiles], truths: dict[str, Path], sh
                     for case in prepare_case(files, qc.preprocess, qc.labels_, qc.architecture_["image_channels"]):
                         prepared.append(case)
                         shard.fingerprints[case.case_id] = key
+                    shard.fingerprints[files.case_id] = key  # volume rows are keyed by their file's case id
             except Exception as err:  # noqa: BLE001 - whatever breaks one case becomes its error row
                 logger.debug("case %s", files.case_id, exc_info=True)
                 shard.rows.append(error_row(files.case_id, files, case_error(err)))
@@ -339,6 +357,11 @@ def _read_chunk(qc: ImageQC, chunk: list[CaseFiles], truths: dict[str, Path], sh
 def _score_chunk(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Path],
                  shard: _Shard) -> dict[str, bytes]:
     """Score a chunk's prepared cases into ``shard``; returns their heat-map files ``{relative path: bytes}``."""
+    if is_volume_model(qc):  # one row per volume; slices or tiles go to slices.csv
+        volumes = score_volume_chunk(qc, prepared, truths)
+        shard.rows += volumes.rows
+        shard.slices.append(volumes.units)
+        return volumes.files
     scored = score_cases(qc, prepared, truths)
     shard.rows += scored.rows
     shard.pool.offer(scored.rows, prepared, scored.heat, scored.reconstruction, scored.truths)
@@ -381,6 +404,7 @@ def _gather_shards(shard: _Shard, rank: int, world: int) -> _Shard:
         merged.fingerprints.update(part.fingerprints)
         merged.reused += part.reused
         merged.pool.merge(part.pool)
+        merged.slices += part.slices
     return merged
 
 

@@ -22,7 +22,7 @@ from segqc.data.images import read_mask
 from segqc.data.labels import label_indices
 from segqc.data.pairing import CaseFiles
 from segqc.data.preprocess import PreprocessConfig
-from segqc.detectors.image import ImageQC
+from segqc.detectors.image import Assessment, ImageQC
 from segqc.errors import SchemaError, case_error
 from segqc.metrics import case_metrics, dice_per_class, mean_dice
 from segqc.quality.estimator import QualityEstimate
@@ -99,13 +99,16 @@ def _ground_truth_metrics(case: PreparedCase, truth_path: Path, truth_in_model_g
     return case_metrics(case.mask, truth_in_model_grid, labels, scaled)
 
 
-def score_cases(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Path]) -> ScoredChunk:
+def score_cases(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Path],
+                assessment: Assessment | None = None) -> ScoredChunk:
     """Assess prepared cases and build their rows.
 
     Args:
         qc: The loaded detector.
         prepared: Cases of one chunk.
         truths: Ground-truth file per source case id (may be empty).
+        assessment: What the model says of them when already known (tiles of a volume scored with sliding
+            windows, :mod:`segqc.jobs.volume_rows`); default: :meth:`ImageQC.assess`.
 
     Returns:
         The chunk's rows, heat maps, reconstructions and model-grid ground truths.
@@ -113,7 +116,8 @@ def score_cases(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Pat
     if not prepared:
         return ScoredChunk([], np.empty(0), np.empty(0), {}, None)
     masks = np.stack([c.mask for c in prepared])
-    assessment = qc.assess(np.stack([c.image for c in prepared]), masks)
+    if assessment is None:
+        assessment = qc.assess(np.stack([c.image for c in prepared]), masks)
     agreement = dice_per_class(masks, assessment.reconstruction, len(qc.labels_))
     agreement_mean = mean_dice(agreement, masks, assessment.reconstruction)
     estimate = assessment.quality
@@ -178,12 +182,15 @@ def rank_table(table: pd.DataFrame, qc: ImageQC, rule: str, dice_threshold: floa
             verdict = quality_verdicts(rows["predicted_dice_low"].to_numpy(float),
                                        rows["predicted_dice_high"].to_numpy(float), dice_threshold)
             structures = structure_labels(table)
-            for label in structures:
-                table.loc[ok, f"verdict_{label}"] = quality_verdicts(
-                    rows[f"predicted_dice_{label}_low"].to_numpy(float),
-                    rows[f"predicted_dice_{label}_high"].to_numpy(float), dice_threshold)
+            for label in structures:  # a structure without an interval (absent from a volume) gets no verdict
+                low, high = rows[f"predicted_dice_{label}_low"], rows[f"predicted_dice_{label}_high"]
+                known = low.notna() & high.notna()
+                table[f"verdict_{label}"] = ""
+                table.loc[known[known].index, f"verdict_{label}"] = quality_verdicts(
+                    low[known].to_numpy(float), high[known].to_numpy(float), dice_threshold)
             if verdict_by == "worst" and structures:
-                verdict = worst_verdicts(table.loc[ok, [f"verdict_{label}" for label in structures]].to_numpy())
+                verdict = worst_verdicts(np.column_stack(
+                    [verdict, *(table.loc[ok, f"verdict_{label}"].to_numpy() for label in structures)]))
             table.loc[ok, "verdict"] = verdict
         else:
             table.loc[ok, "verdict"] = qc.verdicts(table.loc[ok, "score"].to_numpy())

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segqc.data.pairing import data_spatial_dims
+from segqc.data.routes import volume_route
 from segqc.detectors.image import ImageQC
 from segqc.fitting.checkpoints import checkpoints_for
 from segqc.fitting.device import distributed_context, distributed_session, resolve_device
 from segqc.fitting.trainer import StepInfo
 from segqc.manifests import OutputKind
 from segqc.outputs import check_output_dir
-from segqc.presets import resolve_config
+from segqc.presets import preset_path, resolve_config
 
 
 @dataclass
@@ -84,9 +85,8 @@ def train_model(images: Path, masks: Path, out: Path, options: TrainOptions,
     check_output_dir(out, OutputKind.MODEL, [images, masks, Path(options.config) if options.config else None],
                      mode="image")
     on_gpu = resolve_device(options.device or "auto").type == "cuda"
-    path, chosen = resolve_config(options.config, lambda: 2 if options.slice_axis is not None
-                                  else data_spatial_dims(images, masks), on_gpu)
-    detector = ImageQC.from_config(path, options.labels, data={"slice_axis": options.slice_axis},
+    path, chosen, slice_axis = _config(images, masks, options, on_gpu)
+    detector = ImageQC.from_config(path, options.labels, data={"slice_axis": slice_axis},
                                    training={"steps": options.steps, "batch_size": options.batch_size,
                                              "seed": options.seed, "device": options.device,
                                              "contaminated": options.contaminated or None})
@@ -100,3 +100,22 @@ def train_model(images: Path, masks: Path, out: Path, options: TrainOptions,
             if is_writer:
                 detector.save(out)
     return TrainRun(detector, chosen, is_writer)
+
+
+def _config(images: Path, masks: Path, options: TrainOptions, on_gpu: bool) -> tuple[Path, str, int | None]:
+    """The config file, a line saying which one and why, and the slice axis.
+
+    Without ``--config`` and ``--slice-axis``, 3D volumes take the route :func:`volume_route` chooses: 2D
+    slices with the 2D preset, or 3D patches with the ``patches`` (CPU) / ``patches-gpu`` preset.
+    """
+    if options.config is None and options.slice_axis is None and data_spatial_dims(images, masks) == 3:
+        route = volume_route(images, masks)
+        device = "GPU" if on_gpu else "CPU"
+        if route.name == "patches":
+            name = "patches-gpu" if on_gpu else "patches"
+            return preset_path(name, 3), f"preset '{name}' for 3D volumes on a {device} ({route.reason})", None
+        path, chosen = resolve_config(None, lambda: 2, on_gpu)
+        return path, f"{chosen} ({route.reason})", route.slice_axis
+    path, chosen = resolve_config(options.config, lambda: 2 if options.slice_axis is not None
+                                  else data_spatial_dims(images, masks), on_gpu)
+    return path, chosen, options.slice_axis

@@ -6,11 +6,14 @@ the package, so ``pip install`` users have them:
 * ``small``: the CPU preset: a 64 x 64 (2D) or 32^3 (3D) NCSN++ that trains a
   useful model in about 10 (2D) / 20 (3D) minutes on 2 cores;
 * ``gpu``: a wider 2D network at 128 x 128 for a GPU (minutes);
-* ``paper``: the GNSM paper's 2D network (128 px, NCSN++ nf 128, 200,000 steps).
+* ``paper``: the GNSM paper's 2D network (128 px, NCSN++ nf 128, 200,000 steps);
+* ``patches`` / ``patches-gpu``: the 3D patch route for whole volumes
+  (:mod:`segqc.data.regions`): 32^3 patches at 4 mm on a CPU, 64^3 at 1.5 mm on a GPU.
 
 Without ``--config``, :func:`choose_preset` picks one from the data (2D or 3D)
-and the device: ``small`` on a CPU, ``gpu`` for 2D data on a GPU (``small`` for
-3D, the only 3D preset).
+and the device: ``small`` on a CPU, ``gpu`` for 2D data on a GPU. Volumes take
+the route :func:`segqc.data.routes.volume_route` chooses (``segqc train`` says which and why): 2D slices
+with the 2D preset, or 3D patches with ``patches`` / ``patches-gpu``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ PRESETS: dict[str, dict[int, str]] = {
     "small": {2: "image2d-small.yaml", 3: "image3d-small.yaml"},
     "gpu": {2: "image2d-gpu.yaml"},
     "paper": {2: "image2d-paper.yaml"},
+    "patches": {3: "volume3d-cpu.yaml"},
+    "patches-gpu": {3: "volume3d-gpu.yaml"},
 }
 
 

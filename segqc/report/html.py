@@ -23,6 +23,7 @@ from segqc.csvfiles import read_csv
 from segqc.errors import InputError
 from segqc.outputs import owned_member
 from segqc.report.plots import METRIC_LABELS, METRICS, quality_scatter, scatter_plots, score_histogram, trend_chart
+from segqc.report.volumes import volume_section
 
 SCORES_FILE = "scores.csv"
 SUMMARY_FILE = "summary.json"
@@ -302,6 +303,7 @@ def render_report(report_dir: Path, history_runs: list[dict] | None = None) -> P
         gallery=_gallery(table, report_dir, top_k),
         columns=columns,
         rows=rows,
+        volumes=volume_section(report_dir, table),
     )
     with owned_member(report_dir, REPORT_FILE) as temporary:  # keeps the report's manifest true
         temporary.write_text(html, encoding="utf-8")

@@ -138,9 +138,8 @@ class ImageScoreModel(nn.Module):
         prediction = self.net(images, self._network_input(y, tau), self.taus[level])
         return noise.score_from_noise_logits(prediction.float(), tau, dim=1)
 
-    def embed(self, images: torch.Tensor, masks: torch.Tensor,
-              batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Multiscale score-norm embedding and anomaly heat map of clean pairs.
+    def level_maps(self, images: torch.Tensor, masks: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Squared score norm of every voxel at every level, for clean pairs.
 
         Network passes follow :func:`pass_plan`: several levels of a small batch
         (the batch repeated once per level), or part of a large batch at one level.
@@ -151,13 +150,11 @@ class ImageScoreModel(nn.Module):
             batch_size: Size of a full batch, which sets the passes (default ``B``).
 
         Returns:
-            ``norms``: ``||s(x, level_i)||^2`` over all pixels, ``(B, L)``; and
-            ``heat``: per-pixel ``||s / tau||^2`` averaged over levels, ``(B, *spatial)``.
+            ``||s(x, level_i)||^2`` per voxel, ``(B, L, *spatial)``.
         """
         batch = masks.shape[0]
         cases, per_pass = pass_plan(masks[0].numel(), batch_size or batch, self.num_levels)
-        norms = torch.zeros(batch, self.num_levels, device=masks.device)
-        heat = torch.zeros(masks.shape, device=masks.device)
+        maps = torch.zeros(batch, self.num_levels, *masks.shape[1:], device=masks.device)
         for start in range(0, batch, cases):
             rows = slice(start, start + cases)
             count = len(masks[rows])
@@ -167,10 +164,33 @@ class ImageScoreModel(nn.Module):
                 per_pixel = (self.scores(images[rows].repeat(repeat, *([1] * (images.ndim - 1))),
                                          masks[rows].repeat(repeat, *([1] * (masks.ndim - 1))),
                                          levels.repeat_interleave(count)) ** 2).sum(1)
-                per_pixel = per_pixel.view(repeat, count, *masks.shape[1:])
-                norms[rows, first:first + repeat] = per_pixel.flatten(2).sum(2).T
-                heat[rows] += (per_pixel / self.taus[levels].view(-1, *([1] * masks.ndim)) ** 2).sum(0)
-        return norms, heat / self.num_levels
+                maps[rows, first:first + repeat] = per_pixel.view(repeat, count, *masks.shape[1:]).transpose(0, 1)
+        return maps
+
+    def summarise(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Multiscale embedding and heat map from :meth:`level_maps` ``(B, L, *spatial)``.
+
+        Returns:
+            ``norms``: ``||s(x, level_i)||^2`` over all voxels, ``(B, L)``; and
+            ``heat``: per-voxel ``||s / tau||^2`` averaged over levels, ``(B, *spatial)``.
+        """
+        scale = self.taus.to(maps.device).view(1, -1, *([1] * (maps.ndim - 2))) ** 2
+        return maps.flatten(2).sum(2), (maps / scale).mean(1)
+
+    def embed(self, images: torch.Tensor, masks: torch.Tensor,
+              batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Multiscale score-norm embedding and anomaly heat map of clean pairs (:meth:`summarise` of
+        :meth:`level_maps`).
+
+        Args:
+            images: ``(B, C, *spatial)``.
+            masks: Class indices ``(B, *spatial)``.
+            batch_size: Size of a full batch, which sets the passes (default ``B``).
+
+        Returns:
+            ``norms`` ``(B, L)`` and ``heat`` ``(B, *spatial)``.
+        """
+        return self.summarise(self.level_maps(images, masks, batch_size))
 
     def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None = None,
                     batch_size: int | None = None, levels: int | None = None, draws: int = 1) -> torch.Tensor:
