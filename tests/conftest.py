@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from segqc.synthetic import phantoms
 
 # Tiny models are faster on one thread, and the suite must not oversubscribe 2 cores.
 torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # commands run by the tests compute on one thread too
 
 
 def chained_table(n: int, seed: int = 0, anomalies: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from segqc.cli.terminal import console
 from segqc.config import TabularModelConfig, TrainingConfig
 from segqc.data.images import DEFAULT_MAX_VOXELS, MAX_VOXELS_ENV, set_max_voxels
 from segqc.errors import ConfigError
@@ -43,8 +44,10 @@ ClassMapOption = Annotated[Path | None, typer.Option(help="JSON/YAML mapping seg
 
 
 def computing(threads: int | None, max_voxels: int | None = None) -> None:
-    """Settings every computing command applies first: the thread cap and the file-size limit."""
-    limit_threads(threads)
+    """Settings every computing command applies first: the thread cap (said on a terminal) and the file-size limit."""
+    choice = limit_threads(threads)
+    if console.is_terminal:
+        console.print(f"[dim]{choice.describe()}[/]", highlight=False)
     if max_voxels is not None and max_voxels < 1:
         raise ConfigError(f"--max-voxels {max_voxels}: expected at least 1")
     set_max_voxels(max_voxels)

@@ -661,7 +661,7 @@ def test_threads_option_and_environment(template: Path, tmp_path: Path, monkeypa
         score_table(work, "report", "--threads", "1")
         assert torch.get_num_threads() == 1
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
-        assert limit_threads(None) == 1
+        assert limit_threads(None).threads == 1
         monkeypatch.setenv("OMP_NUM_THREADS", "lots")
         with pytest.raises(Exception, match="OMP_NUM_THREADS='lots'"):
             limit_threads(None)
