@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.scale import SymmetricalLogTransform
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator
 
 # Okabe-Ito palette: distinguishable with the common colour-vision deficiencies.
 COLOURS = {
@@ -75,17 +75,45 @@ SYMLOG = SymmetricalLogTransform(base=10, linthresh=1.0, linscale=1.0)
 
 
 def _tick_label(value: float, _position: Any = None) -> str:
-    """``-10``, ``0``, ``100``, ``1000``; ``10^4`` and beyond as powers of ten."""
+    """``−10``, ``0``, ``500``, ``2000``; from 10^4 on as powers of ten (``10^4``, ``2×10^5``)."""
     if abs(value) < 1e4:
         return f"{value:g}".replace("-", "\u2212")
-    return f"{'−' if value < 0 else ''}$10^{{{math.log10(abs(value)):.0f}}}$"
+    exponent = math.floor(math.log10(abs(value)) + 1e-9)
+    mantissa = abs(value) / 10**exponent
+    power = f"10^{{{exponent}}}" if math.isclose(mantissa, 1) else f"{mantissa:g}\\times10^{{{exponent}}}"
+    return f"{'−' if value < 0 else ''}${power}$"
+
+
+class SymlogTicks(Locator):
+    """Ticks of a :data:`SYMLOG` axis: 0 and ±m·10^k (|x| >= 1) inside the view.
+
+    ``m`` is 1 when that gives four ticks or more, else 1, 2 and 5, else 1 to 9;
+    a view too narrow for any of them gets ordinary linear ticks.
+    """
+
+    def __call__(self) -> list[float]:
+        low, high = sorted(self.axis.get_view_interval())
+        return self.tick_values(low, high)
+
+    def tick_values(self, vmin: float, vmax: float) -> list[float]:
+        low, high = sorted((vmin, vmax))
+        exponents = range(int(math.floor(math.log10(max(abs(low), abs(high), 1.0)))) + 1)
+        inside: list[float] = []
+        for mantissas in ((1,), (1, 2, 5), tuple(range(1, 10))):
+            magnitudes = [m * 10.0**k for k in exponents for m in mantissas]
+            inside = [t for t in sorted({0.0, *magnitudes, *(-x for x in magnitudes)}) if low <= t <= high]
+            if len(inside) >= 4:
+                return inside
+        return inside if len(inside) >= 2 else list(MaxNLocator(4).tick_values(low, high))
 
 
 def _symlog(axes: Any, axis: str) -> None:
-    """Put ``axis`` (``x`` or ``y``) of ``axes`` on :data:`SYMLOG`, ticks at 0 and ±10^k."""
+    """Put ``axis`` (``x`` or ``y``) of ``axes`` on :data:`SYMLOG` with :class:`SymlogTicks`."""
     (axes.set_xscale if axis == "x" else axes.set_yscale)("symlog", linthresh=SYMLOG.linthresh, base=SYMLOG.base,
                                                           linscale=SYMLOG.linscale)
-    (axes.xaxis if axis == "x" else axes.yaxis).set_major_formatter(FuncFormatter(_tick_label))
+    target = axes.xaxis if axis == "x" else axes.yaxis
+    target.set_major_locator(SymlogTicks())
+    target.set_major_formatter(FuncFormatter(_tick_label))
 
 
 def _score_scale(axes: Any, axis: str) -> None:
