@@ -138,13 +138,13 @@ def main() -> None:
     version = subprocess.run(["chromium", "--version"], capture_output=True, text=True, check=False).stdout.strip()
     lines = ["# Report size: render and open times", "",
              f"Command: `python {shlex.join(sys.argv)}`  ",
-             f"Date: {datetime.date.today()}; machine: {platform.machine()}, 2 CPU cores; {version} headless; "
-             "other jobs may have shared the cores (run under the heavy-job lock).", "",
-             "Report directory as `segqc score` writes it with ground truth: `scores.csv` with predicted Dice and two "
-             f"labels, `summary.json` of every ranking, {GALLERY} real gallery panels (64 x 64 cases). Render: "
-             f"`render_report`, median of {REPEATS}. Open: headless Chromium `--dump-dom` wall time minus that of an "
-             f"empty page (median of {REPEATS} each); ready: the page's `performance.now()` at its load event (first "
-             "table page drawn, images decoded).", "",
+             (f"Date: {datetime.date.today()}; machine: {platform.machine()}, 2 CPU cores; {version} headless; "
+              "other jobs may have shared the cores (run under the heavy-job lock)."), "",
+             ("Report directory as `segqc score` writes it with ground truth: `scores.csv` with predicted Dice and two "
+              f"labels, `summary.json` of every ranking, {GALLERY} real gallery panels (64 x 64 cases). Render: "
+              f"`render_report`, median of {REPEATS}. Open: headless Chromium `--dump-dom` wall time minus that of an "
+              f"empty page (median of {REPEATS} each); ready: the page's `performance.now()` at its load event (first "
+              "table page drawn, images decoded)."), "",
              "| cases | render_report (s) | report.html (MB) | open in Chromium (s) | ready at (s) | table rows drawn |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['cases']:,} | {r['render_s']:.2f} | {r['html_mb']:.1f} | {r['load_s']:.2f} | {r['ready_s']:.2f} "

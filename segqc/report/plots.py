@@ -97,7 +97,7 @@ class SymlogTicks(Locator):
 
     def tick_values(self, vmin: float, vmax: float) -> list[float]:
         low, high = sorted((vmin, vmax))
-        exponents = range(int(math.floor(math.log10(max(abs(low), abs(high), 1.0)))) + 1)
+        exponents = range(math.floor(math.log10(max(abs(low), abs(high), 1.0))) + 1)
         inside: list[float] = []
         for mantissas in ((1,), (1, 2, 5), tuple(range(1, 10))):
             magnitudes = [m * 10.0**k for k in exponents for m in mantissas]

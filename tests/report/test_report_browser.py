@@ -116,7 +116,7 @@ def test_enlarged_view_shows_the_panels_at_their_own_resolution(tmp_path: Path) 
                      r'<span class="id">case_000<', path.read_text(encoding="utf-8"), re.S)
     assert card is not None  # the card of a real gallery panel (four 288-pixel panels)
     page = f"{page}#zoom-{card.group(1)}"
-    dom, html = _dom(tmp_path, "zoom", page)
+    dom, _ = _dom(tmp_path, "zoom", page)
     natural, shown = (dom.body.get("data-zoom") or " shown ").split(" shown ")
     assert natural == shown and natural.startswith("1182x"), dom.body
     normal, zoomed = tmp_path / "normal.png", tmp_path / "zoomed.png"
