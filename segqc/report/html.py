@@ -25,7 +25,7 @@ from segqc.errors import InputError
 from segqc.report.cards import gallery_cards, heat_gradient
 from segqc.report.heatmaps import PREDICTION_COLOUR, RECONSTRUCTION_COLOUR, TRUTH_COLOUR
 from segqc.report.plots import METRIC_LABELS, METRICS, quality_scatters, scatter_plots, score_histogram, trend_chart
-from segqc.report.rankings import rankings, read_rankings
+from segqc.report.rankings import read_rankings
 
 SCORES_FILE = "scores.csv"
 SUMMARY_FILE = "summary.json"
@@ -221,10 +221,10 @@ def ranking_rows(summary: Mapping[str, Any]) -> dict[str, Any]:
         summary: The parsed ``summary.json`` (any segqc version).
 
     Returns:
-        ``rows`` (``name``, ``label``, ``headline``, ``detection`` and ``correlations``
-        (``{metric: stats}``)), ``metrics`` (the correlated metrics present, with labels),
+        ``rows`` (``name``, ``label``, ``headline``, ``detection``, ``correlations``
+        (``{metric: stats}``) and ``own``, the correlation with its own structure's Dice), ``metrics`` (the correlated metrics present, with labels),
         ``structure`` (whether a per-structure ranking has its own-structure Dice),
-        ``threshold`` and ``failures`` / ``cases`` of the headline.
+        ``threshold`` and ``failures`` of the headline ranking.
     """
     figures = read_rankings(summary)
     names = sorted(figures.labels, key=lambda name: name != figures.headline)
@@ -241,8 +241,7 @@ def ranking_rows(summary: Mapping[str, Any]) -> dict[str, Any]:
             "metrics": [{"name": metric, "label": label} for metric, label in
                         (("dice_mean", "Dice"), ("hd95", "HD95"), ("msd", "MSD")) if metric in present],
             "structure": any(row["own"] for row in rows),
-            "threshold": headline.get("dice_threshold"), "failures": headline.get("failures"),
-            "headline_label": figures.labels.get(figures.headline, figures.headline)}
+            "threshold": headline.get("dice_threshold"), "failures": headline.get("failures")}
 
 
 def _plots(table: pd.DataFrame, summary: Mapping[str, Any], rule: Mapping[str, Any], thresholds: Mapping[str, Any],
@@ -302,7 +301,6 @@ def render_report(report_dir: Path, history_runs: list[dict] | None = None) -> P
         top_k=top_k,
         errors=errors,
         rankings=ranking_rows(summary),
-        headline=rankings(table.columns)[0].label,
         plots=_plots(table, summary, rule, thresholds, top_k, history_runs),
         gallery=gallery_cards(table, report_dir, top_k),
         colours={"prediction": PREDICTION_COLOUR, "reconstruction": RECONSTRUCTION_COLOUR, "truth": TRUTH_COLOUR},
