@@ -125,7 +125,7 @@ def true_dice(evidence: Evidence) -> np.ndarray:
 def uncalibrated(evidence: Evidence, rows: np.ndarray) -> dict[str, float | None]:
     """The model's own intervals and verdicts on ``rows``."""
     table = evidence.table.iloc[rows]
-    agreement = summary.predicted_dice_agreement(table, 0.8)
+    agreement = summary.predicted_dice_agreement(table)
     verdicts = summary.verdict_quality(table["verdict"], table["dice_mean"], 0.8)
     return {"cases": len(rows), "coverage": agreement["coverage"], "width": agreement["width"],
             "mae": agreement["mae"], "misses": verdicts["misses"], "false_alarms": verdicts["false_alarms"]}

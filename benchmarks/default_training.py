@@ -66,6 +66,7 @@ def main() -> None:
         summary = json.loads((work / "report" / "summary.json").read_text())
     chosen = re.search(r"trained with (.*?), \d+ steps", " ".join(trained.split()))
     quality, verdicts = summary.get("predicted_dice") or {}, summary.get("verdict_quality") or {}
+    detection = summary["failure_detection"]  # keyed by ranking (docs/report-format.md)
     lines = [
         "# `segqc train` without a config",
         "",
@@ -81,8 +82,8 @@ def main() -> None:
         f"| preset chosen | {chosen.group(1) if chosen else 'see stderr'} |",
         f"| training wall time (reading, training, density, quality estimator, saving) | {seconds:.0f} s |",
         f"| scoring wall time, 200 cases with ground truth and report | {scoring_seconds:.0f} s |",
-        f"| AUROC of the anomaly score (Dice < 0.8) | {summary['failure_detection']['auroc']:.3f} |",
-        f"| AUROC of 1 - predicted Dice | {quality.get('auroc', float('nan')):.3f} |",
+        f"| AUROC of the anomaly score (Dice < 0.8) | {detection['score']['auroc']:.3f} |",
+        f"| AUROC of 1 - predicted Dice | {(detection.get('predicted_dice') or {}).get('auroc', float('nan')):.3f} |",
         f"| predicted Dice MAE | {quality.get('mae', float('nan')):.3f} |",
         f"| false alarms (Dice >= 0.9 not pass) | {verdicts.get('false_alarms', float('nan')):.3f} |",
         f"| misses (Dice < 0.8 pass) | {verdicts.get('misses', float('nan')):.3f} |",

@@ -12,7 +12,8 @@ Methods:
   ``ImageQC.from_config(...).fit_folders`` with source groups, then ``score_folder``
   with ground truth; Dice / HD95 are the report's);
 * ``segqc anomaly score``: GNSM multiscale score norms + Gaussian mixture (same run);
-* ``segqc reconstruction``: ``1 - Dice(prediction, segqc's own reconstruction)``;
+* ``segqc reconstruction``: ``1 - Dice(prediction, segqc's own reconstruction)``
+  (these three are the report's rankings, ``segqc.report.rankings``, checked against its ``summary.json``);
 * ``segqc single-scale``: the squared score norm at the smallest noise level only;
 * ``atlas nearest neighbour``: the k = 5 training images most similar to the test
   image by normalised cross-correlation; score ``1 -`` mean Dice of the prediction
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import shlex
 import sys
 import tempfile
@@ -56,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from examples import realdata  # noqa: E402
 from segqc import metrics  # noqa: E402
+from segqc.report.rankings import rankings  # noqa: E402
 from segqc.config import ImageModelConfig  # noqa: E402
 from segqc.data.cases import prepare_case  # noqa: E402
 from segqc.data.pairing import pair_cases  # noqa: E402
@@ -137,7 +140,7 @@ def atlas_scores(train_images: np.ndarray, train_masks: np.ndarray, images: np.n
 
 def quality_figures(table: pd.DataFrame, quantile_verdicts: np.ndarray) -> dict[str, float | None]:
     """Predicted-Dice error and verdict mistakes (quality rule, and the old score-quantile rule)."""
-    agreement = summary.predicted_dice_agreement(table, 0.8)
+    agreement = summary.predicted_dice_agreement(table)
     verdicts = summary.verdict_quality(table["verdict"], table["dice_mean"], 0.8)
     old = summary.verdict_quality(quantile_verdicts, table["dice_mean"], 0.8)
     return {"mae": agreement["mae"], "coverage": agreement["coverage"], "false_alarms": verdicts["false_alarms"],
@@ -184,6 +187,37 @@ def evaluate(scores: np.ndarray, dice: np.ndarray, hd95: np.ndarray, top_k: int)
             "pearson_dice_top_k": by_dice["pearson_top_k"]}
 
 
+SEGQC_METHODS = {"predicted_dice": "segqc predicted Dice", "score": "segqc anomaly score",
+                 "reconstruction_dice": "segqc reconstruction"}
+"""segqc's own rankings in this benchmark (``summary.json`` names -> method names of the tables)."""
+
+
+def segqc_rankings(table: pd.DataFrame, report: dict) -> dict[str, np.ndarray]:
+    """segqc's rankings of :data:`SEGQC_METHODS` as the report defines them (``segqc.report.rankings``).
+
+    Each one's AUROC on all cases is checked against the report's
+    ``summary.json`` (``failure_detection`` keyed by ranking), so the benchmark
+    and the report cannot drift apart.
+
+    Args:
+        table: The report's ``scores.csv`` rows of every case.
+        report: The report's ``summary.json``.
+
+    Returns:
+        Method name -> risk per case (higher = more likely failed).
+    """
+    methods = {}
+    for ranking in rankings(table.columns):
+        if ranking.name not in SEGQC_METHODS:
+            continue
+        reported = report["failure_detection"][ranking.name]
+        computed = metrics.failure_detection(ranking.risk(table), table["dice_mean"], reported["dice_threshold"])
+        if not np.isclose(computed["auroc"], reported["auroc"]):
+            raise RuntimeError(f"{ranking.name}: AUROC {computed['auroc']} here, {reported['auroc']} in summary.json")
+        methods[SEGQC_METHODS[ranking.name]] = ranking.risk(table)
+    return methods
+
+
 def train_and_score(qc_set: realdata.QCSet | None, seed: int, steps: int | None, folder: Path
                     ) -> tuple[pd.DataFrame, ImageQC]:
     """Write the set's files, train segqc and score its test cases as a user would.
@@ -216,18 +250,20 @@ def assessed(qc: ImageQC, folder: Path, case_ids: list[str]) -> QualityEstimate:
 
 
 def segqc_scores(qc_set: realdata.QCSet, seed: int, steps: int | None, workdir: Path
-                 ) -> tuple[pd.DataFrame, np.ndarray, QualityEstimator | None, QualityEstimate | None]:
+                 ) -> tuple[pd.DataFrame, dict, np.ndarray, QualityEstimator | None, QualityEstimate | None]:
     """Train and score with segqc on the set's files.
 
     Returns:
-        The report's ``scores.csv`` in case order, the verdicts the old
-        score-quantile rule would give, the model's predicted-Dice estimator
-        and its estimate of every case.
+        The report's ``scores.csv`` in case order, its ``summary.json``, the
+        verdicts the old score-quantile rule would give, the model's
+        predicted-Dice estimator and its estimate of every case.
     """
-    table, qc = train_and_score(qc_set, seed, steps, workdir / qc_set.name)
+    folder = workdir / qc_set.name
+    table, qc = train_and_score(qc_set, seed, steps, folder)
     table = table.loc[[case.case_id for case in qc_set.cases]]
-    estimate = assessed(qc, workdir / qc_set.name, list(table.index)) if qc.quality_ is not None else None
-    return table, qc.verdicts(table["score"].to_numpy(float)), qc.quality_, estimate
+    estimate = assessed(qc, folder, list(table.index)) if qc.quality_ is not None else None
+    report = json.loads((folder / "report" / "summary.json").read_text())
+    return table, report, qc.verdicts(table["score"].to_numpy(float)), qc.quality_, estimate
 
 
 def run_set(name: str, seed: int, steps: int | None) -> dict[str, dict[str, dict]]:
@@ -235,7 +271,7 @@ def run_set(name: str, seed: int, steps: int | None) -> dict[str, dict[str, dict
     qc_set = SETS[name](seed)
     classes = len(qc_set.labels)
     with tempfile.TemporaryDirectory() as workdir:
-        table, quantile_verdicts, estimator, estimate = segqc_scores(qc_set, seed, steps, Path(workdir))
+        table, report, quantile_verdicts, estimator, estimate = segqc_scores(qc_set, seed, steps, Path(workdir))
     images = np.stack([case.image for case in qc_set.cases])
     predictions = np.stack([case.prediction for case in qc_set.cases])
     forest = IsolationForest(random_state=seed).fit(
@@ -243,9 +279,7 @@ def run_set(name: str, seed: int, steps: int | None) -> dict[str, dict[str, dict
     norms = [column for column in table.columns if column.startswith("norm_")]
     has_quality = "predicted_dice" in table.columns
     methods = {
-        **({"segqc predicted Dice": 1 - table["predicted_dice"].to_numpy(float)} if has_quality else {}),
-        "segqc anomaly score": table["score"].to_numpy(float),
-        "segqc reconstruction": 1 - table["reconstruction_dice"].to_numpy(float),
+        **segqc_rankings(table, report),
         "segqc single-scale": table[norms[-1]].to_numpy(float),
         "atlas nearest neighbour": atlas_scores(qc_set.train_images, qc_set.train_masks, images, predictions,
                                                 classes),

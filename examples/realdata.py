@@ -387,7 +387,8 @@ def run_workflow(qc_set: QCSet, out: str | Path, steps: int | None = None, seed:
     """Write the set, then run ``segqc train`` and ``segqc score`` on it as a user would.
 
     Prints each command before running it, then the mean Dice and score per
-    provenance group and the report's correlation summary.
+    provenance group and, for every ranking of the report (predicted Dice first
+    when the model has it), its Spearman correlation with Dice, AUROC and AP.
 
     Args:
         qc_set: The set.
@@ -422,10 +423,17 @@ def run_workflow(qc_set: QCSet, out: str | Path, steps: int | None = None, seed:
     print("\nper provenance group (mean Dice, median score, fraction with verdict 'fail', mean predicted Dice):")
     print(groups.round(3).to_string())
     summary = json.loads((out / "report" / "summary.json").read_text())
-    dice, detection = summary["correlations"]["dice_mean"], summary["failure_detection"]
-    print(f"\nSpearman(score, Dice) {dice['spearman']:.3f}; AUROC for Dice < 0.8 {detection['auroc']:.3f}; "
-          f"AP {detection['average_precision']:.3f}; report: {out / 'report' / 'report.html'}")
+    print(f"\nhow each ranking finds the failed masks (Dice < {summary['verdict_rule']['dice_threshold']}), "
+          f"headline first; report: {out / 'report' / 'report.html'}")
+    for name, figures in summary["rankings"].items():
+        detection, dice = summary["failure_detection"][name], summary["correlations"][name]["dice_mean"]
+        print(f"  {figures['label']:<28} Spearman({figures['risk']}, Dice) {_figure(dice['spearman'])}; "
+              f"AUROC {_figure(detection['auroc'])}; AP {_figure(detection['average_precision'])}")
     return summary
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def example_main(doc: str, build: Callable[..., QCSet], default_out: str) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from segqc.cli.app import app
 from segqc.cli.options import (
@@ -21,7 +20,7 @@ from segqc.cli.options import (
     computing,
     parse_labels,
 )
-from segqc.cli.terminal import console, handle_errors, number, print_quality_lines, progress_bar, training_progress
+from segqc.cli.terminal import console, handle_errors, print_quality_lines, progress_bar, training_progress
 
 
 @app.command("demo")
@@ -50,13 +49,6 @@ def demo(
     counts = run.summary["verdicts"]
     console.print(f"[bold]verdicts:[/] {counts['pass']} pass, {counts['review']} review, {counts['fail']} fail, "
                   f"{counts['error']} error", highlight=False)
-    table = Table(title="how the anomaly score tracks ground-truth metrics")
-    for column in ("metric", "Pearson", "Spearman", "Pearson top-K", "Spearman top-K"):
-        table.add_column(column)
-    for metric, values in run.summary.get("correlations", {}).items():
-        table.add_row(metric, *[number(values.get(k)) for k in ("pearson", "spearman", "pearson_top_k",
-                                                                 "spearman_top_k")])
-    console.print(table)
     print_quality_lines(run.summary)
     console.print(f"[green]report:[/] {run.report / 'report.html'}", highlight=False)
 

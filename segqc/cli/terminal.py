@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from segqc.errors import SegQCError, memory_fault, write_fault
+from segqc.report.rankings import read_rankings
 from segqc.signals import TERMINATED_EXIT_CODE, Terminated, terminate_as_interrupt
 
 if TYPE_CHECKING:
@@ -117,21 +118,43 @@ def number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def ranking_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per ranking (the headline first, and named so): failure detection and Spearman correlations.
+
+    The figures are ``summary.json``'s, printed with three decimals as the report shows them.
+    """
+    figures = read_rankings(summary)
+    if not figures:
+        return []
+    names = sorted(figures.labels, key=lambda name: name != figures.headline)
+    headline = figures.failure_detection.get(figures.headline, {})
+    title = (f"failure detection (Dice < {headline.get('dice_threshold', 'n/a')}: {headline.get('failures', 'n/a')} "
+             f"failed), headline ranking: {figures.labels[figures.headline]}")
+    lines = [title]
+    width = max(len(figures.labels[name]) for name in names)
+    for name in names:
+        detection, correlated = figures.failure_detection.get(name, {}), figures.correlations.get(name, {})
+        spearman = ", ".join(f"{label} {number((correlated.get(metric) or {}).get('spearman'))}"
+                             for metric, label in (("dice_mean", "Dice"), ("hd95", "HD95"), ("msd", "MSD"))
+                             if metric in correlated)
+        lines.append(f"  {figures.labels[name]:<{width}}  AUROC {number(detection.get('auroc'))}, AP "
+                     f"{number(detection.get('average_precision'))}, AURC {number(detection.get('aurc'))}"
+                     + (f"; Spearman with {spearman}" if spearman else ""))
+    return lines
+
+
 def print_quality_lines(summary: dict[str, Any]) -> None:
-    """Where the predicted-Dice intervals come from; with ground truth, failure detection, predicted-vs-true Dice
-    and verdict errors."""
+    """Where the predicted-Dice intervals come from; with ground truth, every ranking's failure detection (the
+    headline first), predicted-vs-true Dice and verdict errors."""
     if summary.get("interval"):
         console.print(f"predicted-Dice intervals: {summary['interval']['text']}", highlight=False)
-    detection = summary.get("failure_detection")
-    if detection:
-        figures = {"AUROC": "auroc", "average precision": "average_precision", "AURC": "aurc"}
-        values = ", ".join(f"{name} {number(detection[key])}" for name, key in figures.items())
-        console.print(f"failure detection (Dice < {detection['dice_threshold']}): {values}", highlight=False)
+    for line in ranking_lines(summary):
+        console.print(line, highlight=False, soft_wrap=True)
     agreement, verdicts = summary.get("predicted_dice"), summary.get("verdict_quality")
     if agreement:
-        console.print(f"predicted Dice vs true Dice: MAE {number(agreement['mae'])}, Spearman "
-                      f"{number(agreement['spearman'])}, interval coverage {number(agreement['coverage'])} "
-                      f"(mean width {number(agreement.get('width'))})", highlight=False)
+        console.print(f"predicted Dice vs true Dice: MAE {number(agreement.get('mae'))}, interval coverage "
+                      f"{number(agreement.get('coverage'))} (mean width {number(agreement.get('width'))})",
+                      highlight=False)
     if verdicts:
         console.print(f"verdicts vs true Dice: false alarms {number(verdicts['false_alarms'])} of "
                       f"{verdicts['good']} good (Dice >= 0.9), misses {number(verdicts['misses'])} of "

@@ -125,6 +125,7 @@ def score_cases(qc: ImageQC, prepared: list[PreparedCase], truths: dict[str, Pat
     rows = []
     for index, case in enumerate(prepared):
         row = {"case_id": case.case_id, "status": "ok", "message": "", "score": float(assessment.scores[index]),
+               "empty_prediction": int(not masks[index].any()),
                "image": str(case.source.images[0]), "prediction": str(case.source.mask)}
         if estimate is not None:
             row.update(predicted_dice=float(estimate.dice[index]), predicted_dice_low=float(estimate.low[index]),

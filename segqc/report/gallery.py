@@ -179,10 +179,7 @@ def write_gallery(table: pd.DataFrame, pool: GalleryPool, staging: Path, previou
         if row["case_id"] not in shown or candidate is None:
             continue
         case = candidate.case
-        quality_text = (f"  Dice ~{row['predicted_dice']:.2f} [{row['predicted_dice_low']:.2f}, "
-                        f"{row['predicted_dice_high']:.2f}]" if "predicted_dice" in row else "")
-        title = f"#{int(row['rank'])} {case.case_id}  score {row['score']:.3g}{quality_text}  {row['verdict']}"
-        (staging / gallery_file).write_bytes(heatmaps.gallery_png(title, case.image, case.mask, candidate.truth,
+        (staging / gallery_file).write_bytes(heatmaps.gallery_png(case.image, case.mask, candidate.truth,
                                                                   candidate.heat, num_classes,
                                                                   candidate.reconstruction))
         table.at[index, "gallery"] = gallery_file

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 
 import matplotlib
 import nibabel as nib
@@ -18,7 +19,18 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation
 
 from segqc.data.preprocess import PreprocessConfig, fit_input_shape, restore_spatial
 
-MASK_COLOURS = matplotlib.colormaps["tab10"]
+PREDICTION_COLOUR = "#56B4E9"
+"""Outline colour of the predicted mask (Okabe-Ito sky blue: apart from the heat map's colours)."""
+RECONSTRUCTION_COLOUR = "#F25CBD"
+"""Outline colour of segqc's own reconstruction (drawn dashed)."""
+TRUTH_COLOUR = "#F0E442"
+"""Outline colour of the ground truth (Okabe-Ito yellow)."""
+HEAT_COLOURMAP = "inferno"
+HEAT_PERCENTILE = 99.0
+"""The top of a heat map's display range: this percentile of its values, so a few hot pixels do not leave the
+rest black."""
+PANELS_KEY, HEAT_RANGE_KEY, SLICE_KEY = "segqc:panels", "segqc:heat_range", "segqc:slice"
+"""PNG text chunks that tell the report what a picture shows (it draws no text into the pixels)."""
 
 
 def hottest_slice(heat: np.ndarray) -> int:
@@ -27,18 +39,35 @@ def hottest_slice(heat: np.ndarray) -> int:
 
 
 def _to_2d(image: np.ndarray, masks: list[np.ndarray | None], heat: np.ndarray):
-    """First image channel ``(*spatial)``, masks and heat as 2D arrays (3D: the hottest slice)."""
+    """First image channel, masks and heat as 2D arrays (3D: the hottest slice), and that slice's index or None."""
     channel = image[0]
     if channel.ndim == 3:
         index = hottest_slice(heat)
-        return channel[..., index], [m[..., index] if m is not None else None for m in masks], heat[..., index]
-    return channel, masks, heat
+        return (channel[..., index], [m[..., index] if m is not None else None for m in masks], heat[..., index],
+                index)
+    return channel, masks, heat, None
 
 
 _PANEL_PIXELS = 288  # the longer side of an overlay PNG and of each gallery panel
-_HEAT_ALPHA = 0.45
+_HEAT_ALPHA = 0.85  # opacity of the hottest heat colour over the image
 _GAP = 6  # pixels between gallery panels
 _OUTLINE = 2  # outline width in display pixels
+
+
+def heat_range(heat: np.ndarray) -> tuple[float, float]:
+    """Display range of a heat map: ``(0, top)`` with ``top`` its :data:`HEAT_PERCENTILE` th percentile.
+
+    Args:
+        heat: ``(*spatial)`` non-negative heat values.
+
+    Returns:
+        ``(0, top)``; ``top`` is the maximum when the percentile is 0, and 1 for an all-zero map.
+    """
+    values = np.asarray(heat, np.float64)
+    top = float(np.percentile(values, HEAT_PERCENTILE)) if values.size else 0.0
+    if top <= 0:
+        top = float(values.max()) if values.size else 0.0
+    return 0.0, top if top > 0 else 1.0
 
 
 def _unit(values: np.ndarray) -> np.ndarray:
@@ -53,17 +82,25 @@ def _display(array: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(shown, scale, 0), scale, 1)
 
 
-def _panel(channel: np.ndarray, outlines: list[tuple[np.ndarray | None, str]], num_classes: int,
-           heat: np.ndarray | None = None) -> np.ndarray:
-    """One picture: the image in grey, optionally the heat map (inferno) blended in, and mask outlines.
+def _rgb(colour: str) -> np.ndarray:
+    """``#rrggbb`` as a uint8 ``(3,)`` array."""
+    return np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], np.uint8)
 
-    Outlines are drawn inside each class region at display resolution; the mask
-    is taken as surrounded by background, so a mask filling the whole frame
-    still shows its outline. Dashed outlines mark segqc's own reconstruction.
+
+def _panel(channel: np.ndarray, outlines: list[tuple[np.ndarray | None, str, bool]], num_classes: int,
+           heat: np.ndarray | None = None) -> np.ndarray:
+    """One picture: the image in grey, optionally the heat map blended in, and mask outlines.
+
+    The heat map is shown over :func:`heat_range` in :data:`HEAT_COLOURMAP`,
+    more opaque where it is hotter, so cold regions show the image. Outlines
+    are drawn inside each class region at display resolution, one colour per
+    mask (classes are told apart by where they lie); the mask is taken as
+    surrounded by background, so a mask filling the whole frame still shows its
+    outline.
 
     Args:
         channel: ``(X, Y)`` image.
-        outlines: ``(mask (X, Y) class indices or None, "solid" | "dashed")`` pairs.
+        outlines: ``(mask (X, Y) class indices or None, "#rrggbb", dashed)`` triples, drawn in order.
         num_classes: ``K``.
         heat: ``(X, Y)`` heat map, or ``None``.
 
@@ -74,14 +111,15 @@ def _panel(channel: np.ndarray, outlines: list[tuple[np.ndarray | None, str]], n
 
     rgb = np.repeat(_unit(np.asarray(channel, np.float64))[..., None], 3, axis=-1)
     if heat is not None:
-        peak = max(float(heat.max()), 1e-12)
-        hot = matplotlib.colormaps["inferno"](np.clip(heat / peak, 0, 1))[..., :3]
-        rgb = (1 - _HEAT_ALPHA) * rgb + _HEAT_ALPHA * hot
+        low, high = heat_range(heat)
+        level = np.clip((np.asarray(heat, np.float64) - low) / (high - low), 0, 1)
+        alpha = _HEAT_ALPHA * np.sqrt(level)[..., None]
+        rgb = (1 - alpha) * rgb + alpha * matplotlib.colormaps[HEAT_COLOURMAP](level)[..., :3]
     scale = max(1, _PANEL_PIXELS // max(channel.shape))
     rgb = _display(np.rint(rgb * 255).astype(np.uint8), scale)
     rows, cols = np.indices(rgb.shape[:2])
     dashes = ((rows + cols) // 6) % 2 == 0
-    for mask, style in outlines:
+    for mask, colour, dashed in outlines:
         if mask is None:
             continue
         shown = _display(mask, scale)
@@ -89,34 +127,31 @@ def _panel(channel: np.ndarray, outlines: list[tuple[np.ndarray | None, str]], n
             region = shown == label
             if region.any():
                 edge = region & ~ndimage.binary_erosion(region, iterations=_OUTLINE, border_value=0)
-                rgb[edge & dashes if style == "dashed" else edge] = np.rint(
-                    np.asarray(MASK_COLOURS(label % 10)[:3]) * 255).astype(np.uint8)
+                rgb[edge & dashes if dashed else edge] = _rgb(colour)
     return rgb
 
 
-def _png(picture) -> bytes:
-    """A Pillow image as PNG bytes."""
+def _png(pixels: np.ndarray, text: dict[str, object]) -> bytes:
+    """``(H, W, 3)`` uint8 pixels as PNG bytes, with ``text`` as JSON in PNG text chunks."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in text.items():
+        if value is not None:
+            info.add_text(key, json.dumps(value))
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
 
 
-def _picture(pixels: np.ndarray, empty: bool):
-    """A Pillow image of ``pixels``, labelled "empty mask" when the prediction has no foreground."""
-    from PIL import Image, ImageDraw
-
-    picture = Image.fromarray(pixels)
-    if empty:
-        ImageDraw.Draw(picture).text((4, picture.height - 14), "empty mask", fill=(255, 255, 255))
-    return picture
-
-
 def overlay_png(image: np.ndarray, prediction: np.ndarray, heat: np.ndarray, num_classes: int) -> bytes:
-    """A PNG of image (grey) + heat map (inferno) + prediction outlines.
+    """A PNG of image (grey) + heat map + prediction outlines.
 
     Composed with NumPy and Pillow (no matplotlib figure: one is written per
     scored case, and figures were most of the scoring time). 3D cases show
-    their hottest slice.
+    their hottest slice. Text chunks: :data:`HEAT_RANGE_KEY` (the colour
+    scale's ``[low, high]``) and, for 3D, :data:`SLICE_KEY`.
 
     Args:
         image: ``(C, *spatial)`` model-grid image.
@@ -127,21 +162,24 @@ def overlay_png(image: np.ndarray, prediction: np.ndarray, heat: np.ndarray, num
     Returns:
         The PNG file's bytes.
     """
-    channel, (mask,), heat2d = _to_2d(image, [prediction], heat)
-    return _png(_picture(_panel(channel, [(mask, "solid")], num_classes, heat2d), not (mask > 0).any()))
+    channel, (mask,), heat2d, index = _to_2d(image, [prediction], heat)
+    pixels = _panel(channel, [(mask, PREDICTION_COLOUR, False)], num_classes, heat2d)
+    return _png(pixels, {HEAT_RANGE_KEY: list(heat_range(heat2d)), SLICE_KEY: index})
 
 
-def gallery_png(title: str, image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None,
-                heat: np.ndarray, num_classes: int, reconstruction: np.ndarray | None = None) -> bytes:
-    """A PNG of the panels image | prediction (and segqc's reconstruction) | ground truth | heat overlay.
+def gallery_png(image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None, heat: np.ndarray,
+                num_classes: int, reconstruction: np.ndarray | None = None) -> bytes:
+    """A PNG of the panels image | prediction and reconstruction | ground truth and prediction | heat map.
 
-    Masks are drawn as outlines over the image (solid: the prediction and the
-    ground truth; dashed: segqc's own reconstruction), so a reviewer sees an
-    empty or a full mask at a glance. Composed with NumPy and Pillow, like
-    :func:`overlay_png`.
+    Masks are drawn as outlines over the image in one colour each
+    (:data:`PREDICTION_COLOUR`, :data:`RECONSTRUCTION_COLOUR` dashed,
+    :data:`TRUTH_COLOUR`), so a reviewer sees an empty or a full mask at a
+    glance. No text is drawn: the text chunk :data:`PANELS_KEY` lists each
+    panel's ``kind``, ``label``, ``left`` and ``width`` in pixels, for the
+    report to caption in HTML; :data:`HEAT_RANGE_KEY` holds the heat map's
+    colour scale and, for 3D, :data:`SLICE_KEY` the slice shown.
 
     Args:
-        title: Title line (rank, case, score, predicted Dice, verdict).
         image: ``(C, *spatial)`` model-grid image.
         prediction: ``(*spatial)`` class indices.
         truth: ``(*spatial)`` ground truth, or ``None``.
@@ -152,26 +190,23 @@ def gallery_png(title: str, image: np.ndarray, prediction: np.ndarray, truth: np
     Returns:
         The PNG file's bytes.
     """
-    from PIL import Image, ImageDraw, ImageFont
-
-    channel, (pred2d, truth2d, rebuilt2d), heat2d = _to_2d(image, [prediction, truth, reconstruction], heat)
-    panels = [("image", _panel(channel, [], num_classes)),
-              ("prediction" + (" / segqc (dashed)" if rebuilt2d is not None else ""),
-               _panel(channel, [(pred2d, "solid"), (rebuilt2d, "dashed")], num_classes))]
+    channel, (pred2d, truth2d, rebuilt2d), heat2d, index = _to_2d(image, [prediction, truth, reconstruction], heat)
+    predicted = (pred2d, PREDICTION_COLOUR, False)
+    panels = [("image", "image", _panel(channel, [], num_classes)),
+              ("prediction", "prediction" + (" + reconstruction" if rebuilt2d is not None else ""),
+               _panel(channel, [(rebuilt2d, RECONSTRUCTION_COLOUR, True), predicted], num_classes))]
     if truth2d is not None:
-        panels.append(("ground truth", _panel(channel, [(truth2d, "solid")], num_classes)))
-    panels.append(("anomaly heat map", _panel(channel, [], num_classes, heat2d)))
-    font, title_font = ImageFont.load_default(size=13), ImageFont.load_default(size=14)
-    height, width = panels[0][1].shape[:2]
-    top = 44
-    canvas = Image.new("RGB", (len(panels) * (width + _GAP) + _GAP, height + top + _GAP), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    draw.text((_GAP, 4), title, fill=(20, 20, 20), font=title_font)
-    for index, (name, pixels) in enumerate(panels):
-        left = _GAP + index * (width + _GAP)
-        draw.text((left, top - 18), name, fill=(60, 60, 60), font=font)
-        canvas.paste(_picture(pixels, index == 1 and not (pred2d > 0).any()), (left, top))
-    return _png(canvas)
+        panels.append(("truth", "ground truth + prediction",
+                       _panel(channel, [(truth2d, TRUTH_COLOUR, False), predicted], num_classes)))
+    panels.append(("heat", "anomaly heat map", _panel(channel, [], num_classes, heat2d)))
+    height, width = panels[0][2].shape[:2]
+    canvas = np.full((height + 2 * _GAP, len(panels) * (width + _GAP) + _GAP, 3), 255, np.uint8)
+    boxes = []
+    for number, (kind, label, pixels) in enumerate(panels):
+        left = _GAP + number * (width + _GAP)
+        canvas[_GAP:_GAP + height, left:left + width] = pixels
+        boxes.append({"kind": kind, "label": label, "left": left, "width": width})
+    return _png(canvas, {PANELS_KEY: boxes, HEAT_RANGE_KEY: list(heat_range(heat2d)), SLICE_KEY: index})
 
 
 def heat_volume_nifti(heat: np.ndarray, original_shape: tuple[int, ...], affine: np.ndarray,

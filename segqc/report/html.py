@@ -1,14 +1,15 @@
 """Render a report directory's ``scores.csv`` and ``summary.json`` into a self-contained ``report.html``.
 
 Every image (plots, gallery panels, 2D heat maps) is embedded as a base64 data
-URI; the page has inline CSS and a little inline JavaScript (sortable, filterable
-case table) and references nothing outside itself. See ``docs/report-format.md``.
+URI; the case table travels as JSON in the page and is drawn one page at a
+time by a little inline JavaScript (sort, filter, pages), so a report of
+10,000 cases opens fast; the page references nothing outside itself. See
+``docs/report-format.md``.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -17,12 +18,15 @@ from typing import Any
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, Undefined, select_autoescape
-from PIL import Image
+from markupsafe import Markup
 
 from segqc.csvfiles import read_csv
 from segqc.errors import InputError
 from segqc.outputs import owned_member
-from segqc.report.plots import METRIC_LABELS, METRICS, quality_scatter, scatter_plots, score_histogram, trend_chart
+from segqc.report.cards import gallery_cards, heat_gradient
+from segqc.report.heatmaps import PREDICTION_COLOUR, RECONSTRUCTION_COLOUR, TRUTH_COLOUR
+from segqc.report.plots import METRIC_LABELS, METRICS, quality_scatters, scatter_plots, score_histogram, trend_chart
+from segqc.report.rankings import read_rankings
 from segqc.report.volumes import volume_section
 
 SCORES_FILE = "scores.csv"
@@ -30,12 +34,9 @@ SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 REQUIRED_COLUMNS = ("case_id", "status", "score", "rank", "verdict")
 VERDICTS = ("pass", "review", "fail", "error")
-IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg"}
-CORRELATION_FIELDS = (("pearson", "Pearson"), ("spearman", "Spearman"), ("pearson_top_k", "Pearson top-K"),
-                      ("spearman_top_k", "Spearman top-K"), ("n", "n"), ("n_top_k", "n top-K"))
-FAILURE_FIELDS = (("dice_threshold", "Dice threshold"), ("failures", "Failures"), ("auroc", "AUROC"),
-                  ("average_precision", "Average precision"), ("aurc", "AURC"))
 METRIC_FORMATS = {"dice_mean": ".3f", "msd": ".2f", "hd95": ".2f"}
+PAGE_SIZES = (25, 100, 500, 2000)
+"""Rows per page the case table offers (the second is the default)."""
 
 
 def _environment() -> Environment:
@@ -126,91 +127,70 @@ def read_summary(path: Path) -> dict[str, Any]:
     return summary
 
 
-def image_data_uri(report_dir: Path, relative: str) -> str | None:
-    """Embed a PNG or JPEG file as a data URI.
-
-    Args:
-        report_dir: The report directory that ``relative`` is relative to.
-        relative: The path from the table; empty for none.
-
-    Returns:
-        ``data:image/...;base64,...``, or ``None`` when the path is empty or the
-        file is missing, unreadable or not a valid PNG/JPEG image.
-    """
-    if not relative:
-        return None
-    try:
-        data = (report_dir / relative).read_bytes()
-        with Image.open(io.BytesIO(data)) as image:
-            kind = IMAGE_TYPES.get(image.format or "")
-            image.verify()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None
-    if kind is None:
-        return None
-    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
-
-
 def _png_uri(data: bytes) -> str:
     return f"data:image/png;base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _cell(row: Mapping[str, str], column: str) -> dict[str, str]:
-    """Display text and sort key of one table cell."""
+COLUMN_LABELS = {"case_id": "Case", "predicted_dice": "Predicted Dice [interval]", "verdict": "Verdict",
+                 "dice_mean": "True Dice", "hd95": "HD95 (mm)", "msd": "MSD (mm)", "score": "Anomaly score",
+                 "rank": "Score rank", "status": "Status", "message": "Message"}
+
+
+def _cell(row: Mapping[str, str], column: str) -> list[Any]:
+    """``[display text, sort key]`` of one table cell (numbers sort as numbers, missing ones as ``None``)."""
     text = row.get(column, "")
     if column == "predicted_dice":
         value = _number(text)
         low, high = _number(row.get("predicted_dice_low", "")), _number(row.get("predicted_dice_high", ""))
         if value is None:
-            return {"text": "", "sort": ""}
+            return ["", None]
         interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
-        return {"text": f"{value:.2f}{interval}", "sort": repr(value)}
+        return [f"{value:.2f}{interval}", value]
     if column in ("rank", "score") or column in METRICS:
         value = _number(text)
         if value is None:
-            return {"text": "", "sort": ""}
-        spec = "d" if column == "rank" else METRIC_FORMATS.get(column, ".4g")
-        shown = format(int(value), spec) if column == "rank" else format(value, spec)
-        return {"text": shown, "sort": repr(value)}
-    return {"text": text, "sort": text.lower()}
+            return ["", None]
+        shown = str(int(value)) if column == "rank" else format(value, METRIC_FORMATS.get(column, ".4g"))
+        return [shown, value]
+    return [text, text.lower()]
 
 
 def _columns(table: pd.DataFrame) -> list[dict[str, str]]:
-    names = ["case_id", "rank", "score"] + (["predicted_dice"] if "predicted_dice" in table.columns else [])
-    names += ["verdict", "status"] + [metric for metric in METRICS if metric in table.columns]
-    names.append("message")
-    labels = {"case_id": "Case", "rank": "Rank", "score": "Score", "predicted_dice": "Predicted Dice [interval]",
-              "verdict": "Verdict", "status": "Status", "dice_mean": "Mean Dice", "msd": "MSD (mm)",
-              "hd95": "HD95 (mm)", "message": "Message"}
+    """The case table's columns: predicted Dice and the verdict lead, the anomaly score follows the metrics."""
+    names = ["case_id", "predicted_dice", "verdict", "dice_mean", "hd95", "msd", "score", "rank", "status",
+             "message"]
     numeric = {"rank", "score", "predicted_dice", *METRICS}
-    return [{"name": name, "label": labels[name], "type": "number" if name in numeric else "text"}
-            for name in names]
+    return [{"name": name, "label": COLUMN_LABELS[name], "type": "number" if name in numeric else "text"}
+            for name in names if name in table.columns or name == "message"]
 
 
-def _gallery(table: pd.DataFrame, report_dir: Path, top_k: int | None) -> list[dict[str, Any]]:
-    """The gallery cards (top-K and cases near the fail line), most anomalous first, with their embedded images."""
-    cards = []
-    for row in table.to_dict("records"):
-        rank = _number(row["rank"])
-        if row["status"] != "ok" or rank is None:
-            continue
-        in_top = top_k is not None and rank <= top_k
-        if not (in_top or row.get("gallery", "")):
-            continue
-        heatmap = row.get("heatmap", "")
-        is_volume = heatmap.lower().endswith((".nii", ".nii.gz"))
-        cards.append({
-            "case_id": row["case_id"],
-            "rank": int(rank),
-            "score": _cell(row, "score")["text"],
-            "predicted_dice": _cell(row, "predicted_dice")["text"],
-            "reason": row.get("gallery_reason", "") or ("top-k" if in_top else ""),
-            "verdict": row["verdict"],
-            "panel": image_data_uri(report_dir, row.get("gallery", "")),
-            "heatmap": None if is_volume else image_data_uri(report_dir, heatmap),
-            "heatmap_file": heatmap if is_volume else "",
-        })
-    return sorted(cards, key=lambda card: card["rank"])
+def _script_json(data: Any) -> Markup:
+    """JSON that is safe inside ``<script type="application/json">`` (no ``<``, ``>`` or ``&`` left)."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+def case_table(table: pd.DataFrame) -> tuple[list[dict[str, str]], Markup]:
+    """The case table's columns and its rows as JSON for the page script.
+
+    The rows start sorted by predicted Dice, lowest first, when the table has
+    it, else by anomaly-score rank.
+
+    Args:
+        table: The ``scores.csv`` table (text values).
+
+    Returns:
+        The columns (``name``, ``label``, ``type``) and ``{"columns", "rows", "sort", "pageSizes"}`` as JSON;
+        each row is ``{"verdict", "empty", "cells": [[text, sort key], ...]}``.
+    """
+    columns = _columns(table)
+    rows = [{"verdict": row["verdict"], "empty": _number(row.get("empty_prediction", "")) == 1,
+             "cells": [_cell(row, column["name"]) for column in columns]} for row in table.to_dict("records")]
+    lead = "predicted_dice" if "predicted_dice" in table.columns else "rank"
+    names = [column["name"] for column in columns]
+    data = {"columns": columns, "rows": rows, "sort": {"column": names.index(lead), "ascending": True},
+            "pageSizes": PAGE_SIZES}
+    return columns, _script_json(data)
 
 
 def _verdict_counts(summary: Mapping[str, Any], table: pd.DataFrame) -> dict[str, int]:
@@ -238,6 +218,54 @@ def _int_or_none(value: Any) -> int | None:
     return None if number is None else int(number)
 
 
+def ranking_rows(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The rankings card: one row per ranking (headline first) with its failure detection and correlations.
+
+    Args:
+        summary: The parsed ``summary.json`` (any segqc version).
+
+    Returns:
+        ``rows`` (``name``, ``label``, ``headline``, ``detection``, ``correlations``
+        (``{metric: stats}``) and ``own``, the correlation with its own structure's Dice), ``metrics`` (the correlated metrics present, with labels),
+        ``structure`` (whether a per-structure ranking has its own-structure Dice),
+        ``threshold`` and ``failures`` of the headline ranking.
+    """
+    figures = read_rankings(summary)
+    names = sorted(figures.labels, key=lambda name: name != figures.headline)
+    rows = []
+    for name in names:
+        correlated = figures.correlations.get(name, {})
+        own = next((stats for metric, stats in correlated.items() if metric.startswith("dice_")
+                    and metric != "dice_mean"), None)
+        rows.append({"name": name, "label": figures.labels[name], "headline": name == figures.headline,
+                     "detection": figures.failure_detection.get(name, {}), "correlations": correlated, "own": own})
+    present = {metric for row in rows for metric in row["correlations"]}
+    headline = figures.failure_detection.get(figures.headline, {})
+    return {"rows": rows if figures else [],
+            "metrics": [{"name": metric, "label": label} for metric, label in
+                        (("dice_mean", "Dice"), ("hd95", "HD95"), ("msd", "MSD")) if metric in present],
+            "structure": any(row["own"] for row in rows),
+            "threshold": headline.get("dice_threshold"), "failures": headline.get("failures")}
+
+
+def _plots(table: pd.DataFrame, summary: Mapping[str, Any], rule: Mapping[str, Any], thresholds: Mapping[str, Any],
+           top_k: int | None, history_runs: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """Every figure of the report as data URIs (none without a scored case, no trend with under two runs)."""
+    plots: dict[str, Any] = {"histogram": None, "quality": [], "scatter": [], "trend": None}
+    if (table["status"] == "ok").any():
+        figures = read_rankings(summary)
+        plots["histogram"] = _png_uri(score_histogram(table, thresholds))
+        plots["quality"] = [{"metric": metric, "label": METRIC_LABELS[metric], "uri": _png_uri(data)}
+                            for metric, data in quality_scatters(table, _number(str(rule.get("dice_threshold"))))
+                            .items()]
+        plots["scatter"] = [{"metric": metric, "label": METRIC_LABELS[metric], "uri": _png_uri(data)}
+                            for metric, data in scatter_plots(table, top_k, figures.correlations.get("score"),
+                                                              thresholds).items()]
+    trend = trend_chart(_trend_runs(dict(summary), history_runs)) if history_runs else None
+    plots["trend"] = _png_uri(trend) if trend is not None else None
+    return plots
+
+
 def render_report(report_dir: Path, history_runs: list[dict] | None = None) -> Path:
     """Write ``report.html`` into a report directory.
 
@@ -262,26 +290,9 @@ def render_report(report_dir: Path, history_runs: list[dict] | None = None) -> P
     thresholds = (summary.get("thresholds") if isinstance(summary.get("thresholds"), dict)
                   and rule.get("rule") != "quality" else {})
     top_k = _int_or_none(summary.get("top_k"))
-    correlations = summary.get("correlations") if isinstance(summary.get("correlations"), dict) else None
-    failure_detection = summary.get("failure_detection")
-    scored = int((table["status"] == "ok").sum())
-
-    plots: dict[str, Any] = {"histogram": None, "scatter": [], "trend": None, "quality": None}
-    if scored:
-        plots["histogram"] = _png_uri(score_histogram(table, thresholds))
-        quality = quality_scatter(table, _number(str(rule.get("dice_threshold"))))
-        plots["quality"] = _png_uri(quality) if quality is not None else None
-        plots["scatter"] = [{"metric": metric, "label": METRIC_LABELS[metric], "uri": _png_uri(data)}
-                            for metric, data in scatter_plots(table, top_k, correlations, thresholds).items()]
-    trend = trend_chart(_trend_runs(summary, history_runs)) if history_runs else None
-    plots["trend"] = _png_uri(trend) if trend is not None else None
-
-    columns = _columns(table)
-    rows = [{"verdict": row["verdict"], "cells": [_cell(row, column["name"]) for column in columns]}
-            for row in table.to_dict("records")]
+    columns, table_data = case_table(table)
     errors = [{"case_id": row["case_id"], "message": row.get("message", "")}
               for row in table.to_dict("records") if row["status"] != "ok"]
-
     html = _environment().get_template("report.html.j2").render(
         summary=summary,
         model=summary.get("model") if isinstance(summary.get("model"), dict) else {},
@@ -290,20 +301,17 @@ def render_report(report_dir: Path, history_runs: list[dict] | None = None) -> P
         rule=rule,
         verdicts=_verdict_counts(summary, table),
         cases=len(table),
-        scored=scored,
+        scored=int((table["status"] == "ok").sum()),
         top_k=top_k,
         errors=errors,
-        correlations=[{"label": METRIC_LABELS.get(metric, metric),
-                       "values": [(label, (stats or {}).get(key)) for key, label in CORRELATION_FIELDS]}
-                      for metric, stats in (correlations or {}).items()],
-        correlation_headers=[label for _, label in CORRELATION_FIELDS],
-        failure_detection=[(label, failure_detection.get(key)) for key, label in FAILURE_FIELDS]
-        if isinstance(failure_detection, dict) else [],
-        plots=plots,
-        gallery=_gallery(table, report_dir, top_k),
+        rankings=ranking_rows(summary),
+        plots=_plots(table, summary, rule, thresholds, top_k, history_runs),
+        gallery=gallery_cards(table, report_dir, top_k),
+        colours={"prediction": PREDICTION_COLOUR, "reconstruction": RECONSTRUCTION_COLOUR, "truth": TRUTH_COLOUR},
+        heat_gradient=heat_gradient(),
         columns=columns,
-        rows=rows,
         volumes=volume_section(report_dir, table),
+        table_data=table_data,
     )
     with owned_member(report_dir, REPORT_FILE) as temporary:  # keeps the report's manifest true
         temporary.write_text(html, encoding="utf-8")

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.scale import SymmetricalLogTransform
+from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator
 
 # Okabe-Ito palette: distinguishable with the common colour-vision deficiencies.
 COLOURS = {
@@ -69,6 +70,72 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+SYMLOG = SymmetricalLogTransform(base=10, linthresh=1.0, linscale=1.0)
+"""The symmetric log axis of scores and spread-out distances: linear within ±1, logarithmic beyond."""
+
+
+def _tick_label(value: float, _position: Any = None) -> str:
+    """``−10``, ``0``, ``500``, ``2000``; from 10^4 on as powers of ten (``10^4``, ``2×10^5``)."""
+    if abs(value) < 1e4:
+        return f"{value:g}".replace("-", "\u2212")
+    exponent = math.floor(math.log10(abs(value)) + 1e-9)
+    mantissa = abs(value) / 10**exponent
+    power = f"10^{{{exponent}}}" if math.isclose(mantissa, 1) else f"{mantissa:g}\\times10^{{{exponent}}}"
+    return f"{'−' if value < 0 else ''}${power}$"
+
+
+class SymlogTicks(Locator):
+    """Ticks of a :data:`SYMLOG` axis: 0 and ±m·10^k (|x| >= 1) inside the view.
+
+    ``m`` is 1 when that gives four ticks or more, else 1, 2 and 5, else 1 to 9;
+    a view too narrow for any of them gets ordinary linear ticks.
+    """
+
+    def __call__(self) -> list[float]:
+        low, high = sorted(self.axis.get_view_interval())
+        return self.tick_values(low, high)
+
+    def tick_values(self, vmin: float, vmax: float) -> list[float]:
+        low, high = sorted((vmin, vmax))
+        exponents = range(math.floor(math.log10(max(abs(low), abs(high), 1.0))) + 1)
+        inside: list[float] = []
+        for mantissas in ((1,), (1, 2, 5), tuple(range(1, 10))):
+            magnitudes = [m * 10.0**k for k in exponents for m in mantissas]
+            inside = [t for t in sorted({0.0, *magnitudes, *(-x for x in magnitudes)}) if low <= t <= high]
+            if len(inside) >= 4:
+                return inside
+        return inside if len(inside) >= 2 else list(MaxNLocator(4).tick_values(low, high))
+
+
+def _symlog(axes: Any, axis: str) -> None:
+    """Put ``axis`` (``x`` or ``y``) of ``axes`` on :data:`SYMLOG` with :class:`SymlogTicks`."""
+    (axes.set_xscale if axis == "x" else axes.set_yscale)("symlog", linthresh=SYMLOG.linthresh, base=SYMLOG.base,
+                                                          linscale=SYMLOG.linscale)
+    target = axes.xaxis if axis == "x" else axes.yaxis
+    target.set_major_locator(SymlogTicks())
+    target.set_major_formatter(FuncFormatter(_tick_label))
+
+
+def _score_scale(axes: Any, axis: str) -> None:
+    """The anomaly score's axis, always symmetric log: scores run from about -10 to 1e5."""
+    _symlog(axes, axis)
+
+
+def _spans_magnitudes(values: np.ndarray) -> bool:
+    """Whether finite ``values`` span orders of magnitude (range over 50 interquartile ranges)."""
+    finite = values[np.isfinite(values)]
+    if finite.size < 2:
+        return False
+    low, high = np.percentile(finite, [25, 75])
+    return bool(np.ptp(finite) > 50 * max(high - low, 1e-9))
+
+
+def _metric_scale(axes: Any, metric: str, values: np.ndarray) -> None:
+    """A surface distance that spans orders of magnitude goes on a symmetric log x axis (Dice stays linear)."""
+    if metric != "dice_mean" and _spans_magnitudes(values):
+        _symlog(axes, "x")
+
+
 def _threshold_lines(axes: Any, thresholds: Mapping[str, Any] | None, vertical: bool) -> None:
     for name in ("review", "fail"):
         value = _number((thresholds or {}).get(name))
@@ -91,7 +158,7 @@ def _correlation_title(label: str, stats: Mapping[str, Any] | None) -> str:
 def scatter_plots(table: pd.DataFrame, top_k: int | None,
                   correlations: Mapping[str, Mapping[str, Any]] | None = None,
                   thresholds: Mapping[str, Any] | None = None) -> dict[str, bytes]:
-    """Score against each ground-truth metric present in the table.
+    """Score against each ground-truth metric present in the table, the score on a symmetric log axis.
 
     Args:
         table: The ``scores.csv`` table.
@@ -128,57 +195,82 @@ def scatter_plots(table: pd.DataFrame, top_k: int | None,
             axes.scatter(values[finite & top], score[finite & top], s=30, color=COLOURS["fail"], marker="D",
                          edgecolors="white", linewidths=0.5, label=f"top {top_k}")
         _threshold_lines(axes, thresholds, vertical=False)
+        _score_scale(axes, "y")
+        _metric_scale(axes, metric, values)
         axes.set_xlabel(METRIC_LABELS[metric])
-        axes.set_ylabel("anomaly score")
+        axes.set_ylabel("anomaly score (symmetric log)")
         axes.set_title(_correlation_title(METRIC_LABELS[metric], (correlations or {}).get(metric)), fontsize=10)
         figure.legend(loc="outside lower center", ncols=2, fontsize=7, frameon=False)
         plots[metric] = _png(figure)
     return plots
 
 
-def quality_scatter(table: pd.DataFrame, dice_threshold: float | None) -> bytes | None:
-    """Predicted Dice (with its interval) against true Dice, coloured by verdict.
+def _unavailable(scored: pd.DataFrame, metric: str) -> int:
+    """Scored cases without a value of ``metric`` (a surface distance with exactly one empty mask)."""
+    return int((~np.isfinite(pd.to_numeric(scored[metric], errors="coerce").to_numpy(dtype=float))).sum())
+
+
+def quality_scatters(table: pd.DataFrame, dice_threshold: float | None) -> dict[str, bytes]:
+    """Predicted Dice against each ground-truth metric, coloured by verdict.
+
+    Against true Dice with its interval, the identity line and the failure Dice
+    on both axes; against HD95 and MSD with the failure Dice as a horizontal line.
 
     Args:
-        table: The ``scores.csv`` table (needs ``predicted_dice*`` and ``dice_mean``).
-        dice_threshold: The failure Dice, drawn on both axes.
+        table: The ``scores.csv`` table (needs ``predicted_dice``, its interval and the metric columns).
+        dice_threshold: The failure Dice, or ``None``.
 
     Returns:
-        PNG bytes, or ``None`` without both columns.
+        PNG bytes per metric name (``dice_mean``, ``hd95``, ``msd``) present in
+        the table with a finite value; empty without ``predicted_dice``.
     """
     scored = _scored(table)
-    if "predicted_dice" not in scored.columns or "dice_mean" not in scored.columns:
-        return None
-    true = pd.to_numeric(scored["dice_mean"], errors="coerce").to_numpy(dtype=float)
+    if "predicted_dice" not in scored.columns:
+        return {}
     predicted = pd.to_numeric(scored["predicted_dice"], errors="coerce").to_numpy(dtype=float)
     low = pd.to_numeric(scored["predicted_dice_low"], errors="coerce").to_numpy(dtype=float)
     high = pd.to_numeric(scored["predicted_dice_high"], errors="coerce").to_numpy(dtype=float)
-    figure = _new_figure(4.8, 4.4)
-    axes = figure.add_subplot()
-    _style(axes)
     verdicts = scored["verdict"].astype(str).to_numpy()
-    for name in ("pass", "review", "fail"):
-        keep = (verdicts == name) & np.isfinite(true)
-        if keep.any():
-            axes.errorbar(true[keep], predicted[keep], yerr=[predicted[keep] - low[keep], high[keep] - predicted[keep]],
-                          fmt="o", ms=3.5, color=COLOURS[name], ecolor=COLOURS[name], elinewidth=0.6, alpha=0.7,
-                          label=name)
-    axes.plot([0, 1], [0, 1], color="#888", linewidth=0.8, linestyle=":")
-    if dice_threshold is not None:
-        axes.axvline(dice_threshold, color="#888", linewidth=0.8, linestyle="--")
-        axes.axhline(dice_threshold, color="#888", linewidth=0.8, linestyle="--")
-    mae = np.nanmean(np.abs(predicted - true))
-    axes.set_title(f"predicted vs true Dice (MAE {mae:.3f})", fontsize=10)
-    axes.set_xlabel("true Dice")
-    axes.set_ylabel("predicted Dice [interval]")
-    axes.set_xlim(-0.02, 1.02)
-    axes.set_ylim(-0.02, 1.02)
-    figure.legend(loc="outside lower center", ncols=3, fontsize=7, frameon=False)
-    return _png(figure)
+    plots: dict[str, bytes] = {}
+    for metric in ("dice_mean", "hd95", "msd"):
+        if metric not in scored.columns:
+            continue
+        truth = pd.to_numeric(scored[metric], errors="coerce").to_numpy(dtype=float)
+        if not np.isfinite(truth).any():
+            continue
+        figure = _new_figure(4.4, 4.2)
+        axes = figure.add_subplot()
+        _style(axes)
+        for name in ("pass", "review", "fail"):
+            keep = (verdicts == name) & np.isfinite(truth) & np.isfinite(predicted)
+            if keep.any():
+                error = [predicted[keep] - low[keep], high[keep] - predicted[keep]] if metric == "dice_mean" else None
+                axes.errorbar(truth[keep], predicted[keep], yerr=error, fmt="o", ms=3.5, color=COLOURS[name],
+                              ecolor=COLOURS[name], elinewidth=0.6, alpha=0.7, label=name)
+        title = f"predicted Dice vs {METRIC_LABELS[metric]}"
+        if metric == "dice_mean":
+            axes.plot([0, 1], [0, 1], color="#888", linewidth=0.8, linestyle=":")
+            if dice_threshold is not None:
+                axes.axvline(dice_threshold, color="#888", linewidth=0.8, linestyle="--")
+            axes.set_xlim(-0.02, 1.02)
+            title = f"predicted vs true Dice (MAE {np.nanmean(np.abs(predicted - truth)):.3f})"
+        else:
+            _metric_scale(axes, metric, truth)
+            missing = _unavailable(scored, metric)
+            title += f"\n({missing} case(s) with one empty mask not shown)" if missing else ""
+        if dice_threshold is not None:
+            axes.axhline(dice_threshold, color="#888", linewidth=0.8, linestyle="--")
+        axes.set_title(title, fontsize=10)
+        axes.set_xlabel("true Dice" if metric == "dice_mean" else METRIC_LABELS[metric])
+        axes.set_ylabel("predicted Dice" + (" [interval]" if metric == "dice_mean" else ""))
+        axes.set_ylim(-0.02, 1.02)
+        figure.legend(loc="outside lower center", ncols=3, fontsize=7, frameon=False)
+        plots[metric] = _png(figure)
+    return plots
 
 
 def score_histogram(table: pd.DataFrame, thresholds: Mapping[str, Any] | None) -> bytes:
-    """Histogram of the scores, stacked by verdict, with the threshold lines.
+    """Histogram of the scores on a symmetric log axis, stacked by verdict, with the threshold lines.
 
     Args:
         table: The ``scores.csv`` table.
@@ -191,7 +283,7 @@ def score_histogram(table: pd.DataFrame, thresholds: Mapping[str, Any] | None) -
     figure = _new_figure(10.5, 3.4)
     axes = figure.add_subplot()
     _style(axes)
-    axes.set_xlabel("anomaly score (higher = more anomalous)")
+    axes.set_xlabel("anomaly score (higher = more anomalous; symmetric log axis)")
     axes.set_ylabel("cases")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     if scored.empty:
@@ -199,12 +291,10 @@ def score_histogram(table: pd.DataFrame, thresholds: Mapping[str, Any] | None) -
         return _png(figure)
     scores = scored["score"].to_numpy(dtype=float)
     count = min(40, max(8, int(math.sqrt(len(scores))) * 2))
-    bins = np.histogram_bin_edges(scores, bins=count)
-    low, high = np.percentile(scores, [25, 75])
-    if np.ptp(scores) > 50 * max(high - low, 1e-9):  # spans orders of magnitude: a symmetric log axis
-        edges = np.linspace(*np.arcsinh([scores.min(), scores.max()]), count + 1)
-        bins = np.sinh(edges)
-        axes.set_xscale("asinh")
+    low, high = SYMLOG.transform(np.array([scores.min(), scores.max()]))  # bins of equal width on the axis
+    bins = (SYMLOG.inverted().transform(np.linspace(low, high, count + 1)) if high > low
+            else np.histogram_bin_edges(scores, count))
+    _score_scale(axes, "x")
     verdicts = scored["verdict"].astype(str) if "verdict" in scored.columns else pd.Series("pass", index=scored.index)
     groups, labels, colours = [], [], []
     for name in ("pass", "review", "fail"):
@@ -264,6 +354,7 @@ def trend_chart(runs: Sequence[Mapping[str, Any]]) -> bytes | None:
         values = [np.nan if point[1][name] is None else point[1][name] for point in points]
         colour, line = styles[name]
         top.plot(times, values, marker="o", markersize=4, color=colour, linestyle=line, label=name)
+    _score_scale(top, "y")
     top.set_ylabel("anomaly score")
     top.set_title("Score quantiles per run", fontsize=10)
     top.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))

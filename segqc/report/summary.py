@@ -1,7 +1,7 @@
 """The figures of ``summary.json`` that need ground truth or describe the scores.
 
-Pure functions over numpy arrays and the ``scores.csv`` table, built on the
-rankings of :mod:`segqc.metrics`.
+Pure functions over numpy arrays and the ``scores.csv`` table; how each
+ranking tracks ground truth is :mod:`segqc.report.rankings`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segqc.metrics import CORRELATED_METRICS, correlations, failure_detection, float_array, pearson, spearman
+from segqc.metrics import float_array
+from segqc.report.rankings import ranking_figures
 
 
 def score_quantiles(scores: Any) -> dict[str, float | None]:
@@ -33,29 +34,27 @@ def score_quantiles(scores: Any) -> dict[str, float | None]:
     return {name: float(value) for name, value in zip(names, values)}
 
 
-def summarise_metrics(table: pd.DataFrame, top_k: int, dice_threshold: float) -> dict[str, dict[str, Any]]:
-    """The ``correlations`` and ``failure_detection`` blocks of ``summary.json``.
+def summarise_metrics(table: pd.DataFrame, top_k: int, dice_threshold: float) -> dict[str, Any]:
+    """The ground-truth blocks of ``summary.json``.
 
     Args:
         table: ``scores.csv`` rows with columns ``status``, ``score``,
-            ``dice_mean`` and optionally ``msd`` and ``hd95``; rows whose
-            status is not ``ok`` are left out.
+            ``dice_mean`` and optionally ``msd``, ``hd95``, ``verdict`` and the
+            predicted-Dice columns; rows whose status is not ``ok`` are left out.
         top_k: Size of the top K for the top-K correlations.
         dice_threshold: Dice below which a segmentation counts as failed.
 
     Returns:
-        ``{"correlations": {metric: correlations(...)}, "failure_detection": {...}}``.
+        ``headline_ranking``, ``rankings``, ``failure_detection`` and
+        ``correlations`` (keyed by ranking, :func:`~segqc.report.rankings.ranking_figures`),
+        ``verdict_quality`` (with verdicts) and ``predicted_dice`` (with predicted Dice).
     """
     scored = table[table["status"] == "ok"]
-    summary: dict[str, dict[str, Any]] = {
-        "correlations": {metric: correlations(scored["score"], scored[metric], top_k)
-                         for metric in CORRELATED_METRICS if metric in scored.columns},
-        "failure_detection": failure_detection(scored["score"], scored["dice_mean"], dice_threshold),
-    }
+    summary = ranking_figures(scored, top_k, dice_threshold)
     if "verdict" in scored.columns:
         summary["verdict_quality"] = verdict_quality(scored["verdict"], scored["dice_mean"], dice_threshold)
     if "predicted_dice" in scored.columns:
-        summary["predicted_dice"] = predicted_dice_agreement(scored, dice_threshold)
+        summary["predicted_dice"] = predicted_dice_agreement(scored)
     return summary
 
 
@@ -85,28 +84,26 @@ def verdict_quality(verdicts: Any, dice: Any, dice_threshold: float) -> dict[str
     }
 
 
-def predicted_dice_agreement(table: pd.DataFrame, dice_threshold: float) -> dict[str, float | None]:
-    """How predicted Dice tracks true Dice: MAE, correlation, interval coverage, failure AUROC.
+def predicted_dice_agreement(table: pd.DataFrame) -> dict[str, float | None]:
+    """How close predicted Dice comes to true Dice: mean absolute error and interval coverage.
+
+    How well it ranks (AUROC, correlations) is under the ``predicted_dice``
+    ranking of ``failure_detection`` and ``correlations``.
 
     Args:
         table: Scored rows with ``predicted_dice``, ``predicted_dice_low``,
             ``predicted_dice_high`` and ``dice_mean``.
-        dice_threshold: Dice below which a mask failed.
 
     Returns:
-        ``mae``, ``spearman``, ``pearson``, ``coverage`` (share of true Dice inside the
-        interval), ``width`` (mean width of the interval) and ``auroc`` / ``aurc`` of
-        ``1 - predicted_dice`` for failure.
+        ``mae``, ``coverage`` (share of true Dice inside the interval) and ``width``
+        (mean width of the interval), over the cases with both values (``None``
+        without such cases).
     """
     predicted, true = float_array(table["predicted_dice"]), float_array(table["dice_mean"])
     low, high = float_array(table["predicted_dice_low"]), float_array(table["predicted_dice_high"])
     keep = ~(np.isnan(predicted) | np.isnan(true))
-    detection = failure_detection(1 - predicted, true, dice_threshold)
     return {
         "mae": float(np.abs(predicted - true)[keep].mean()) if keep.any() else None,
-        "spearman": spearman(predicted, true),
-        "pearson": pearson(predicted, true),
         "coverage": float(((true >= low) & (true <= high))[keep].mean()) if keep.any() else None,
         "width": float((high - low)[keep].mean()) if keep.any() else None,
-        "auroc": detection["auroc"], "aurc": detection["aurc"],
     }

@@ -25,6 +25,7 @@ import pandas as pd
 
 from segqc.data.preprocess import PreprocessConfig
 from segqc.data.regions import Region
+from segqc.report.cards import embedded_image
 
 CARDS_DIR = "volumes"
 CARDS_SHOWN = 24
@@ -152,6 +153,12 @@ def structure_ranking(table: pd.DataFrame) -> list[dict[str, Any]]:
     return sorted(structures, key=lambda s: (s["mean"] is None, s["mean"] or 0.0))
 
 
+def _card_uri(report_dir: Path, relative: str) -> str | None:
+    """A volume card embedded as a data URI (``None`` when the file is missing)."""
+    image = embedded_image(report_dir, relative) if relative else None
+    return image.uri if image is not None else None
+
+
 def volume_section(report_dir: Path, table: pd.DataFrame) -> dict[str, Any] | None:
     """What ``templates/volumes.html.j2`` shows, or ``None`` when the rows are not volumes (no ``card`` column).
 
@@ -159,8 +166,6 @@ def volume_section(report_dir: Path, table: pd.DataFrame) -> dict[str, Any] | No
         report_dir: The report directory (cards are embedded from ``volumes/``).
         table: ``scores.csv`` read as text.
     """
-    from segqc.report.html import image_data_uri
-
     if "card" not in table.columns:
         return None
     ok = table[table["status"] == "ok"].copy()
@@ -173,6 +178,6 @@ def volume_section(report_dir: Path, table: pd.DataFrame) -> dict[str, Any] | No
                  if column.startswith("worst_slices_") and row[column]}
         cards.append({"case_id": row["case_id"], "verdict": row["verdict"],
                       "predicted_dice": _number(row.get("predicted_dice")), "worst": worst,
-                      "uri": image_data_uri(report_dir, row.get("card", ""))})
+                      "uri": _card_uri(report_dir, row.get("card", ""))})
     return {"structures": structure_ranking(table), "cards": cards, "volumes": len(ok),
             "shown": len(cards)}

@@ -75,8 +75,11 @@ def test_score_writes_the_full_report(setup) -> None:
     summary = json.loads((report / "summary.json").read_text())
     assert summary["verdicts"]["error"] == 2 and summary["run"]["scored"] == 10
     assert summary["run"]["device"] == "cpu" and summary["run"]["cases_per_second"] > 0
-    assert set(summary["correlations"]) >= {"dice_mean", "msd", "hd95"}
-    assert "auroc" in summary["failure_detection"] and summary["exit"]["code"] == 0
+    headline = summary["headline_ranking"]
+    assert set(summary["correlations"][headline]) >= {"dice_mean", "msd", "hd95"}
+    assert "auroc" in summary["failure_detection"][headline] and summary["exit"]["code"] == 0
+    assert f"headline ranking: {summary['rankings'][headline]['label']}" in result.output
+    assert f"AUROC {summary['failure_detection'][headline]['auroc']:.3f}" in result.output
     html = (report / "report.html").read_text()
     assert cases[5].case_id in html and "data:image/png;base64" in html
     assert not list(root.glob(".report*")), "no temporary directories left"

@@ -16,6 +16,6 @@ def test_fast_demo_writes_a_report_and_prints_the_summary(tmp_path) -> None:
     report = tmp_path / "demo" / "report"
     assert (report / "report.html").is_file() and (tmp_path / "demo" / "model" / "segqc.json").is_file()
     summary = json.loads((report / "summary.json").read_text())
-    assert summary["run"]["scored"] == 30 and summary["failure_detection"]["auroc"] is not None
-    for text in ("verdicts:", "Spearman", "failure detection", "report.html"):
+    assert summary["run"]["scored"] == 30 and summary["failure_detection"]["score"]["auroc"] is not None
+    for text in ("verdicts:", "Spearman", "failure detection", "headline ranking", "report.html"):
         assert text in result.output

@@ -86,6 +86,7 @@ def test_workflow_writes_the_set_and_runs_segqc(tmp_path, nuclei_picture, capsys
     assert (tmp_path / "report" / "report.html").is_file()
     out = capsys.readouterr().out
     assert "$ segqc train" in out and "unet steps=4" in out and "Spearman(score, Dice)" in out
+    assert f"AUROC {summary['failure_detection']['score']['auroc']:.3f}" in out
 
 
 def test_missing_data_package_names_the_install_command():

@@ -130,13 +130,17 @@ def test_score_reports_predicted_dice_and_quality_verdicts(trained, tmp_path) ->
     assert summary["verdict_rule"] == {"rule": "quality", "dice_threshold": 0.8, "coverage": 0.8, "by": "mean"}
     assert summary["interval"]["source"] == "self-made" and "optimistic" in summary["interval"]["text"]
     assert summary["predicted_dice"]["mae"] is not None and "misses" in summary["verdict_quality"]
-    assert "Predicted vs. true Dice" in (tmp_path / "report/report.html").read_text()
+    assert summary["headline_ranking"] == "predicted_dice"
+    assert set(summary["failure_detection"]) == {"predicted_dice", "score", "reconstruction_dice", "predicted_dice_1",
+                                                 "predicted_dice_2"}
+    html = (tmp_path / "report/report.html").read_text()
+    assert "Predicted Dice vs. ground truth" in html and '<tr data-ranking="predicted_dice" class="headline">' in html
     lenient = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "lenient"), "--dice-threshold", "0.3",
                                        "--verdicts", "score"])
     assert lenient.exit_code == 0, lenient.output
     lenient_summary = json.loads((tmp_path / "lenient/summary.json").read_text())
     assert lenient_summary["verdict_rule"]["rule"] == "score"
-    assert lenient_summary["failure_detection"]["dice_threshold"] == 0.3
+    assert {figures["dice_threshold"] for figures in lenient_summary["failure_detection"].values()} == {0.3}
 
 
 def test_a_cases_assessment_does_not_depend_on_its_batch(trained, unseen) -> None:

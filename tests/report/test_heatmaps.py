@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -95,13 +97,54 @@ def test_restore_spatial_inverts_crop_or_pad(length, size) -> None:
     np.testing.assert_array_equal(restored, np.where(survived, ramp, 0.0))
 
 
+def _colour_count(picture: np.ndarray, colour: str) -> int:
+    return int((picture == np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])).all(-1).sum())
+
+
 @pytest.mark.parametrize("shape", [(24, 24), (16, 16, 8)])
-def test_overlay_and_gallery_pngs(tmp_path, shape) -> None:
+def test_overlay_and_gallery_pngs_say_what_they_show(tmp_path, shape) -> None:
     image = np.random.rand(1, *shape).astype(np.float32)
     mask = np.zeros(shape, np.int64)
     mask[4:10, 4:10] = 1
+    mask[6:8, 6:8] = 2
     heat = np.random.rand(*shape).astype(np.float32)
     (tmp_path / "o.png").write_bytes(heatmaps.overlay_png(image, mask, heat, 3))
-    (tmp_path / "g.png").write_bytes(heatmaps.gallery_png("case", image, mask, mask, heat, 3))
-    assert Image.open(tmp_path / "o.png").size[0] > 50
-    assert Image.open(tmp_path / "g.png").size[0] > Image.open(tmp_path / "o.png").size[0]
+    (tmp_path / "g.png").write_bytes(heatmaps.gallery_png(image, mask, np.roll(mask, 3, 0), heat, 3,
+                                                          np.roll(mask, 2, 1)))
+    overlay, gallery = Image.open(tmp_path / "o.png"), Image.open(tmp_path / "g.png")
+    assert overlay.size[0] > 50 and gallery.size[0] > 3 * overlay.size[0]
+    panels = json.loads(gallery.info[heatmaps.PANELS_KEY])
+    assert [panel["kind"] for panel in panels] == ["image", "prediction", "truth", "heat"]
+    assert all(panel["width"] == overlay.size[0] for panel in panels)
+    assert panels[-1]["left"] + panels[-1]["width"] < gallery.size[0]
+    for picture in (overlay, gallery):
+        low, high = json.loads(picture.info[heatmaps.HEAT_RANGE_KEY])
+        assert low == 0 and 0 < high <= float(heat.max())
+        shown = picture.info.get(heatmaps.SLICE_KEY)  # 2D: none
+        assert (shown and json.loads(shown)) == (heatmaps.hottest_slice(heat) if len(shape) == 3 else None)
+    pixels = np.asarray(gallery.convert("RGB"))
+    cut = {panel["kind"]: pixels[:, panel["left"]:panel["left"] + panel["width"]] for panel in panels}
+    # one colour per mask: the prediction panel has prediction and reconstruction outlines, the truth panel truth
+    # and prediction, the image and heat panels none
+    for kind, colours in (("prediction", {heatmaps.PREDICTION_COLOUR, heatmaps.RECONSTRUCTION_COLOUR}),
+                          ("truth", {heatmaps.TRUTH_COLOUR, heatmaps.PREDICTION_COLOUR}), ("image", set())):
+        for colour in (heatmaps.PREDICTION_COLOUR, heatmaps.RECONSTRUCTION_COLOUR, heatmaps.TRUTH_COLOUR):
+            assert (_colour_count(cut[kind], colour) > 20) == (colour in colours), (kind, colour)
+
+
+def test_gallery_png_without_ground_truth_has_three_panels() -> None:
+    image, mask = np.random.rand(1, 20, 20), np.zeros((20, 20), np.int64)
+    picture = Image.open(io.BytesIO(heatmaps.gallery_png(image, mask, None, np.random.rand(20, 20), 2)))
+    assert [panel["kind"] for panel in json.loads(picture.info[heatmaps.PANELS_KEY])] == ["image", "prediction", "heat"]
+
+
+def test_heat_display_range_is_robust_to_a_few_hot_pixels() -> None:
+    rng = np.random.default_rng(0)
+    heat = rng.exponential(1.0, (64, 64))
+    heat[:3, :3] = 1e4  # nine outliers would leave the rest black if the scale ran to the maximum
+    low, high = heatmaps.heat_range(heat)
+    assert low == 0 and high == pytest.approx(np.percentile(heat, heatmaps.HEAT_PERCENTILE)) and high < 10
+    panel = heatmaps._panel(np.zeros((64, 64)), [], 2, heat)  # a black image: what shows is the heat
+    assert np.median(panel.max(-1)) > 20  # scaled to the maximum, the median pixel would be black (under 2)
+    assert heatmaps.heat_range(np.zeros((4, 4))) == (0.0, 1.0)
+    assert heatmaps.heat_range(np.r_[np.zeros(200), 5.0]) == (0.0, 5.0)

@@ -35,11 +35,13 @@ def test_summarise_metrics_excludes_error_rows() -> None:
         "hd95": [2.0, 1.0, 9.0, 1.5, 4.0, float("nan")],
     })
     summary = summarise_metrics(table, top_k=3, dice_threshold=0.8)
-    assert set(summary["correlations"]) == {"dice_mean", "msd", "hd95"}
-    assert summary["correlations"]["dice_mean"]["pearson"] == pytest.approx(-2 / math.sqrt(4.4))
-    assert summary["correlations"]["msd"]["n"] == 4
-    assert summary["failure_detection"]["failures"] == 3
-    assert summary["failure_detection"]["auroc"] == pytest.approx(1.0)
+    assert summary["headline_ranking"] == "score" and list(summary["rankings"]) == ["score"]
+    assert set(summary["correlations"]["score"]) == {"dice_mean", "msd", "hd95"}
+    assert summary["correlations"]["score"]["dice_mean"]["pearson"] == pytest.approx(-2 / math.sqrt(4.4))
+    assert summary["correlations"]["score"]["msd"]["n"] == 4
+    assert summary["failure_detection"]["score"]["failures"] == 3
+    assert summary["failure_detection"]["score"]["auroc"] == pytest.approx(1.0)
+    assert "predicted_dice" not in summary and "verdict_quality" not in summary
 
 
 def test_verdict_quality_counts_false_alarms_and_misses() -> None:
@@ -49,9 +51,11 @@ def test_verdict_quality_counts_false_alarms_and_misses() -> None:
 
 
 def test_predicted_dice_agreement() -> None:
-    table = pd.DataFrame({"predicted_dice": [0.9, 0.5, 0.2, 0.7], "predicted_dice_low": [0.8, 0.3, 0.0, 0.6],
-                          "predicted_dice_high": [1.0, 0.6, 0.3, 0.8], "dice_mean": [0.95, 0.7, 0.1, 0.75]})
-    figures = predicted_dice_agreement(table, 0.8)
-    assert figures["mae"] == pytest.approx((0.05 + 0.2 + 0.1 + 0.05) / 4)
-    assert figures["coverage"] == pytest.approx(0.75) and figures["spearman"] == pytest.approx(1.0)
-    assert figures["auroc"] == pytest.approx(1.0)
+    table = pd.DataFrame({"predicted_dice": [0.9, 0.5, 0.2, 0.7, float("nan")],
+                          "predicted_dice_low": [0.8, 0.3, 0.0, 0.6, float("nan")],
+                          "predicted_dice_high": [1.0, 0.6, 0.3, 0.8, float("nan")],
+                          "dice_mean": [0.95, 0.7, 0.1, 0.75, 0.5]})
+    figures = predicted_dice_agreement(table)
+    assert figures == {"mae": pytest.approx((0.05 + 0.2 + 0.1 + 0.05) / 4), "coverage": pytest.approx(0.75),
+                       "width": pytest.approx((0.2 + 0.3 + 0.3 + 0.2) / 4)}
+    assert predicted_dice_agreement(table.iloc[4:]) == {"mae": None, "coverage": None, "width": None}
