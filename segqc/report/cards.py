@@ -134,8 +134,8 @@ def gallery_card(row: Mapping[str, str], report_dir: Path, in_top: bool) -> dict
         ``case_id``, ``rank``, ``score``, ``predicted`` (``{value, low, high}`` or ``None``),
         ``truth`` (true mean Dice or ``None``), ``verdict``, ``empty`` (the prediction has no
         foreground), ``reason``, ``panel`` (:class:`EmbeddedImage` or ``None``), ``panels``
-        (captions), ``heat_scale``, ``slice``, ``heatmap`` (the overlay, shown without a panel)
-        and ``heatmap_file`` (a 3D heat map's path).
+        (captions), ``heat_scale``, ``slice``, ``heatmap`` (the overlay, shown without a panel),
+        ``heatmap_file`` (a 3D heat map's path) and ``structures`` (see :func:`structures`).
     """
     heatmap = row.get("heatmap", "")
     is_volume = heatmap.lower().endswith((".nii", ".nii.gz"))
@@ -161,7 +161,24 @@ def gallery_card(row: Mapping[str, str], report_dir: Path, in_top: bool) -> dict
         "slice": slice_index if isinstance(slice_index, int) else None,
         "heatmap": overlay,
         "heatmap_file": heatmap if is_volume else "",
+        "structures": structures(row),
     }
+
+
+def structures(row: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Each structure's predicted Dice, interval and verdict from a ``scores.csv`` row, worst verdict first.
+
+    Returns:
+        ``label``, ``value``, ``low``, ``high`` and ``verdict`` of every structure with a verdict.
+    """
+    found = []
+    for column, verdict in row.items():
+        if column.startswith("verdict_") and verdict in ("pass", "review", "fail"):
+            label = column.removeprefix("verdict_")
+            found.append({"label": label, "value": _number(row.get(f"predicted_dice_{label}")),
+                          "low": _number(row.get(f"predicted_dice_{label}_low")),
+                          "high": _number(row.get(f"predicted_dice_{label}_high")), "verdict": verdict})
+    return sorted(found, key=lambda s: ("fail", "review", "pass").index(s["verdict"]))
 
 
 def gallery_cards(table: pd.DataFrame, report_dir: Path, top_k: int | None) -> list[dict[str, Any]]:

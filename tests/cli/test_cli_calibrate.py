@@ -65,6 +65,9 @@ def test_calibrate_writes_a_new_model_whose_intervals_say_where_they_come_from(l
     table = pd.read_csv(root / "report/scores.csv")
     assert {"predicted_dice_1_low", "predicted_dice_2_high", "verdict_1", "verdict_2"} <= set(table.columns)
     assert summary["predicted_dice"]["coverage"] >= 0.8  # in-sample: the calibration cases themselves
+    page = " ".join((root / "report/report.html").read_text().split())
+    assert "Intervals from <b>40 labelled cases of your segmenter" in page and "Mean interval width" in page
+    assert "by structure:" in page and 'class="structure' in page and "label 2" in page
 
 
 @pytest.mark.parametrize("verdict_by", ["mean", "worst"])
