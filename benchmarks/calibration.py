@@ -49,10 +49,12 @@ from benchmarks.segmentation import SETS, assessed, subset_estimate, train_and_s
 from segqc.detectors.image import ImageQC  # noqa: E402
 from segqc.quality.estimator import QualityEstimate  # noqa: E402
 from segqc.report import summary  # noqa: E402
+from segqc.verdicts import quality_verdicts, worst_verdicts  # noqa: E402
 
 SIZES = (20, 50)
 COVERAGES = (0.8, 0.9)
 MIN_EVALUATION = 30
+FAILURE_DICE = 0.8
 _CASE = re.compile(r"^(?P<kind>slice|tile)(?P<index>\d{3})_(?P<source>unet\d+|corrupt)$")
 
 
@@ -164,11 +166,20 @@ def calibrated(evidence: Evidence, rows: np.ndarray, size: int, splits: int, see
                                                                          & (truth <= high[:, 0])).mean()))
             figures.setdefault(f"width@{coverage}", []).append(float((high[:, 0] - low[:, 0]).mean()))
             if coverage == COVERAGES[0]:
+                verdicts = worst_verdicts(quality_verdicts(low, high, FAILURE_DICE)[:, _with_interval(low)])
+                for name, value in summary.verdict_quality(verdicts, truth, FAILURE_DICE).items():
+                    if name in ("misses", "false_alarms") and value is not None:
+                        figures.setdefault(name, []).append(value)
                 figures.setdefault("mae", []).append(float(np.abs(dice[:, 0] - truth).mean()))
                 figures.setdefault("mae_before", []).append(float(np.abs(raw[evaluation, 0] - truth).mean()))
                 figures.setdefault("labelled", []).append(len(labelled))
                 figures.setdefault("evaluated", []).append(len(evaluation))
     return {name: float(np.mean(values)) for name, values in figures.items()}
+
+
+def _with_interval(low: np.ndarray) -> np.ndarray:
+    """Columns (mean, structures) that have an interval, hence a verdict."""
+    return ~np.isnan(low).all(axis=0)
 
 
 def analyse(evidence: Evidence, splits: int, seed: int) -> dict[str, dict]:
@@ -204,7 +215,7 @@ def table_lines(name: str, runs: list[dict[str, dict]]) -> list[str]:
     lines += ["", "With `segqc calibrate` on n labelled cases of the same source (evaluation part: the source's "
               "other cases, no image shared or touching):", "",
               "| source | n | labelled / evaluated | coverage @0.8 | width @0.8 | coverage @0.9 | width @0.9 | "
-              "MAE calibrated | MAE raw |", "|---|---|---|---|---|---|---|---|---|"]
+              "MAE calibrated | MAE raw | misses @0.8 | false alarms @0.8 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for source in runs[0]:
         for size in SIZES:
             key = f"n={size}"
@@ -212,7 +223,8 @@ def table_lines(name: str, runs: list[dict[str, dict]]) -> list[str]:
                 continue
             counts = f"{_mean(runs, source, key, 'labelled')} / {_mean(runs, source, key, 'evaluated')}"
             figures = [_mean(runs, source, key, column) for column in
-                       ("coverage@0.8", "width@0.8", "coverage@0.9", "width@0.9", "mae", "mae_before")]
+                       ("coverage@0.8", "width@0.8", "coverage@0.9", "width@0.9", "mae", "mae_before", "misses",
+                        "false_alarms")]
             lines.append(f"| {source} | {size} | {counts} | " + " | ".join(figures) + " |")
     return lines
 

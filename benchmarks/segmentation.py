@@ -361,7 +361,10 @@ def main() -> None:
              f"{ImageModelConfig().quality_coverage})",
              "- the last table of each set recomputes the interval from the same out-of-fold residuals at other "
              "nominal coverages (`QualityEstimator.recalibrated`): exactly the figures a model trained with that "
-             "`quality_coverage` gives, since the regressor and its out-of-fold predictions do not depend on it"]
+             "`quality_coverage` gives, since the regressor and its out-of-fold predictions do not depend on it",
+             "- interval coverage, misses and false alarms here are the model's own intervals, calibrated on "
+             "self-made failures; with `segqc calibrate` on 20 or 50 labelled cases of the segmenter, coverage per "
+             "source is in docs/benchmarks-calibration.md (`python benchmarks/calibration.py`)"]
     for name in args.sets:
         runs, clock = [], time.perf_counter()
         for seed in range(args.seeds):

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from examples.realdata import LIVER_WINDOW, load_lits, unet_predictions
+from examples.realdata import LIVER_WINDOW, load_lits, train_snapshots, unet_predictions
 from segqc.metrics import dice_per_class, failure_detection, mean_dice, spearman
 from segqc.synthetic import corruptions
 
@@ -93,33 +93,14 @@ def _windowed(images: np.ndarray) -> torch.Tensor:
 def unet3d_predictions(train_images: np.ndarray, train_masks: np.ndarray, tests: dict[str, np.ndarray],
                        seed: int) -> dict[str, dict[int, np.ndarray]]:
     """A 3D MONAI UNet trained on the labelled sub-volumes; predictions of each test set after each budget."""
-    from monai.losses import DiceCELoss
     from monai.networks.nets import UNet
 
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     network = UNet(spatial_dims=3, in_channels=1, out_channels=3, channels=(8, 16, 32), strides=(2, 2),
                    num_res_units=1)
-    optimiser = torch.optim.Adam(network.parameters(), lr=3e-3)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    inputs, targets = _windowed(train_images), torch.as_tensor(train_masks, dtype=torch.long)[:, None]
-    snapshots: dict[str, dict[int, np.ndarray]] = {name: {} for name in tests}
-    for step in range(1, max(BUDGETS_3D) + 1):
-        network.train()
-        rows = rng.choice(len(inputs), size=4, replace=False)
-        batch, target = inputs[rows], targets[rows]
-        for axis in (3, 4):
-            if rng.random() < 0.5:
-                batch, target = batch.flip(axis), target.flip(axis)
-        optimiser.zero_grad()
-        loss_fn(network(batch), target).backward()
-        optimiser.step()
-        if step in BUDGETS_3D:
-            network.eval()
-            with torch.no_grad():
-                for name, images in tests.items():
-                    snapshots[name][step] = network(_windowed(images)).argmax(1).numpy().astype(np.uint8)
-    return snapshots
+    return train_snapshots(network, _windowed(train_images), torch.as_tensor(train_masks, dtype=torch.long)[:, None],
+                           {name: _windowed(images) for name, images in tests.items()}, BUDGETS_3D, seed,
+                           batch_size=4)
 
 
 def degrade(images: np.ndarray, seed: int) -> np.ndarray:

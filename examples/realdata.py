@@ -31,7 +31,7 @@ import json
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -170,23 +170,47 @@ def unet_predictions(train_images: np.ndarray, train_masks: np.ndarray, test_ima
     Returns:
         Budget -> predicted class indices ``(M, H, W)`` uint8.
     """
-    from monai.losses import DiceCELoss
     from monai.networks.nets import UNet
 
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     network = UNet(spatial_dims=2, in_channels=1, out_channels=num_classes, channels=(16, 32, 64, 128),
                    strides=(2, 2, 2), num_res_units=1)
+    inputs, targets = _unet_input(train_images, window), torch.as_tensor(train_masks, dtype=torch.long)[:, None]
+    snapshots = train_snapshots(network, inputs, targets, {"test": _unet_input(test_images, window)}, budgets,
+                                seed, batch_size=8, on_budget=on_budget)
+    return snapshots["test"]
+
+
+def train_snapshots(network: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                    tests: Mapping[str, torch.Tensor], budgets: Sequence[int], seed: int, batch_size: int,
+                    on_budget: Callable[[int], None] | None = None) -> dict[str, dict[int, np.ndarray]]:
+    """Train a segmenter with Dice + cross-entropy, Adam and random flips; predict the test sets at each budget.
+
+    Args:
+        network: The segmenter (2D or 3D), freshly initialised.
+        inputs: ``(N, 1, *spatial)`` training inputs.
+        targets: ``(N, 1, *spatial)`` class indices (long).
+        tests: Name -> ``(M, 1, *spatial)`` inputs to predict.
+        budgets: Training steps at which to predict.
+        seed: Seed of the batches and flips.
+        batch_size: Pairs per step (at most ``N``).
+        on_budget: Called with each budget once its predictions are made.
+
+    Returns:
+        Name -> budget -> predicted class indices ``(M, *spatial)`` uint8.
+    """
+    from monai.losses import DiceCELoss
+
+    rng = np.random.default_rng(seed)
     optimiser = torch.optim.Adam(network.parameters(), lr=3e-3)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    inputs, targets = _unet_input(train_images, window), torch.as_tensor(train_masks, dtype=torch.long)[:, None]
-    tests = _unet_input(test_images, window)
-    snapshots: dict[int, np.ndarray] = {}
+    flips = (inputs.ndim - 2, inputs.ndim - 1)  # the last two spatial axes (in-plane for volumes)
+    snapshots: dict[str, dict[int, np.ndarray]] = {name: {} for name in tests}
     for step in range(1, max(budgets) + 1):
         network.train()
-        rows = rng.choice(len(inputs), size=min(8, len(inputs)), replace=False)
+        rows = rng.choice(len(inputs), size=min(batch_size, len(inputs)), replace=False)
         batch, target = inputs[rows], targets[rows]
-        for axis in (2, 3):
+        for axis in flips:
             if rng.random() < 0.5:
                 batch, target = batch.flip(axis), target.flip(axis)
         optimiser.zero_grad()
@@ -195,8 +219,9 @@ def unet_predictions(train_images: np.ndarray, train_masks: np.ndarray, test_ima
         if step in budgets:
             network.eval()
             with torch.no_grad():
-                snapshots[step] = torch.cat([network(chunk).argmax(1) for chunk in tests.split(32)]).numpy().astype(
-                    np.uint8)
+                for name, images in tests.items():
+                    snapshots[name][step] = torch.cat([network(chunk).argmax(1)
+                                                       for chunk in images.split(32)]).numpy().astype(np.uint8)
             if on_budget is not None:
                 on_budget(step)
     return snapshots

@@ -1,7 +1,8 @@
-"""JSON encoding of the values segqc writes: numpy scalars and arrays, paths, and pandas' missing values."""
+"""JSON encoding of the values segqc writes (numpy scalars and arrays, paths, pandas' missing values), and numbers read back."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -24,3 +25,12 @@ def json_default(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def finite_number(value: Any) -> float | None:
+    """A value read back from ``scores.csv`` or ``summary.json`` as a finite float; ``None`` for text, NaN, inf."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -1,4 +1,4 @@
-"""json_default: what segqc's own values become in JSON, and a TypeError for anything else."""
+"""json_default: what segqc's own values become in JSON (a TypeError for anything else); finite_number: numbers read back."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segqc.jsonable import json_default
+from segqc.jsonable import finite_number, json_default
 
 
 def dumped(value: object) -> object:
@@ -58,3 +58,11 @@ def test_values_without_a_json_form_raise_type_error_naming_the_type(value: obje
         json_default(value)
     with pytest.raises(TypeError):
         json.dumps({"value": value}, default=json_default)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("0.25", 0.25), (3, 3.0), (np.float32(0.5), 0.5), ("nan", None), (float("inf"), None), ("", None),
+    ("n/a", None), (None, None), ([1], None),
+])
+def test_finite_number_reads_back_only_finite_values(value, expected):
+    assert finite_number(value) == expected

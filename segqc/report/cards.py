@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from segqc.jsonable import finite_number
 from segqc.report.heatmaps import HEAT_COLOURMAP, HEAT_RANGE_KEY, PANELS_KEY, SLICE_KEY
 
 IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg"}
@@ -90,13 +91,6 @@ def heat_gradient(stops: int = 9) -> str:
     return f"linear-gradient(to right, {', '.join(parts)})"
 
 
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
 
 def _panels(image: EmbeddedImage) -> list[dict[str, Any]]:
     """Panel captions ``{kind, label, left, width}`` with ``left`` and ``width`` in percent of the image width."""
@@ -105,7 +99,7 @@ def _panels(image: EmbeddedImage) -> list[dict[str, Any]]:
         return []
     panels = []
     for box in boxes:
-        left, width = _number((box or {}).get("left")), _number((box or {}).get("width"))
+        left, width = finite_number((box or {}).get("left")), finite_number((box or {}).get("width"))
         if left is None or width is None:
             return []
         panels.append({"kind": str(box.get("kind", "")), "label": str(box.get("label", "")),
@@ -116,7 +110,7 @@ def _panels(image: EmbeddedImage) -> list[dict[str, Any]]:
 def _heat_scale(image: EmbeddedImage | None, panels: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Where and over which range the heat colour scale is drawn, or ``None`` when the picture does not say."""
     scale = image.text.get(HEAT_RANGE_KEY) if image is not None else None
-    if not isinstance(scale, list) or len(scale) != 2 or None in map(_number, scale):
+    if not isinstance(scale, list) or len(scale) != 2 or None in map(finite_number, scale):
         return None
     heat = next((panel for panel in panels if panel["kind"] == "heat"), {"left": 0.0, "width": 100.0})
     return {"low": float(scale[0]), "high": float(scale[1]), "left": heat["left"], "width": heat["width"]}
@@ -142,18 +136,18 @@ def gallery_card(row: Mapping[str, str], report_dir: Path, in_top: bool) -> dict
     panel = embedded_image(report_dir, row.get("gallery", ""))
     overlay = None if panel is not None or is_volume else embedded_image(report_dir, heatmap)
     panels = _panels(panel) if panel is not None else []
-    value = _number(row.get("predicted_dice"))
+    value = finite_number(row.get("predicted_dice"))
     shown = panel or overlay
     slice_index = shown.text.get(SLICE_KEY) if shown is not None else None
     return {
         "case_id": row["case_id"],
         "rank": int(float(row["rank"])),
-        "score": _number(row.get("score")),
-        "predicted": None if value is None else {"value": value, "low": _number(row.get("predicted_dice_low")),
-                                                 "high": _number(row.get("predicted_dice_high"))},
-        "truth": _number(row.get("dice_mean")),
+        "score": finite_number(row.get("score")),
+        "predicted": None if value is None else {"value": value, "low": finite_number(row.get("predicted_dice_low")),
+                                                 "high": finite_number(row.get("predicted_dice_high"))},
+        "truth": finite_number(row.get("dice_mean")),
         "verdict": row["verdict"],
-        "empty": _number(row.get("empty_prediction")) == 1,
+        "empty": finite_number(row.get("empty_prediction")) == 1,
         "reason": row.get("gallery_reason", "") or ("top-k" if in_top else ""),
         "panel": panel,
         "panels": panels,
@@ -175,9 +169,9 @@ def structures(row: Mapping[str, str]) -> list[dict[str, Any]]:
     for column, verdict in row.items():
         if column.startswith("verdict_") and verdict in ("pass", "review", "fail"):
             label = column.removeprefix("verdict_")
-            found.append({"label": label, "value": _number(row.get(f"predicted_dice_{label}")),
-                          "low": _number(row.get(f"predicted_dice_{label}_low")),
-                          "high": _number(row.get(f"predicted_dice_{label}_high")), "verdict": verdict})
+            found.append({"label": label, "value": finite_number(row.get(f"predicted_dice_{label}")),
+                          "low": finite_number(row.get(f"predicted_dice_{label}_low")),
+                          "high": finite_number(row.get(f"predicted_dice_{label}_high")), "verdict": verdict})
     return sorted(found, key=lambda s: ("fail", "review", "pass").index(s["verdict"]))
 
 
@@ -196,7 +190,7 @@ def gallery_cards(table: pd.DataFrame, report_dir: Path, top_k: int | None) -> l
     """
     cards = []
     for row in table.to_dict("records"):
-        rank = _number(row["rank"])
+        rank = finite_number(row["rank"])
         if row["status"] != "ok" or rank is None:
             continue
         in_top = top_k is not None and rank <= top_k

@@ -22,6 +22,7 @@ from markupsafe import Markup
 
 from segqc.csvfiles import read_csv
 from segqc.errors import InputError
+from segqc.jsonable import finite_number
 from segqc.outputs import owned_member
 from segqc.report.cards import gallery_cards, heat_gradient
 from segqc.report.heatmaps import PREDICTION_COLOUR, RECONSTRUCTION_COLOUR, TRUTH_COLOUR
@@ -68,13 +69,6 @@ def format_value(value: Any, spec: str = ".3g") -> str:
         return format(value, spec) if math.isfinite(value) else "n/a"
     return str(value)
 
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def read_scores(path: Path) -> pd.DataFrame:
@@ -140,14 +134,14 @@ def _cell(row: Mapping[str, str], column: str) -> list[Any]:
     """``[display text, sort key]`` of one table cell (numbers sort as numbers, missing ones as ``None``)."""
     text = row.get(column, "")
     if column == "predicted_dice":
-        value = _number(text)
-        low, high = _number(row.get("predicted_dice_low", "")), _number(row.get("predicted_dice_high", ""))
+        value = finite_number(text)
+        low, high = finite_number(row.get("predicted_dice_low", "")), finite_number(row.get("predicted_dice_high", ""))
         if value is None:
             return ["", None]
         interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
         return [f"{value:.2f}{interval}", value]
     if column in ("rank", "score") or column in METRICS:
-        value = _number(text)
+        value = finite_number(text)
         if value is None:
             return ["", None]
         shown = str(int(value)) if column == "rank" else format(value, METRIC_FORMATS.get(column, ".4g"))
@@ -184,7 +178,7 @@ def case_table(table: pd.DataFrame) -> tuple[list[dict[str, str]], Markup]:
         each row is ``{"verdict", "empty", "cells": [[text, sort key], ...]}``.
     """
     columns = _columns(table)
-    rows = [{"verdict": row["verdict"], "empty": _number(row.get("empty_prediction", "")) == 1,
+    rows = [{"verdict": row["verdict"], "empty": finite_number(row.get("empty_prediction", "")) == 1,
              "cells": [_cell(row, column["name"]) for column in columns]} for row in table.to_dict("records")]
     lead = "predicted_dice" if "predicted_dice" in table.columns else "rank"
     names = [column["name"] for column in columns]
@@ -196,7 +190,7 @@ def case_table(table: pd.DataFrame) -> tuple[list[dict[str, str]], Markup]:
 def _verdict_counts(summary: Mapping[str, Any], table: pd.DataFrame) -> dict[str, int]:
     counts = summary.get("verdicts")
     if isinstance(counts, dict):
-        return {name: int(_number(str(counts.get(name, 0))) or 0) for name in VERDICTS}
+        return {name: int(finite_number(str(counts.get(name, 0))) or 0) for name in VERDICTS}
     found = table["verdict"].value_counts()
     return {name: int(found.get(name, 0)) for name in VERDICTS}
 
@@ -214,7 +208,7 @@ def _trend_runs(summary: dict[str, Any], history_runs: Sequence[Mapping[str, Any
 
 
 def _int_or_none(value: Any) -> int | None:
-    number = _number(str(value)) if value is not None else None
+    number = finite_number(str(value)) if value is not None else None
     return None if number is None else int(number)
 
 
@@ -256,7 +250,7 @@ def _plots(table: pd.DataFrame, summary: Mapping[str, Any], rule: Mapping[str, A
         figures = read_rankings(summary)
         plots["histogram"] = _png_uri(score_histogram(table, thresholds))
         plots["quality"] = [{"metric": metric, "label": METRIC_LABELS[metric], "uri": _png_uri(data)}
-                            for metric, data in quality_scatters(table, _number(str(rule.get("dice_threshold"))))
+                            for metric, data in quality_scatters(table, finite_number(str(rule.get("dice_threshold"))))
                             .items()]
         plots["scatter"] = [{"metric": metric, "label": METRIC_LABELS[metric], "uri": _png_uri(data)}
                             for metric, data in scatter_plots(table, top_k, figures.correlations.get("score"),

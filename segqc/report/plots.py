@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.scale import SymmetricalLogTransform
 from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator
 
+from segqc.jsonable import finite_number
+
 # Okabe-Ito palette: distinguishable with the common colour-vision deficiencies.
 COLOURS = {
     "pass": "#0072B2",
@@ -61,13 +63,6 @@ def _scored(table: pd.DataFrame) -> pd.DataFrame:
     scores = pd.to_numeric(frame["score"], errors="coerce") if "score" in frame.columns else pd.Series(dtype=float)
     return frame.assign(score=scores)[np.isfinite(scores.to_numpy(dtype=float))]
 
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 SYMLOG = SymmetricalLogTransform(base=10, linthresh=1.0, linscale=1.0)
@@ -138,7 +133,7 @@ def _metric_scale(axes: Any, metric: str, values: np.ndarray) -> None:
 
 def _threshold_lines(axes: Any, thresholds: Mapping[str, Any] | None, vertical: bool) -> None:
     for name in ("review", "fail"):
-        value = _number((thresholds or {}).get(name))
+        value = finite_number((thresholds or {}).get(name))
         if value is None:
             continue
         draw = axes.axvline if vertical else axes.axhline
@@ -150,7 +145,7 @@ def _correlation_title(label: str, stats: Mapping[str, Any] | None) -> str:
         return label
     parts = []
     for key, name in (("pearson", "Pearson r"), ("spearman", "Spearman ρ")):
-        value = _number(stats.get(key))
+        value = finite_number(stats.get(key))
         parts.append(f"{name} = {value:.2f}" if value is not None else f"{name} = n/a")
     return f"{label}\n" + ", ".join(parts)
 
@@ -324,8 +319,8 @@ def _run_point(run: Mapping[str, Any]) -> tuple[datetime, dict[str, float | None
         when = when.astimezone(timezone.utc).replace(tzinfo=None)
     quantiles = run.get("score_quantiles") or {}
     verdicts = run.get("verdicts") or {}
-    return (when, {name: _number(quantiles.get(name)) for name in QUANTILES},
-            {name: _number(verdicts.get(name)) or 0.0 for name in ("review", "fail")})
+    return (when, {name: finite_number(quantiles.get(name)) for name in QUANTILES},
+            {name: finite_number(verdicts.get(name)) or 0.0 for name in ("review", "fail")})
 
 
 def trend_chart(runs: Sequence[Mapping[str, Any]]) -> bytes | None:

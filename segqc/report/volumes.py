@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ import pandas as pd
 
 from segqc.data.preprocess import PreprocessConfig
 from segqc.data.regions import Region
+from segqc.jsonable import finite_number
 from segqc.report.cards import embedded_image
 
 CARDS_DIR = "volumes"
@@ -123,13 +123,6 @@ def region_heat_nifti(heat: np.ndarray, region: Region, original_shape: tuple[in
                                                                      patches=False))
 
 
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
 
 def structure_ranking(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Each structure's predicted Dice over the run's volumes, lowest first.
@@ -177,7 +170,7 @@ def volume_section(report_dir: Path, table: pd.DataFrame) -> dict[str, Any] | No
         worst = {column.removeprefix("worst_slices_"): row[column] for column in row
                  if column.startswith("worst_slices_") and row[column]}
         cards.append({"case_id": row["case_id"], "verdict": row["verdict"],
-                      "predicted_dice": _number(row.get("predicted_dice")), "worst": worst,
+                      "predicted_dice": finite_number(row.get("predicted_dice")), "worst": worst,
                       "uri": _card_uri(report_dir, row.get("card", ""))})
     return {"structures": structure_ranking(table), "cards": cards, "volumes": len(ok),
             "shown": len(cards)}
