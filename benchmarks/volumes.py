@@ -180,14 +180,15 @@ def _run(arguments: list[str], threads: int) -> float:
 
 
 def run_segqc(out: Path, route: str, steps: int, threads: int, seed: int) -> tuple[pd.DataFrame, dict]:
-    """Train and score one route; the volume rows and the timing / memory figures."""
+    """Train (or reuse the model of an earlier run with the same ``out``) and score one route; the volume rows and
+    the timing / memory figures (training: the fit loop's seconds from the model's training summary)."""
     config = out / f"{route.split()[0]}.yaml"
     config.write_text(CONFIGS[route].replace("STEPS", str(steps)))
     model, report = out / f"model-{route.split()[0]}", out / f"report-{route.split()[0]}"
-    started = time.perf_counter()
-    _run(["train", "--images", str(out / "train/images"), "--masks", str(out / "train/masks"), "--out", str(model),
-          "--config", str(config), "--seed", str(seed)], threads)
-    trained = time.perf_counter() - started
+    if not (model / "segqc.json").is_file():
+        _run(["train", "--images", str(out / "train/images"), "--masks", str(out / "train/masks"), "--out",
+              str(model), "--config", str(config), "--seed", str(seed)], threads)
+    trained = json.loads((model / "segqc.json").read_text())["training_summary"]["seconds"]
     peak = _run(["score", str(out / "test/predictions"), "--images", str(out / "test/images"), "--model", str(model),
                  "--out", str(report), "--ground-truth", str(out / "test/truth")], threads)
     summary = json.loads((report / "summary.json").read_text())
@@ -296,8 +297,8 @@ def main() -> None:
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {name} | " + " | ".join(_cell(row[key]) for key in ("spearman", "auroc", "mae", "coverage", "misses",
                                                                        "false_alarms")) + " |" for name, row in rows]
-    lines += ["", "Cost (2 threads, other agents' jobs may have shared the cores; the run held the heavy-job lock):",
-              "", "| route | units per volume | training s | scoring s per volume | peak memory GiB (score) |",
+    lines += ["", f"Cost ({args.threads} torch thread(s); other jobs may have shared the cores):",
+              "", "| route | units per volume | training s (fit loop) | scoring s per volume | peak memory GiB (score) |",
               "|---|---|---|---|---|"]
     lines += [f"| {route} | {c['units']} | {c['train_s']:.0f} | {c['score_s_per_volume']:.2f} | {c['peak_gib']:.2f} |"
               for route, c in costs.items()]

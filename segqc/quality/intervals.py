@@ -111,7 +111,11 @@ class ConformalInterval:
         for low, high in zip(edges[:-1], edges[1:]):
             inside = (self.predicted >= low) & (self.predicted < high)
             bounds.append(conformal_bounds(self.scores[inside] if inside.any() else self.scores, coverage))
-        interval._edges, interval._bounds = edges, np.asarray(bounds, np.float64).reshape(-1, 2)
+        bounds = np.asarray(bounds, np.float64).reshape(-1, 2)
+        # each interval holds its own estimate: a bin whose residuals all lie on one side (the estimate is biased
+        # there) ends at the estimate instead of beside it; only wider, so the coverage guarantee stands
+        bounds[:, 0], bounds[:, 1] = np.minimum(bounds[:, 0], 0.0), np.maximum(bounds[:, 1], 0.0)
+        interval._edges, interval._bounds = edges, bounds
         return interval
 
     def bounds(self, predicted: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,4 +166,5 @@ class OffsetInterval:
     def bounds(self, predicted: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(low, high)`` around predicted Dice ``(N,)`` (``spread`` is not used), each ``(N,)``."""
         index = np.clip(np.searchsorted(self.edges, predicted, side="right") - 1, 0, len(self.below) - 1)
-        return np.clip(predicted - self.below[index], 0, 1), np.clip(predicted + self.above[index], 0, 1)
+        below, above = np.maximum(self.below[index], 0.0), np.maximum(self.above[index], 0.0)  # hold the estimate
+        return np.clip(predicted - below, 0, 1), np.clip(predicted + above, 0, 1)

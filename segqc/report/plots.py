@@ -239,7 +239,9 @@ def quality_scatters(table: pd.DataFrame, dice_threshold: float | None) -> dict[
         for name in ("pass", "review", "fail"):
             keep = (verdicts == name) & np.isfinite(truth) & np.isfinite(predicted)
             if keep.any():
-                error = [predicted[keep] - low[keep], high[keep] - predicted[keep]] if metric == "dice_mean" else None
+                # an interval that does not hold its estimate (older scores.csv) is drawn from the estimate on
+                error = (np.clip([predicted[keep] - low[keep], high[keep] - predicted[keep]], 0, None)
+                         if metric == "dice_mean" else None)
                 axes.errorbar(truth[keep], predicted[keep], yerr=error, fmt="o", ms=3.5, color=COLOURS[name],
                               ecolor=COLOURS[name], elinewidth=0.6, alpha=0.7, label=name)
         title = f"predicted Dice vs {METRIC_LABELS[metric]}"

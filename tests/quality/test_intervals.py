@@ -75,3 +75,16 @@ def test_arrays_round_trip_and_other_coverages() -> None:
     assert (wide[1] - wide[0] >= narrow[1] - narrow[0] - 1e-12).all()
     with pytest.raises(ValueError, match="coverage"):
         interval.with_coverage(1.0)
+
+
+def test_every_interval_holds_its_own_estimate() -> None:
+    """A bin whose residuals all lie above the estimate (the estimate is low there) ends at the estimate."""
+    rng = np.random.default_rng(3)
+    predicted = rng.uniform(0, 1, 400)
+    true = np.clip(predicted + np.where(predicted > 0.5, 0.05 + 0.01 * rng.random(400), 0.1 * rng.standard_normal(400)),
+                   0, 1)
+    interval = ConformalInterval.fit(predicted, true, np.zeros(400), 0.8, bins=2)
+    test = np.linspace(0.55, 0.9, 8)
+    low, high = interval.bounds(test, np.zeros(8))
+    np.testing.assert_allclose(low, test)
+    assert (high >= test + 0.05).all()
