@@ -17,7 +17,12 @@ each training budget, the UNet over all budgets, the graded corruptions):
   as ``segqc calibrate`` (:meth:`segqc.ImageQC.calibrate_with`) fits the
   intervals; coverage at nominal 0.8 and 0.9, mean width and MAE on the
   evaluation part, averaged over random splits and seeds. A source needs ``n +
-  30`` cases.
+  30`` cases. The labelled images are drawn two ways: as a **patch** (above;
+  on one LiTS patient a block of neighbouring slices, whose anatomy differs
+  from the rest: not exchangeable with the evaluation part, a stress test) and
+  **scattered** (random images over the set, the evaluation part again without
+  any image touching a labelled one: exchangeable, as a validation set of other
+  patients is with new patients).
 
 Usage::
 
@@ -52,6 +57,8 @@ from segqc.report import summary  # noqa: E402
 from segqc.verdicts import quality_verdicts, worst_verdicts  # noqa: E402
 
 SIZES = (20, 50)
+SCHEMES = ("patch", "scattered")
+"""How the labelled images are drawn: a patch of neighbours around a random one, or at random over the set."""
 COVERAGES = (0.8, 0.9)
 MIN_EVALUATION = 30
 FAILURE_DICE = 0.8
@@ -133,8 +140,10 @@ def uncalibrated(evidence: Evidence, rows: np.ndarray) -> dict[str, float | None
             "mae": agreement["mae"], "misses": verdicts["misses"], "false_alarms": verdicts["false_alarms"]}
 
 
-def calibrated(evidence: Evidence, rows: np.ndarray, size: int, splits: int, seed: int) -> dict[str, float] | None:
-    """Mean figures over random splits of ``rows`` into ``size`` labelled cases (by image) and the rest."""
+def calibrated(evidence: Evidence, rows: np.ndarray, size: int, splits: int, seed: int,
+               scheme: str = "patch") -> dict[str, float] | None:
+    """Mean figures over random splits of ``rows`` into ``size`` labelled cases (by image, drawn as ``scheme``
+    says, see :data:`SCHEMES`) and the rest (minus the cases whose image touches a labelled one)."""
     rng = np.random.default_rng(seed)
     true = true_dice(evidence)
     figures: dict[str, list[float]] = {}
@@ -144,6 +153,8 @@ def calibrated(evidence: Evidence, rows: np.ndarray, size: int, splits: int, see
         # a patch of neighbouring images around a random one: only its rim touches the evaluation part
         start = where[rng.integers(len(candidates))]
         distance = np.linalg.norm(where - start, axis=1) + rng.uniform(0, 0.5, len(candidates))
+        if scheme == "scattered":  # labelled images anywhere in the set: exchangeable with the evaluation part
+            distance = rng.permutation(len(candidates)).astype(float)
         chosen, count = [], 0
         for image in candidates[np.argsort(distance)]:
             if count >= size:
@@ -189,7 +200,8 @@ def analyse(evidence: Evidence, splits: int, seed: int) -> dict[str, dict]:
     if len(unet):
         groups["unet (all budgets)"] = unet
     return {source: {"uncalibrated": uncalibrated(evidence, rows),
-                     **{f"n={size}": calibrated(evidence, rows, size, splits, seed) for size in SIZES}}
+                     **{f"{scheme} n={size}": calibrated(evidence, rows, size, splits, seed, scheme)
+                        for scheme in SCHEMES for size in SIZES}}
             for source, rows in groups.items()}
 
 
@@ -214,18 +226,20 @@ def table_lines(name: str, runs: list[dict[str, dict]]) -> list[str]:
         lines.append(f"| {source} | " + " | ".join(figures) + " |")
     lines += ["", "With `segqc calibrate` on n labelled cases of the same source (evaluation part: the source's "
               "other cases, no image shared or touching):", "",
-              "| source | n | labelled / evaluated | coverage @0.8 | width @0.8 | coverage @0.9 | width @0.9 | "
-              "MAE calibrated | MAE raw | misses @0.8 | false alarms @0.8 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| source | labelled drawn as | n | labelled / evaluated | coverage @0.8 | width @0.8 | coverage @0.9 | "
+              "width @0.9 | MAE calibrated | MAE raw | misses @0.8 | false alarms @0.8 |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for source in runs[0]:
-        for size in SIZES:
-            key = f"n={size}"
-            if all(run[source][key] is None for run in runs):
-                continue
-            counts = f"{_mean(runs, source, key, 'labelled')} / {_mean(runs, source, key, 'evaluated')}"
-            figures = [_mean(runs, source, key, column) for column in
-                       ("coverage@0.8", "width@0.8", "coverage@0.9", "width@0.9", "mae", "mae_before", "misses",
-                        "false_alarms")]
-            lines.append(f"| {source} | {size} | {counts} | " + " | ".join(figures) + " |")
+        for scheme in SCHEMES:
+            for size in SIZES:
+                key = f"{scheme} n={size}"
+                if all(run[source][key] is None for run in runs):
+                    continue
+                counts = f"{_mean(runs, source, key, 'labelled')} / {_mean(runs, source, key, 'evaluated')}"
+                figures = [_mean(runs, source, key, column) for column in
+                           ("coverage@0.8", "width@0.8", "coverage@0.9", "width@0.9", "mae", "mae_before", "misses",
+                            "false_alarms")]
+                lines.append(f"| {source} | {scheme} | {size} | {counts} | " + " | ".join(figures) + " |")
     return lines
 
 
