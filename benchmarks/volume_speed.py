@@ -141,6 +141,30 @@ def measure(root: Path, route: str, preset: str, threads: int, steps: int, count
     return results
 
 
+def write_doc(rows: list[dict], threads: int, steps: int) -> None:
+    """Write the measured rows to :data:`DOC`."""
+    lines = ["# Whole volumes: speed and memory of `segqc score` (issue 29)", "",
+             "Regenerate (about 30 minutes on 2 cores):", "",
+             "    flock /tmp/segqc-heavy.lock python -m benchmarks.volume_speed --out /tmp/segqc-volume-speed", "",
+             (f"Synthetic CT volumes of 512 x 512 x 200 voxels ({' x '.join(map(str, SPACING))} mm), int16 NIfTI, with "
+             "5 or 25 ellipsoid structures, and a prediction each. `segqc score` runs in a fresh process on "
+             f"{threads} threads (`--threads {threads}`), CPU only: no GPU was available to this run, so the "
+             "GPU target (<= 3 s) is not measured here. Wall time includes starting Python, loading the model, "
+             "reading and resampling the volume, scoring, the ground-truth-free report (cards, heat volumes, "
+             "report.html); peak memory is the process's maximum resident set. Models: the `patches` preset "
+             "(3D route: 4 mm, 32^3 windows) and the `small` preset with `--slice-axis 2` (2D route: every "
+             f"axial slice at 64 x 64), each trained {steps} steps on 12 smaller volumes of the same kind "
+             "(the scoring cost does not depend on the training budget; the teaching set is cut to 2 degradations per held-out case to keep training short)."), "",
+             (f"Machine: {platform.processor() or platform.machine()}, {platform.system()}; other jobs may "
+             "have shared the 2 cores (docs/benchmarks.md says what ran beside it)."), "",
+             ("| structures | route | volumes in the folder | wall s | wall s per volume | scoring s (summary.json) | "
+             "peak memory GiB |"), "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['structures']} | {row['route']} | {row['volumes']} | {row['seconds']:.1f} | "
+                     f"{row['per_volume']:.1f} | {row['scoring_seconds']:.1f} | {row['peak_gib']:.2f} |")
+    DOC.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/segqc-volume-speed"))
@@ -154,26 +178,7 @@ def main() -> None:
             for result in measure(root, route, preset, args.threads, args.steps, counts):
                 rows.append({"structures": structures, **result})
                 print(rows[-1], flush=True)
-    lines = ["# Whole volumes: speed and memory of `segqc score` (issue 29)", "",
-             "Regenerate (about 15 minutes on 2 cores):", "",
-             "    flock /tmp/segqc-heavy.lock python -m benchmarks.volume_speed --out /tmp/segqc-volume-speed", "",
-             (f"Synthetic CT volumes of 512 x 512 x 200 voxels ({' x '.join(map(str, SPACING))} mm), int16 NIfTI, with "
-             "5 or 25 ellipsoid structures, and a prediction each. `segqc score` runs in a fresh process on "
-             f"{args.threads} threads (`--threads {args.threads}`), CPU only: no GPU was available to this run, so the "
-             "GPU target (<= 3 s) is not measured here. Wall time includes starting Python, loading the model, "
-             "reading and resampling the volume, scoring, the ground-truth-free report (cards, heat volumes, "
-             "report.html); peak memory is the process's maximum resident set. Models: the `patches` preset "
-             "(3D route: 4 mm, 32^3 windows) and the `small` preset with `--slice-axis 2` (2D route: every "
-             f"axial slice at 64 x 64), each trained {args.steps} steps on 12 smaller volumes of the same kind "
-             "(the scoring cost does not depend on the training budget; the teaching set is cut to 2 degradations per held-out case to keep training short)."), "",
-             (f"Machine: {platform.processor() or platform.machine()}, {platform.system()}; other agents' jobs may "
-             "have shared the 2 cores (the benchmark ran under the heavy-job lock)."), "",
-             ("| structures | route | volumes in the folder | wall s | wall s per volume | scoring s (summary.json) | "
-             "peak memory GiB |"), "|---|---|---|---|---|---|---|"]
-    for row in rows:
-        lines.append(f"| {row['structures']} | {row['route']} | {row['volumes']} | {row['seconds']:.1f} | "
-                     f"{row['per_volume']:.1f} | {row['scoring_seconds']:.1f} | {row['peak_gib']:.2f} |")
-    DOC.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                write_doc(rows, args.threads, args.steps)  # after every row: a late failure keeps the rest
     print(f"written {DOC}")
 
 
