@@ -81,6 +81,8 @@ def write_sets(out: Path, structures: int, volumes: int, seed: int = 0) -> Path:
     """Training volumes (128 x 128 x 50 at 3.2 x 3.2 x 6 mm, the same anatomy) and ``volumes`` clinical-size test
     volumes with predictions."""
     root = out / f"k{structures}"
+    if (root / "test" / "truth" / f"ct{volumes - 1:02d}.nii.gz").is_file():  # written by an earlier run
+        return root
     for index in range(12):
         image, labels = synthetic_ct((128, 128, 50), (3.2, 3.2, 6.0), structures, seed + index)
         _save(image, root / "train/images" / f"train{index:02d}.nii.gz", (3.2, 3.2, 6.0))
@@ -122,8 +124,9 @@ def measure(root: Path, route: str, preset: str, threads: int, steps: int, count
     model = root / f"model-{route}"
     route_options = ["--slice-axis", "2"] if route == "slices" else []
     config = _quick_config(root, preset, 2 if route == "slices" else 3)
-    _run(["train", "--images", str(root / "train/images"), "--masks", str(root / "train/masks"), "--out", str(model),
-          "--config", str(config), "--steps", str(steps), *route_options], threads)
+    if not (model / "segqc.json").is_file():  # a model of an earlier run in the same folder is reused
+        _run(["train", "--images", str(root / "train/images"), "--masks", str(root / "train/masks"), "--out",
+              str(model), "--config", str(config), "--steps", str(steps), *route_options], threads)
     results = []
     for count in counts:
         folder = root / f"test{count}"
