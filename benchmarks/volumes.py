@@ -298,7 +298,8 @@ def main() -> None:
     lines += [f"| {name} | " + " | ".join(_cell(row[key]) for key in ("spearman", "auroc", "mae", "coverage", "misses",
                                                                        "false_alarms")) + " |" for name, row in rows]
     lines += ["", f"Cost ({args.threads} torch thread(s); other jobs may have shared the cores):",
-              "", "| route | units per volume | training s (fit loop) | scoring s per volume | peak memory GiB (score) |",
+              "", ("| route | units per volume | training s (fit loop) | scoring s per volume | "
+                   "peak memory GiB (score) |"),
               "|---|---|---|---|---|"]
     lines += [f"| {route} | {c['units']} | {c['train_s']:.0f} | {c['score_s_per_volume']:.2f} | {c['peak_gib']:.2f} |"
               for route, c in costs.items()]

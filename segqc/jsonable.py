@@ -1,4 +1,5 @@
-"""JSON encoding of the values segqc writes (numpy scalars and arrays, paths, pandas' missing values), and numbers read back."""
+"""JSON encoding of the values segqc writes (numpy scalars and arrays, paths, pandas' missing values); numbers
+read back from them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""json_default: what segqc's own values become in JSON (a TypeError for anything else); finite_number: numbers read back."""
+"""json_default: what segqc's own values become in JSON (a TypeError for anything else); finite_number: numbers
+read back."""
 
 from __future__ import annotations
 

@@ -91,7 +91,6 @@ def heat_gradient(stops: int = 9) -> str:
     return f"linear-gradient(to right, {', '.join(parts)})"
 
 
-
 def _panels(image: EmbeddedImage) -> list[dict[str, Any]]:
     """Panel captions ``{kind, label, left, width}`` with ``left`` and ``width`` in percent of the image width."""
     boxes = image.text.get(PANELS_KEY)

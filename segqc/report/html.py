@@ -70,7 +70,6 @@ def format_value(value: Any, spec: str = ".3g") -> str:
     return str(value)
 
 
-
 def read_scores(path: Path) -> pd.DataFrame:
     """Read ``scores.csv`` with every column as text (case ids such as ``NA`` or ``007`` stay intact).
 
@@ -135,7 +134,7 @@ def _cell(row: Mapping[str, str], column: str) -> list[Any]:
     text = row.get(column, "")
     if column == "predicted_dice":
         value = finite_number(text)
-        low, high = finite_number(row.get("predicted_dice_low", "")), finite_number(row.get("predicted_dice_high", ""))
+        low, high = finite_number(row.get("predicted_dice_low")), finite_number(row.get("predicted_dice_high"))
         if value is None:
             return ["", None]
         interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
@@ -190,7 +189,7 @@ def case_table(table: pd.DataFrame) -> tuple[list[dict[str, str]], Markup]:
 def _verdict_counts(summary: Mapping[str, Any], table: pd.DataFrame) -> dict[str, int]:
     counts = summary.get("verdicts")
     if isinstance(counts, dict):
-        return {name: int(finite_number(str(counts.get(name, 0))) or 0) for name in VERDICTS}
+        return {name: int(finite_number(counts.get(name, 0)) or 0) for name in VERDICTS}
     found = table["verdict"].value_counts()
     return {name: int(found.get(name, 0)) for name in VERDICTS}
 
@@ -208,7 +207,7 @@ def _trend_runs(summary: dict[str, Any], history_runs: Sequence[Mapping[str, Any
 
 
 def _int_or_none(value: Any) -> int | None:
-    number = finite_number(str(value)) if value is not None else None
+    number = finite_number(value)
     return None if number is None else int(number)
 
 
@@ -250,7 +249,7 @@ def _plots(table: pd.DataFrame, summary: Mapping[str, Any], rule: Mapping[str, A
         figures = read_rankings(summary)
         plots["histogram"] = _png_uri(score_histogram(table, thresholds))
         plots["quality"] = [{"metric": metric, "label": METRIC_LABELS[metric], "uri": _png_uri(data)}
-                            for metric, data in quality_scatters(table, finite_number(str(rule.get("dice_threshold"))))
+                            for metric, data in quality_scatters(table, finite_number(rule.get("dice_threshold")))
                             .items()]
         plots["scatter"] = [{"metric": metric, "label": METRIC_LABELS[metric], "uri": _png_uri(data)}
                             for metric, data in scatter_plots(table, top_k, figures.correlations.get("score"),

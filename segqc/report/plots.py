@@ -64,7 +64,6 @@ def _scored(table: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(score=scores)[np.isfinite(scores.to_numpy(dtype=float))]
 
 
-
 SYMLOG = SymmetricalLogTransform(base=10, linthresh=1.0, linscale=1.0)
 """The symmetric log axis of scores and spread-out distances: linear within ±1, logarithmic beyond."""
 

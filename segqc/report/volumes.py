@@ -123,7 +123,6 @@ def region_heat_nifti(heat: np.ndarray, region: Region, original_shape: tuple[in
                                                                      patches=False))
 
 
-
 def structure_ranking(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Each structure's predicted Dice over the run's volumes, lowest first.
 

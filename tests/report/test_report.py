@@ -314,7 +314,8 @@ def test_plots_return_png_bytes(tmp_path: Path) -> None:
     assert sorted(quality) == ["dice_mean", "hd95", "msd"]
     assert all(data.startswith(PNG_SIGNATURE) for data in quality.values())
     assert quality_scatters(table.drop(columns="predicted_dice"), 0.8) == {}
-    beside = table.assign(predicted_dice_low=(pd.to_numeric(table["predicted_dice"], errors="coerce") + 0.05).astype(str))
+    shifted = pd.to_numeric(table["predicted_dice"], errors="coerce") + 0.05
+    beside = table.assign(predicted_dice_low=shifted.astype(str))
     assert quality_scatters(beside, 0.8)["dice_mean"].startswith(PNG_SIGNATURE)  # interval beside its estimate
     assert score_histogram(table, {"review": 1.2, "fail": None}).startswith(PNG_SIGNATURE)
     assert score_histogram(table.iloc[0:0], {}).startswith(PNG_SIGNATURE)
