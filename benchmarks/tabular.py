@@ -38,6 +38,8 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import dataclasses
 import datetime
+import hashlib
+import json
 import multiprocessing
 import platform
 import shlex
@@ -264,24 +266,35 @@ def run_dataset(name: str, seeds: int, scorers: dict[str, Scorer], contaminated:
 
 
 def _dataset_task(name: str, seeds: int, model: TabularModelConfig, training: TrainingConfig,
-                  contaminated: bool, methods: Sequence[str]) -> dict[str, list[Outcome]]:
-    """:func:`run_dataset` in a worker process (one torch thread)."""
+                  contaminated: bool, methods: Sequence[str], cache: Path | None = None) -> dict[str, list[Outcome]]:
+    """:func:`run_dataset` in a worker process (one torch thread); with ``cache``, read from / written to a JSON file."""
     torch.set_num_threads(1)
-    scorers = detectors(dataclasses.replace(model, **CONTAMINATED) if contaminated else model, training, methods)
-    return run_dataset(name, seeds, scorers, contaminated)
+    model = dataclasses.replace(model, **CONTAMINATED) if contaminated else model
+    key = json.dumps([name, seeds, SETTINGS[contaminated], list(methods), dataclasses.asdict(model),
+                      dataclasses.asdict(training)], sort_keys=True)
+    path = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json" if cache else None
+    if path and path.is_file():
+        return {d: [Outcome(**o) for o in outcomes] for d, outcomes in json.loads(path.read_text())["results"].items()}
+    results = run_dataset(name, seeds, detectors(model, training, methods), contaminated)
+    if path:
+        path.write_text(json.dumps({"key": key, "results": {d: [dataclasses.asdict(o) for o in outcomes]
+                                                            for d, outcomes in results.items()}}))
+    return results
 
 
 def run_benchmark(datasets: Sequence[str], settings: Sequence[str], seeds: int, model: TabularModelConfig,
                   training: TrainingConfig, jobs: int = 1, methods: Sequence[str] = ("msma",),
-                  ) -> dict[str, dict[str, dict[str, list[Outcome]]]]:
+                  cache: Path | None = None) -> dict[str, dict[str, dict[str, list[Outcome]]]]:
     """Every detector on every dataset, seed and setting: ``results[setting][dataset][detector]``.
 
-    ``jobs`` worker processes (one torch thread each) share the (setting, dataset) pairs.
+    ``jobs`` worker processes (one torch thread each) share the (setting, dataset) pairs. With ``cache`` (a
+    folder), a pair run before with the same seeds, methods and settings is read back instead of run again:
+    clear it when segqc's code changes.
     """
     tasks = [(setting, name) for setting in settings for name in datasets]
 
     def arguments(setting: str, name: str) -> tuple:
-        return name, seeds, model, training, setting == "contaminated", tuple(methods)
+        return name, seeds, model, training, setting == "contaminated", tuple(methods), cache
 
     if jobs == 1:
         outcomes = [_dataset_task(*arguments(*task)) for task in tasks]
@@ -428,8 +441,9 @@ def report(by_setting: dict[str, dict[str, dict[str, list[Outcome]]]], speed: Ou
         "train+val rows (segqc keeps the val 10 % for checkpoint selection and thresholds via "
         "`val_fraction=1/9`). *Semi-supervised*: the training rows are inliers only and the test is the test "
         "inliers + all anomalies. *Contaminated*: a random half of the anomalies is added, unlabelled, to the "
-        "training rows (segqc trains with `contaminated=True`, EMA-teacher filtering; the baselines simply fit "
-        "on them) and the test is the test inliers + the other half. Baselines see one-hot categorical + "
+        "training rows (segqc is told so, as a user would tell it with `segqc tabular fit --contaminated`: "
+        "`contamination='auto'`, a 500-step ranking fit, the estimated share of its highest-scoring rows left out "
+        "of the final fit; the baselines simply fit on them) and the test is the test inliers + the other half. Baselines see one-hot categorical + "
         "standardised continuous columns (encoder fitted on the training rows, unseen categories ignored). "
         "Best mean per row in bold. AP of a random ranking is the test's anomaly share, about 1/3 "
         "semi-supervised and 1/5 contaminated."),
@@ -461,9 +475,11 @@ def report(by_setting: dict[str, dict[str, dict[str, list[Outcome]]]], speed: Ou
         "",
         "## Estimated contamination",
         "",
-        ("Share of the training (fit) rows that segqc's ranking fit finds beyond the far-out fence of its scores "
-         "(`TabularQC.contamination_`; the share it leaves out of the final fit), beside the share of anomalies "
-         "planted among them; mean over seeds."),
+        ("Share of the training (fit) rows that segqc estimates anomalous from its ranking fit's scores "
+         "(`TabularQC.contamination_`, the excess over an empirical null fitted to the lower half of the scores, "
+         "see `segqc/contamination.py`; the share it leaves out of the final fit), beside the share of anomalies "
+         "planted among them; mean over seeds. The planted share counts only the minority class: rare rows of "
+         "the majority class count in the estimate too."),
         "",
         *_contamination_table(by_setting),
         "",
@@ -501,7 +517,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes, one torch thread each (2 on a 2-core machine with nothing else)")
     parser.add_argument("--methods", default="msma", help=f"segqc methods, comma-separated, from {', '.join(METHODS)}")
+    parser.add_argument("--cache", type=Path, help="folder of finished (setting, dataset) results to reuse "
+                        "(clear it when segqc's code changes)")
     args = parser.parse_args(argv)
+    if args.cache:
+        args.cache.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     model = TabularModelConfig()
     training = TrainingConfig(**({"steps": QUICK_STEPS} if args.quick else {}), device="cpu")
@@ -512,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         unknown = sorted(set(given) - set(known))
         if unknown:
             parser.error(f"unknown {option} {unknown}; expected some of {list(known)}")
-    by_setting = run_benchmark(datasets, settings, args.seeds, model, training, args.jobs, methods)
+    by_setting = run_benchmark(datasets, settings, args.seeds, model, training, args.jobs, methods, args.cache)
     speed = None if args.quick or args.no_speed else speed_run(model, training)
     command = shlex.join(["python", "benchmarks/tabular.py", *(sys.argv[1:] if argv is None else argv)])
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,15 +17,21 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # commands run by the tests compute on one thread too
 
 
-def chained_table(n: int, seed: int = 0, anomalies: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+def chained_table(n: int, seed: int = 0, anomalies: int = 0, noise: float = 0.05) -> tuple[pd.DataFrame, np.ndarray]:
     """Rows whose columns follow each other; anomalous rows break the chain.
+
+    Args:
+        n: Rows.
+        seed: Seed.
+        anomalies: Anomalous rows (at random positions).
+        noise: Share of typical rows whose ``b`` is one step off ``a`` (rare but not anomalous).
 
     Returns:
         The table (4 categorical columns, 1 continuous, an id) and the anomaly mask.
     """
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 4, n)
-    b = (a + (rng.random(n) < 0.05)) % 4
+    b = (a + (rng.random(n) < noise)) % 4
     c = np.where(b < 2, "low", "high")
     d = rng.choice(["x", "y", "z"], n)
     value = a * 2.0 + rng.normal(0, 0.3, n)

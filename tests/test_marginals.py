@@ -74,13 +74,25 @@ def test_spread_is_the_interquartile_range_with_fallbacks(values: list[float], e
     assert spread(np.asarray(values, dtype=float)) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("share", [0.0, 0.05, 0.2])
+@pytest.mark.parametrize("share", [0.0, 0.05, 0.2, 0.4])
 def test_contamination_estimate_finds_planted_outliers(share: float) -> None:
     rng = np.random.default_rng(1)
-    inliers = rng.gamma(4.0, size=5000)  # right-skewed, like row scores
-    planted = rng.uniform(40, 80, size=int(share * 5000 / (1 - share)))
-    scores = np.concatenate([inliers, planted])
-    assert estimate_contamination(scores) == pytest.approx(share, abs=0.01)
+    inliers = rng.normal(10.0, 1.0, size=5000)
+    planted = rng.uniform(20, 40, size=int(share * 5000 / (1 - share)))
+    assert estimate_contamination(np.concatenate([inliers, planted])) == pytest.approx(share, abs=0.01)
+
+
+def test_contamination_estimate_leans_high_on_skewed_scores() -> None:
+    """Right-skewed typical scores: their rare rows count too, a little, never a planted share's worth less."""
+    rng = np.random.default_rng(2)
+    inliers = rng.gamma(4.0, size=5000)
+    assert 0.0 < estimate_contamination(inliers) <= 0.03
+    planted = rng.uniform(40, 80, size=555)  # 10 %
+    assert 0.1 <= estimate_contamination(np.concatenate([inliers, planted])) <= 0.13
+
+
+def test_contamination_estimate_of_tied_scores_is_zero() -> None:
+    assert estimate_contamination(np.r_[np.zeros(80), np.arange(20.0)]) == 0.0
 
 
 def test_typical_rows_leave_out_the_highest_share() -> None:

@@ -19,6 +19,7 @@ from segqc.cli.options import (
     split_names,
 )
 from segqc.cli.terminal import console, handle_errors, progress_bar, training_progress
+from segqc.config import AUTO
 from segqc.errors import ConfigError
 
 
@@ -47,9 +48,12 @@ def tabular_fit(
     ignore: Annotated[list[str] | None, typer.Option(help="Columns to leave out.")] = None,
     id_column: Annotated[str | None, typer.Option(help="Column of row ids (left out of the model, "
                                                        "copied to the scores).")] = None,
-    contaminated: Annotated[bool, typer.Option(help="Training data contain anomalies: EMA-teacher "
-                                                    f"filtering keeps the {TRAINING_DEFAULTS.filter_keep:.0%} "
-                                                    "most typical rows of each batch.")] = False,
+    contamination: Annotated[str | None, typer.Option(
+        help="Share of anomalous rows in the training table: 'auto' estimates it from a first, shorter fit; "
+             "a number in [0, 0.5) states it. That share of the most anomalous training rows is left out of "
+             f"the final fit. (default: {MODEL_DEFAULTS.contamination:g}: every row is used)")] = None,
+    contaminated: Annotated[bool, typer.Option(help="The training table may hold anomalies (last month's data, "
+                                                    "say): same as --contamination auto.")] = False,
     val_fraction: Annotated[float | None, typer.Option(help="Rows held out for checkpoint selection and "
                                                             f"threshold calibration. (default: {TRAINING_DEFAULTS.val_fraction})")] = None,
     review_quantile: Annotated[float | None, typer.Option(help="Held-out quantile above which a row is "
@@ -73,9 +77,10 @@ def tabular_fit(
 
     computing(threads)
     model = {"method": method, "width": width, "depth": depth, "levels": levels, "loss": loss,
-             "review_quantile": review_quantile, "fail_quantile": fail_quantile}
+             "review_quantile": review_quantile, "fail_quantile": fail_quantile,
+             "contamination": contamination_share(contamination, contaminated)}
     training = {"steps": steps, "batch_size": batch_size, "lr": lr, "val_fraction": val_fraction, "seed": seed,
-                "device": device, "contaminated": contaminated or None}
+                "device": device}
     with progress_bar("reading", "items") as on_read, training_progress() as on_step:
         detector = fit_table(data, out, config, model, training, split_names(categorical), split_names(continuous),
                              split_names(ignore), id_column, resume, on_step, on_read)
@@ -84,6 +89,33 @@ def tabular_fit(
                   f"{len(schema.continuous)} continuous columns; best step {detector.training_['best_step']}; "
                   f"review > {detector.calibration_.review:.4g}, fail > {detector.calibration_.fail:.4g})",
                   highlight=False)
+    if detector.trimming:
+        console.print(f"contamination: {detector.trimming}", highlight=False)
+
+
+def contamination_share(contamination: str | None, contaminated: bool) -> float | str | None:
+    """The ``model.contamination`` value of ``--contamination`` / ``--contaminated`` (``None``: not given).
+
+    Raises:
+        ConfigError: ``--contamination`` is neither ``auto`` nor a share in ``[0, 0.5)``, or it is a number
+            given together with ``--contaminated``.
+    """
+    if contamination is None:
+        return AUTO if contaminated else None
+    value = contamination.strip().lower()
+    if value == AUTO:
+        return AUTO
+    try:
+        share = float(value)
+    except ValueError:
+        share = float("nan")
+    if not 0 <= share < 0.5:
+        raise ConfigError(f"--contamination {contamination!r}: expected 'auto' or a share of the training rows "
+                          "in [0, 0.5), e.g. 0.05")
+    if contaminated:
+        raise ConfigError(f"--contaminated asks for --contamination auto, but --contamination {contamination} "
+                          "was given too; give one of them")
+    return share
 
 
 @tabular_app.command("score")
@@ -110,7 +142,9 @@ def tabular_score(
     if top < 0:
         raise ConfigError(f"--top {top}: expected a number of rows >= 0")
     with progress_bar("reading", "items") as on_read:
-        result = score_table(data, model, out, device, on_read)
+        result, trimming = score_table(data, model, out, device, on_read)
+    if trimming:
+        console.print(f"model fitted with contamination: {trimming}", highlight=False)
     counts = result["verdict"].value_counts()
     console.print(f"[green]{len(result)} rows scored[/] -> {out}: " + ", ".join(
         f"{counts.get(v, 0)} {v}" for v in ("pass", "review", "fail")), highlight=False)

@@ -53,17 +53,19 @@ def fit_table(data: Path, out: Path, config: Path | None = None, model: Mapping[
 
 
 def score_table(data: Path, model: Path, out: Path, device: str | None = None,
-                on_read: Callable[[int, int, str], None] | None = None) -> pd.DataFrame:
+                on_read: Callable[[int, int, str], None] | None = None) -> tuple[pd.DataFrame, str]:
     """Score every row of a table with a tabular model and write the scores CSV ``out``.
 
     The CSV is spreadsheet-safe (:mod:`segqc.csvfiles`) and written atomically as segqc's own file
     (:func:`segqc.outputs.owned_file`); a pipe or device such as ``/dev/stdout`` is written directly.
 
     Returns:
-        The scores, one row per input row in input order (see :meth:`TabularQC.score_table`).
+        The scores, one row per input row in input order (see :meth:`TabularQC.score_table`), and what the
+        model left out of its training rows as anomalous (:attr:`TabularQC.trimming`).
     """
     check_output_file(out, [data, model])
-    result = TabularQC.load(model, device=device).score_table(data, on_read=on_read)
+    detector = TabularQC.load(model, device=device)
+    result = detector.score_table(data, on_read=on_read)
     with owned_file(out) as target:
         write_csv(result, target)
-    return result
+    return result, detector.trimming

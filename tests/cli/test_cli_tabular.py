@@ -116,7 +116,8 @@ def test_score_with_a_missing_model(tmp_path) -> None:
 def test_help_teaches_every_option_with_defaults() -> None:
     result = runner.invoke(app, ["tabular", "fit", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for text in ("--categorical", "--contaminated", "--resume", "(default: msma)", "(default: 2000)"):
+    for text in ("--categorical", "--contaminated", "--contamination", "--resume", "(default: msma)",
+                 "(default: 2000)"):
         assert text in result.output
 
 
@@ -127,3 +128,29 @@ def test_resume_without_a_checkpoint_starts_fresh(tmp_path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m" / "segqc.json").is_file()
+
+
+def test_contamination_is_reported_by_fit_and_score(tmp_path) -> None:
+    chained_table(600, seed=3, anomalies=30)[0].to_csv(tmp_path / "t.csv", index=False)
+    result = runner.invoke(app, ["tabular", "fit", str(tmp_path / "t.csv"), "--out", str(tmp_path / "m"),
+                                 "--id-column", "id", "--contamination", "0.05", *FAST])
+    assert result.exit_code == 0, result.output
+    assert "contamination: 5.0% of the training rows anomalous as given; 27 of 540 left out" in result.output
+    result = runner.invoke(app, ["tabular", "score", str(tmp_path / "t.csv"), "--model", str(tmp_path / "m"),
+                                 "--out", str(tmp_path / "s.csv")])
+    assert result.exit_code == 0, result.output
+    assert "model fitted with contamination: 5.0%" in result.output
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--contamination", "lots"], "--contamination 'lots': expected 'auto' or a share"),
+    (["--contamination", "0.5"], "--contamination '0.5': expected 'auto' or a share"),
+    (["--contamination", "nan"], "--contamination 'nan': expected"),
+    (["--contamination", "0.1", "--contaminated"], "give one of them"),
+])
+def test_bad_contamination_exits_2_and_writes_nothing(tmp_path, options: list[str], message: str) -> None:
+    chained_table(100)[0].to_csv(tmp_path / "t.csv", index=False)
+    before = (tmp_path / "t.csv").read_bytes()
+    result = runner.invoke(app, ["tabular", "fit", str(tmp_path / "t.csv"), "--out", str(tmp_path / "m"), *options])
+    assert result.exit_code == 2 and message in _one_error_line(result)
+    assert not (tmp_path / "m").exists() and (tmp_path / "t.csv").read_bytes() == before

@@ -45,7 +45,8 @@ def test_score_table_round_trip_ranks_planted_anomalies_first(fitted) -> None:
     root, _, _ = fitted
     test, is_anomaly = chained_table(200, seed=4, anomalies=20)
     test.to_csv(root / "new.csv", index=False)
-    result = score_table(root / "new.csv", root / "model", root / "scores.csv", device="cpu")
+    result, trimming = score_table(root / "new.csv", root / "model", root / "scores.csv", device="cpu")
+    assert trimming == ""  # fitted on every row
     written = pd.read_csv(root / "scores.csv")
     assert list(written["id"]) == list(test["id"]) == list(result["id"])
     pd.testing.assert_series_equal(written["score"], result["score"], check_exact=False)
