@@ -104,7 +104,7 @@ def test_contaminated_training_with_ema_teacher(tiny_model, tiny_training) -> No
 def test_contamination_estimate_is_close_to_the_planted_share(tiny_model, tiny_training, seed: int) -> None:
     """10 % anomalies among typical rows without rare values: the estimate lies within 0.05 of the planted share.
 
-    (On a clean table the estimate leans high: 0.01-0.14 over nine fits, see docs/benchmarks-tabular.md.)
+    (On a clean table the estimate leans high: 0.003-0.14 over 11 fits of tiny models, see docs/benchmarks.md.)
     """
     frame, is_anomaly = chained_table(1000, seed=seed, anomalies=100, noise=0.0)
     qc = TabularQC(dataclasses.replace(tiny_model, contamination="auto"), tiny_training, id_column="id").fit(frame)
