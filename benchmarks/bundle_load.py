@@ -1,4 +1,4 @@
-"""How long loading an image model bundle takes, and how much of it the quality estimator's trees take.
+"""How long loading an image model bundle takes, and how much of it the quality estimator takes.
 
 The quality estimator keeps its fitted trees as arrays (``segqc/quality/forest.py``),
 so a load reads them instead of refitting the forest on the teaching set. For

@@ -267,7 +267,7 @@ def run_dataset(name: str, seeds: int, scorers: dict[str, Scorer], contaminated:
 
 def _dataset_task(name: str, seeds: int, model: TabularModelConfig, training: TrainingConfig,
                   contaminated: bool, methods: Sequence[str], cache: Path | None = None) -> dict[str, list[Outcome]]:
-    """:func:`run_dataset` in a worker process (one torch thread); with ``cache``, read from / written to a JSON file."""
+    """:func:`run_dataset` in a worker process (one torch thread); with ``cache``, read from / written to JSON."""
     torch.set_num_threads(1)
     model = dataclasses.replace(model, **CONTAMINATED) if contaminated else model
     key = json.dumps([name, seeds, SETTINGS[contaminated], list(methods), dataclasses.asdict(model),
@@ -442,8 +442,9 @@ def report(by_setting: dict[str, dict[str, dict[str, list[Outcome]]]], speed: Ou
         "`val_fraction=1/9`). *Semi-supervised*: the training rows are inliers only and the test is the test "
         "inliers + all anomalies. *Contaminated*: a random half of the anomalies is added, unlabelled, to the "
         "training rows (segqc is told so, as a user would tell it with `segqc tabular fit --contaminated`: "
-        "`contamination='auto'`, a 500-step ranking fit, the estimated share of its highest-scoring rows left out "
-        "of the final fit; the baselines simply fit on them) and the test is the test inliers + the other half. Baselines see one-hot categorical + "
+        f"`contamination='auto'`, a {max(1, round(model.ranking_fraction * training.steps))}-step ranking fit, "
+        "the estimated share of its highest-scoring rows left out of the final fit; the baselines simply fit on "
+        "them) and the test is the test inliers + the other half. Baselines see one-hot categorical + "
         "standardised continuous columns (encoder fitted on the training rows, unseen categories ignored). "
         "Best mean per row in bold. AP of a random ranking is the test's anomaly share, about 1/3 "
         "semi-supervised and 1/5 contaminated."),

@@ -39,8 +39,7 @@ def estimate_contamination(scores: np.ndarray) -> float:
     """Share of rows standing out above an empirical null fitted to the lower half of the scores.
 
     Args:
-        scores: Anomaly scores of the training rows, ``(N,)``, non-negative
-            (higher = more anomalous).
+        scores: Anomaly scores of the training rows, ``(N,)`` (higher = more anomalous).
 
     Returns:
         The estimated share of anomalous rows, in ``[0, MAX_SHARE]``.

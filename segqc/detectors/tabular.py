@@ -193,7 +193,7 @@ class TabularQC(BaseDetector):
         rows = dataclasses.replace(table, codes=table.codes[train_rows], continuous=table.continuous[train_rows])
         norms, codes, continuous = self._norms(rows, ranker), rows.codes, rows.continuous
         # The score model's evidence alone: trimming keeps anomalies away from the network, and the marginal
-        # tails, whose typical rows spread widely, blur the anomalies' excess (docs/benchmarks-tabular.md).
+        # tails, whose typical rows spread widely, blur the anomalies' excess (docs/benchmarks.md, issue 30).
         scores = TabularEvidence(cfg.min_scale, marginal_weight=0.0).fit(
             norms, codes, continuous, self.schema_.cardinalities).score(norms, codes, continuous)
         self.contamination_ = estimate_contamination(scores) if cfg.contamination == AUTO else float(cfg.contamination)
