@@ -40,6 +40,12 @@ _FIR_TAPS = (1.0, 3.0, 3.0, 1.0)
 _SKIP_SCALE = 1.0 / math.sqrt(2.0)
 
 
+def _norm_act(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    """``silu(norm(x))``; without autograd the activation overwrites the normalised copy instead of allocating
+    another (scoring spends about a sixth of its network time in SiLU; same values either way)."""
+    return F.silu(norm(x), inplace=not torch.is_grad_enabled())
+
+
 def _group_norm(channels: int, num_groups: int) -> nn.GroupNorm:
     """GroupNorm with the largest group count that divides ``num_groups`` and ``channels``."""
     return nn.GroupNorm(math.gcd(num_groups, channels), channels, eps=1e-6)
@@ -178,17 +184,18 @@ class ResnetBlockBigGAN(nn.Module):
             Features of shape ``(B, C_out, *spatial')``, with ``spatial'`` the
             resampled size.
         """
-        h = self.act(self.norm0(x))
+        h = _norm_act(self.norm0, x)
         if self.resample is not None:
             h = self.resample(h)
             x = self.resample(x)
         h = self.conv0(h)
         bias = self.dense(self.act(emb))
-        h = h + bias.view(*bias.shape, *([1] * (h.ndim - 2)))
-        h = self.conv1(self.dropout(self.act(self.norm1(h))))
+        bias = bias.view(*bias.shape, *([1] * (h.ndim - 2)))
+        h = h + bias if torch.is_grad_enabled() else h.add_(bias)
+        h = self.conv1(self.dropout(_norm_act(self.norm1, h)))
         if self.shortcut is not None:
             x = self.shortcut(x)
-        return (x + h) * _SKIP_SCALE
+        return (x + h) * _SKIP_SCALE if torch.is_grad_enabled() else h.add_(x).mul_(_SKIP_SCALE)
 
 
 class AttentionBlock(nn.Module):
@@ -427,7 +434,7 @@ class NCSNpp(nn.Module):
             if level_index < len(self.upsamplers):
                 h = self.upsamplers[level_index](h, emb)
 
-        return self.conv_out(self.act(self.norm_out(h)))
+        return self.conv_out(_norm_act(self.norm_out, h))
 
     def _check_inputs(self, image: torch.Tensor | None, noisy_mask: torch.Tensor) -> torch.Tensor:
         """Validate shapes; return ``concat(image, noisy_mask)``, ``(B, C_img + K, *spatial)``."""

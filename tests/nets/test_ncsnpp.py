@@ -64,6 +64,34 @@ def test_mask_only_model_accepts_none_image(spatial_dims: int) -> None:
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("num_classes", [2, 4])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_inference_without_autograd_gives_the_same_output(spatial_dims: int, num_classes: int, layout: str) -> None:
+    """Without autograd the blocks overwrite their temporaries in place; the output must not change (beyond the
+    last digits where a block's output keeps the channels-last layout and the next convolution picks another
+    kernel), and neither may the inputs (skip connections and the noise embedding are shared between blocks)."""
+    model = NCSNpp(spatial_dims, 1, num_classes, input_size=_size(spatial_dims), **TINY).eval()
+    _perturb(model, 0.3)
+    image, noisy_mask, level = _inputs(spatial_dims, 1, num_classes, batch=3)
+    if layout == "channels_last":
+        memory = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+        model = model.to(memory_format=memory)
+        image = image.contiguous(memory_format=memory)
+    inputs = (image.clone(), noisy_mask.clone(), level.clone())
+    with_graph = model(image, noisy_mask, level)
+    assert with_graph.requires_grad
+    with torch.no_grad():
+        without = model(image, noisy_mask, level)
+    with torch.inference_mode():
+        inference = model(image, noisy_mask, level)
+    torch.testing.assert_close(without, with_graph.detach(), rtol=1e-5, atol=1e-4)
+    assert torch.equal(without, inference)
+    if layout == "contiguous":
+        assert torch.equal(without, with_graph.detach())
+    assert all(torch.equal(a, b) for a, b in zip(inputs, (image, noisy_mask, level), strict=True))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize("resample", ["avgpool", "fir"])
 @pytest.mark.parametrize("attention", [False, True])
 def test_attention_and_resampling_variants(
