@@ -224,8 +224,9 @@ class TabularModelConfig:
             or a number in ``[0, 0.5)``. That share of the highest-scoring
             training rows is left out of the final fit (0: no first fit,
             every row is used).
-        ranking_fraction: Length of the first fit that ranks the training rows,
-            as a fraction of ``training.steps``.
+        ranking_fraction: Share of ``training.steps`` spent on the first fit
+            that ranks the training rows; the final fit on the kept rows
+            carries on from its weights for the remaining steps.
         review_quantile: Held-out inlier quantile above which a row is ``review``.
         fail_quantile: Held-out inlier quantile above which a row is ``fail``.
         score_batch_size: Rows per scoring batch (each scored at every level).

@@ -67,6 +67,19 @@ def _as_frame(data: TableLike, id_column: str | None = None,
     return read_table(data, [id_column] if id_column else [], _stage(on_read, f"MB of {name} read")), str(data)
 
 
+def _ranking_length(steps: int, fraction: float) -> int:
+    """Steps of the ranking fit: ``fraction`` of ``steps``, at least 1, leaving the final fit at least 1."""
+    return max(1, min(round(fraction * steps), steps - 1))
+
+
+def _counting_from(on_step: Callable[[StepInfo], None] | None, offset: int,
+                   total: int) -> Callable[[StepInfo], None] | None:
+    """``on_step`` told each step of one part of a run as step ``offset + step`` of ``total``."""
+    if on_step is None:
+        return None
+    return lambda info: on_step(dataclasses.replace(info, step=offset + info.step, total=total))
+
+
 class TabularQC(BaseDetector):
     """GNSM anomaly detector for tables (categorical, continuous or mixed columns).
 
@@ -147,12 +160,17 @@ class TabularQC(BaseDetector):
         self._check_memory(sigmas)
         tensors = (torch.from_numpy(table.codes), torch.from_numpy(table.continuous))
         num_train = len(train_rows)
-        self.contamination_ = 0.0
-        if cfg.contamination != 0:
-            train_rows = self._trim(table, tensors, train_rows, val_rows, taus, sigmas)
         torch.manual_seed(train_cfg.seed)
         model = self._score_model(self.schema_.cardinalities, taus, sigmas)
-        self._train(model, tensors, train_rows, val_rows, train_cfg, on_step, checkpoint_dir, resume)
+        self.contamination_, ranking_steps = 0.0, 0
+        if cfg.contamination != 0:
+            ranking_steps = _ranking_length(train_cfg.steps, cfg.ranking_fraction)
+            train_rows = self._trim(model, table, tensors, train_rows, val_rows, ranking_steps,
+                                    _counting_from(on_step, 0, train_cfg.steps))
+        final = dataclasses.replace(train_cfg, steps=max(1, train_cfg.steps - ranking_steps))
+        self._train(model, tensors, train_rows, val_rows, final, _counting_from(on_step, ranking_steps, train_cfg.steps),
+                    checkpoint_dir, resume)
+        self._count_steps_from(ranking_steps)
         self.training_.update(contamination=self.contamination_, contamination_estimated=cfg.contamination == AUTO,
                               training_rows=num_train, trimmed_rows=num_train - len(train_rows))
         norms = self._norms(table, self.model_)
@@ -175,23 +193,25 @@ class TabularQC(BaseDetector):
         kept = summary["training_rows"] - summary["trimmed_rows"]
         return f"{how}; {summary['trimmed_rows']:,} of {summary['training_rows']:,} left out of the fit ({kept:,} used)"
 
-    def _trim(self, table: EncodedTable, tensors: tuple[torch.Tensor, ...], train_rows: np.ndarray,
-              val_rows: np.ndarray, taus: torch.Tensor, sigmas: torch.Tensor) -> np.ndarray:
-        """Rank the training rows with a shorter fit and leave out the anomalous share; sets ``contamination_``.
+    def _trim(self, model: TabularScoreModel, table: EncodedTable, tensors: tuple[torch.Tensor, ...],
+              train_rows: np.ndarray, val_rows: np.ndarray, steps: int,
+              on_step: Callable[[StepInfo], None] | None) -> np.ndarray:
+        """Rank the training rows with the first ``steps`` of the fit and leave out the anomalous share.
+
+        Trains ``model`` in place (it ends with the ranking fit's best EMA
+        weights, where the final fit on the kept rows carries on) and sets
+        ``contamination_``.
 
         Returns:
             The kept training rows (sorted indices).
         """
-        cfg, train_cfg = self._model_config, self._training_config
-        ranking = dataclasses.replace(train_cfg, steps=max(1, round(cfg.ranking_fraction * train_cfg.steps)),
-                                      checkpoint_every=0)
-        torch.manual_seed(train_cfg.seed)
-        ranker = self._score_model(self.schema_.cardinalities, taus, sigmas)
-        result = Trainer(ranker, ranking).fit(tuple(t[train_rows] for t in tensors),
-                                              tuple(t[val_rows] for t in tensors) if len(val_rows) else None)
-        ranker.load_state_dict(result.state_dict)
+        cfg = self._model_config
+        ranking = dataclasses.replace(self._training_config, steps=steps, checkpoint_every=0)
+        result = Trainer(model, ranking, on_step=on_step).fit(
+            tuple(t[train_rows] for t in tensors), tuple(t[val_rows] for t in tensors) if len(val_rows) else None)
+        model.load_state_dict(result.state_dict)
         rows = dataclasses.replace(table, codes=table.codes[train_rows], continuous=table.continuous[train_rows])
-        norms, codes, continuous = self._norms(rows, ranker), rows.codes, rows.continuous
+        norms, codes, continuous = self._norms(rows, model), rows.codes, rows.continuous
         # The score model's evidence alone: trimming keeps anomalies away from the network, and the marginal
         # tails, whose typical rows spread widely, blur the anomalies' excess (docs/benchmarks.md, issue 30).
         scores = TabularEvidence(cfg.min_scale, marginal_weight=0.0).fit(
@@ -199,8 +219,16 @@ class TabularQC(BaseDetector):
         self.contamination_ = estimate_contamination(scores) if cfg.contamination == AUTO else float(cfg.contamination)
         kept = train_rows[typical_rows(scores, self.contamination_)]
         logger.info("contamination %.3f: %d of %d training rows left out after a %d-step ranking fit",
-                    self.contamination_, len(train_rows) - len(kept), len(train_rows), ranking.steps)
+                    self.contamination_, len(train_rows) - len(kept), len(train_rows), steps)
         return kept
+
+    def _count_steps_from(self, ranking_steps: int) -> None:
+        """Number the final fit's steps in ``training_`` after the ranking fit's, as one run of ``training.steps``."""
+        if ranking_steps:
+            summary = self.training_
+            summary.update(steps=summary["steps"] + ranking_steps, best_step=summary["best_step"] + ranking_steps,
+                           ranking_steps=ranking_steps,
+                           history=[{**entry, "step": entry["step"] + ranking_steps} for entry in summary["history"]])
 
     def _score_model(self, cardinalities: list[int], taus: torch.Tensor, sigmas: torch.Tensor) -> TabularScoreModel:
         """An untrained score model with this detector's settings (see :meth:`_schedule` for the noise)."""

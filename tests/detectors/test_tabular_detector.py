@@ -137,6 +137,30 @@ def test_a_given_contamination_is_left_out_as_given(tiny_model, tiny_training, t
     assert TabularQC(tiny_model, tiny_training, id_column="id").fit(train_frame).trimming == ""
 
 
+def test_the_final_fit_carries_on_from_the_ranking_fit(tiny_model, tiny_training, train_frame, monkeypatch) -> None:
+    """With trimming, the ranking fit and the final fit share ``training.steps`` and one progress count."""
+    import segqc.detectors.tabular as tabular
+
+    started = []
+    original = tabular.Trainer.fit
+
+    def spy(trainer, *args, **kwargs):
+        started.append((trainer.config.steps, {k: v.clone() for k, v in trainer.model.state_dict().items()}))
+        return original(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(tabular.Trainer, "fit", spy)
+    progress = []
+    qc = TabularQC(dataclasses.replace(tiny_model, contamination=0.1, ranking_fraction=0.25), tiny_training,
+                   id_column="id").fit(train_frame, on_step=lambda info: progress.append((info.step, info.total)))
+    (ranking_steps, initial), (final_steps, carried) = started
+    assert (ranking_steps, final_steps) == (100, 300)
+    assert progress == [(step, 400) for step in range(1, 401)]
+    summary = qc.training_
+    assert summary["steps"] == 400 and summary["ranking_steps"] == 100 and 100 < summary["best_step"] <= 400
+    assert [entry["step"] for entry in summary["history"]] == list(range(150, 401, 50))
+    assert any(not torch.equal(initial[k], carried[k]) for k in initial)  # the final fit starts where ranking ended
+
+
 def test_ema_teacher_filter_drops_planted_anomalies(tiny_model, tiny_training) -> None:
     """The teacher's rule (keep the 80 % lowest norms of a batch) removes most planted anomalies."""
     frame, is_anomaly = joint_table(1000, seed=6, anomalies=50)
