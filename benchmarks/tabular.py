@@ -442,9 +442,9 @@ def report(by_setting: dict[str, dict[str, dict[str, list[Outcome]]]], speed: Ou
         "`val_fraction=1/9`). *Semi-supervised*: the training rows are inliers only and the test is the test "
         "inliers + all anomalies. *Contaminated*: a random half of the anomalies is added, unlabelled, to the "
         "training rows (segqc is told so, as a user would tell it with `segqc tabular fit --contaminated`: "
-        f"`contamination='auto'`, a {max(1, round(model.ranking_fraction * training.steps))}-step ranking fit, "
-        "the estimated share of its highest-scoring rows left out of the final fit; the baselines simply fit on "
-        "them) and the test is the test inliers + the other half. Baselines see one-hot categorical + "
+        f"`contamination='auto'`: the first {max(1, round(model.ranking_fraction * training.steps))} steps "
+        "rank the training rows, the estimated share of the highest-scoring rows is left out and the fit carries on "
+        "without them for the remaining steps; the baselines simply fit on them) and the test is the test inliers + the other half. Baselines see one-hot categorical + "
         "standardised continuous columns (encoder fitted on the training rows, unseen categories ignored). "
         "Best mean per row in bold. AP of a random ranking is the test's anomaly share, about 1/3 "
         "semi-supervised and 1/5 contaminated."),

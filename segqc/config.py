@@ -220,9 +220,9 @@ class TabularModelConfig:
             rows (:class:`segqc.evidence.TabularEvidence`); 0 scores with the
             score model alone.
         contamination: Share of anomalous rows in the training table: ``auto``
-            (estimated from a first, shorter fit, see :mod:`segqc.contamination`)
-            or a number in ``[0, 0.5)``. That share of the highest-scoring
-            training rows is left out of the final fit (0: no first fit,
+            (estimated after the first ``ranking_fraction`` of the steps, see
+            :mod:`segqc.contamination`) or a number in ``[0, 0.5)``. That share of the highest-scoring
+            training rows is left out of the rest of the fit (0: no ranking,
             every row is used).
         ranking_fraction: Share of ``training.steps`` spent on the first fit
             that ranks the training rows; the final fit on the kept rows

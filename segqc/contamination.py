@@ -1,9 +1,9 @@
 """How much of a training table looks anomalous, and which rows to leave out of the fit.
 
 A model fitted on a table with anomalies in it learns them as normal. The
-tabular detector therefore ranks the training rows with a short first fit,
-estimates the share of anomalous rows from that ranking and fits again
-without the highest-scoring share (iterative trimming).
+tabular detector therefore ranks the training rows after the first part of
+the fit, estimates the share of anomalous rows from that ranking and carries
+on without the highest-scoring share (trimming).
 
 The estimate follows the empirical-null idea (Efron, 2004): the typical
 rows' scores are described by a normal distribution fitted to the lower half
@@ -17,7 +17,7 @@ deviations above the median over what that normal distribution leaves there::
 Row scores are skewed to the right (a few typical rows are rare in some
 column), so rows that are rare but not planted count too: the estimate leans
 high rather than low, and leaving a few rare typical rows out of the fit costs
-less than learning the anomalies. Anomalies the first fit has learned to find
+less than learning the anomalies. Anomalies the ranking fit has learned to find
 typical are not counted (nor can they be told apart without labels). Measured
 figures: ``docs/benchmarks-tabular.md``.
 """
@@ -64,7 +64,7 @@ def typical_rows(scores: np.ndarray, share: float) -> np.ndarray:
         Boolean mask of the kept rows, ``(N,)``; ties are broken by row order.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    dropped = int(round(share * len(scores)))
+    dropped = round(share * len(scores))
     keep = np.ones(len(scores), dtype=bool)
     if dropped:
         keep[np.argsort(-scores, kind="stable")[:dropped]] = False

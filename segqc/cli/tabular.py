@@ -49,9 +49,9 @@ def tabular_fit(
     id_column: Annotated[str | None, typer.Option(help="Column of row ids (left out of the model, "
                                                        "copied to the scores).")] = None,
     contamination: Annotated[str | None, typer.Option(
-        help="Share of anomalous rows in the training table: 'auto' estimates it from a first, shorter fit; "
-             "a number in [0, 0.5) states it. That share of the most anomalous training rows is left out of "
-             f"the final fit. (default: {MODEL_DEFAULTS.contamination:g}: every row is used)")] = None,
+        help="Share of anomalous rows in the training table: 'auto' estimates it after the first quarter of "
+             "the steps; a number in [0, 0.5) states it. That share of the most anomalous training rows is left "
+             f"out of the rest of the fit. (default: {MODEL_DEFAULTS.contamination:g}: every row is used)")] = None,
     contaminated: Annotated[bool, typer.Option(help="The training table may hold anomalies (last month's data, "
                                                     "say): same as --contamination auto.")] = False,
     val_fraction: Annotated[float | None, typer.Option(help="Rows held out for checkpoint selection and "

@@ -17,7 +17,7 @@ from segqc.config import TabularModelConfig
 from segqc.data.tabular import encode
 from segqc.detectors.tabular import TabularQC
 from segqc.errors import BundleError, InputError, NotFittedError, SchemaError
-from segqc.fitting.trainer import typical_mask
+from segqc.fitting.trainer import Trainer, typical_mask
 
 
 def test_init_stores_arguments_only(tiny_model, tiny_training) -> None:
@@ -139,16 +139,14 @@ def test_a_given_contamination_is_left_out_as_given(tiny_model, tiny_training, t
 
 def test_the_final_fit_carries_on_from_the_ranking_fit(tiny_model, tiny_training, train_frame, monkeypatch) -> None:
     """With trimming, the ranking fit and the final fit share ``training.steps`` and one progress count."""
-    import segqc.detectors.tabular as tabular
-
     started = []
-    original = tabular.Trainer.fit
+    original = Trainer.fit
 
     def spy(trainer, *args, **kwargs):
         started.append((trainer.config.steps, {k: v.clone() for k, v in trainer.model.state_dict().items()}))
         return original(trainer, *args, **kwargs)
 
-    monkeypatch.setattr(tabular.Trainer, "fit", spy)
+    monkeypatch.setattr(Trainer, "fit", spy)
     progress = []
     qc = TabularQC(dataclasses.replace(tiny_model, contamination=0.1, ranking_fraction=0.25), tiny_training,
                    id_column="id").fit(train_frame, on_step=lambda info: progress.append((info.step, info.total)))
