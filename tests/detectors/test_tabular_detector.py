@@ -159,6 +159,27 @@ def test_the_final_fit_carries_on_from_the_ranking_fit(tiny_model, tiny_training
     assert any(not torch.equal(initial[k], carried[k]) for k in initial)  # the final fit starts where ranking ended
 
 
+def test_a_trimmed_fit_resumes_where_it_was_interrupted(tiny_model, tiny_training, train_frame, tmp_path) -> None:
+    """Interrupted in its final part, a trimmed fit ranks again and carries on from the checkpoint exactly."""
+    model = dataclasses.replace(tiny_model, contamination=0.1)
+    straight = TabularQC(model, tiny_training, id_column="id").fit(train_frame)
+
+    def interrupt(info) -> None:
+        if info.step == 250:  # the final part's checkpoint of overall step 200 is on disk
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        TabularQC(model, tiny_training, id_column="id").fit(train_frame, on_step=interrupt, checkpoint_dir=tmp_path)
+    steps = []
+    resumed = TabularQC(model, tiny_training, id_column="id").fit(
+        train_frame, on_step=lambda info: steps.append(info.step), checkpoint_dir=tmp_path, resume=True)
+    assert steps == [*range(1, 101), *range(201, 401)]  # ranked again, then on from the checkpoint
+    for key, value in straight.model_.state_dict().items():
+        torch.testing.assert_close(resumed.model_.state_dict()[key], value)
+    assert resumed.training_["steps"] == 400 and resumed.training_["best_step"] == straight.training_["best_step"]
+    np.testing.assert_allclose(resumed.decision_scores_, straight.decision_scores_)
+
+
 def test_ema_teacher_filter_drops_planted_anomalies(tiny_model, tiny_training) -> None:
     """The teacher's rule (keep the 80 % lowest norms of a batch) removes most planted anomalies."""
     frame, is_anomaly = joint_table(1000, seed=6, anomalies=50)
