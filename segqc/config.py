@@ -221,9 +221,9 @@ class TabularModelConfig:
             score model alone.
         contamination: Share of anomalous rows in the training table: ``auto``
             (estimated after the first ``ranking_fraction`` of the steps, see
-            :mod:`segqc.contamination`) or a number in ``[0, 0.5)``. That share of the highest-scoring
-            training rows is left out of the rest of the fit (0: no ranking,
-            every row is used).
+            :mod:`segqc.contamination`) or a number in ``[0, 0.5)``. That
+            share of the highest-scoring training rows is left out of the rest
+            of the fit (0: no ranking, every row is used).
         ranking_fraction: Share of ``training.steps`` spent on the first fit
             that ranks the training rows; the final fit on the kept rows
             carries on from its weights for the remaining steps.

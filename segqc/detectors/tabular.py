@@ -68,7 +68,7 @@ def _as_frame(data: TableLike, id_column: str | None = None,
 
 
 def _ranking_length(steps: int, fraction: float) -> int:
-    """Steps of the ranking fit: ``fraction`` of ``steps``, at least 1, leaving the final fit at least 1."""
+    """Steps of the ranking fit: ``fraction`` of ``steps``, at least 1, and short of ``steps`` when it can be."""
     return max(1, min(round(fraction * steps), steps - 1))
 
 
@@ -165,10 +165,12 @@ class TabularQC(BaseDetector):
         self.contamination_, ranking_steps = 0.0, 0
         if cfg.contamination != 0:
             ranking_steps = _ranking_length(train_cfg.steps, cfg.ranking_fraction)
-            train_rows = self._trim(model, table, tensors, train_rows, val_rows, ranking_steps,
-                                    _counting_from(on_step, 0, train_cfg.steps))
         final = dataclasses.replace(train_cfg, steps=max(1, train_cfg.steps - ranking_steps))
-        self._train(model, tensors, train_rows, val_rows, final, _counting_from(on_step, ranking_steps, train_cfg.steps),
+        total = ranking_steps + final.steps
+        if ranking_steps:
+            train_rows = self._trim(model, table, tensors, train_rows, val_rows, ranking_steps,
+                                    _counting_from(on_step, 0, total))
+        self._train(model, tensors, train_rows, val_rows, final, _counting_from(on_step, ranking_steps, total),
                     checkpoint_dir, resume)
         self._count_steps_from(ranking_steps)
         self.training_.update(contamination=self.contamination_, contamination_estimated=cfg.contamination == AUTO,
