@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.datasets import TabularDataset, load, synthetic_categorical
 from segqc.config import TabularModelConfig, TrainingConfig
-from segqc.detectors.tabular import TabularQC
+from segqc.detectors.tabular import TabularQC, ranking_length
 
 DEFAULT_DATASETS = ("solar_flare", "monica", "hmda", "phishing", "attrition", "credit_data", "mlc_churn",
                     "wa_churn", "lending_club", "health_insurance", "arrests", "resume_names", "credit_card", "cells",
@@ -442,7 +442,7 @@ def report(by_setting: dict[str, dict[str, dict[str, list[Outcome]]]], speed: Ou
         "`val_fraction=1/9`). *Semi-supervised*: the training rows are inliers only and the test is the test "
         "inliers + all anomalies. *Contaminated*: a random half of the anomalies is added, unlabelled, to the "
         "training rows (segqc is told so, as a user would tell it with `segqc tabular fit --contaminated`: "
-        f"`contamination='auto'`: the first {max(1, round(model.ranking_fraction * training.steps))} steps "
+        f"`contamination='auto'`: the first {ranking_length(training.steps, model.ranking_fraction)} steps "
         "rank the training rows, the estimated share of the highest-scoring rows is left out and the fit carries on "
         "without them for the remaining steps; the baselines simply fit on them) and the test is the test inliers + the other half. Baselines see one-hot categorical + "
         "standardised continuous columns (encoder fitted on the training rows, unseen categories ignored). "

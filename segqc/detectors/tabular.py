@@ -67,7 +67,7 @@ def _as_frame(data: TableLike, id_column: str | None = None,
     return read_table(data, [id_column] if id_column else [], _stage(on_read, f"MB of {name} read")), str(data)
 
 
-def _ranking_length(steps: int, fraction: float) -> int:
+def ranking_length(steps: int, fraction: float) -> int:
     """Steps of the ranking fit: ``fraction`` of ``steps``, at least 1, and short of ``steps`` when it can be."""
     return max(1, min(round(fraction * steps), steps - 1))
 
@@ -164,7 +164,7 @@ class TabularQC(BaseDetector):
         model = self._score_model(self.schema_.cardinalities, taus, sigmas)
         self.contamination_, ranking_steps = 0.0, 0
         if cfg.contamination != 0:
-            ranking_steps = _ranking_length(train_cfg.steps, cfg.ranking_fraction)
+            ranking_steps = ranking_length(train_cfg.steps, cfg.ranking_fraction)
         final = dataclasses.replace(train_cfg, steps=max(1, train_cfg.steps - ranking_steps))
         total = ranking_steps + final.steps
         if ranking_steps:
