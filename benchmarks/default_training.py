@@ -52,7 +52,7 @@ def train_and_score(work: Path, steps: int | None) -> dict[str, str]:
     """``segqc train`` on ``work/train`` (``--steps`` when given), ``segqc score`` of ``work/test``; the figures."""
     model, report = work / f"model-{steps}", work / f"report-{steps}"
     seconds, trained = segqc("train", "--images", str(work / "train/images"), "--masks", str(work / "train/masks"),
-                             "--out", str(model), *(["--steps", str(steps)] if steps else []))
+                             "--out", str(model), *(["--steps", str(steps)] if steps is not None else []))
     scoring_seconds, _ = segqc("score", str(work / "test/predictions"), "--images", str(work / "test/images"),
                                "--model", str(model), "--out", str(report), "--ground-truth", str(work / "test/masks"))
     summary = json.loads((report / "summary.json").read_text())
@@ -88,7 +88,7 @@ def main() -> None:
         phantoms.write_cases(phantoms.make_prediction_set(200, size, seed=100, failure_fraction=0.4), work / "test",
                              fmt="png")
         figures = [train_and_score(work, steps) for steps in runs]
-    names = ["bare", *(f"`--steps {steps}`" for steps in args.steps)]
+    names = ["bare" if steps is None else f"`--steps {steps}`" for steps in runs]
     steps_option = f" --steps {' '.join(map(str, args.steps))}" if args.steps else ""
     lines = [
         "# `segqc train` without a config",

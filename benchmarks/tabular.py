@@ -308,7 +308,10 @@ def run_benchmark(datasets: Sequence[str], settings: Sequence[str], seeds: int, 
 
 
 def speed_run(model: TabularModelConfig, training: TrainingConfig, seed: int = 0) -> Outcome:
-    """segqc with the given settings on ``synthetic_categorical()`` (10,000 x 20); test: 10 % of the normal rows + anomalies."""
+    """segqc with the given settings on ``synthetic_categorical()`` (10,000 x 20).
+
+    The test holds 10 % of the normal rows and the anomalies.
+    """
     ds = synthetic_categorical()
     split = split_inliers(ds, seed)
     print(f"speed row: fitting on {len(split.fit)} rows x {split.fit.shape[1]} columns", file=sys.stderr, flush=True)
@@ -443,8 +446,9 @@ def report(by_setting: dict[str, dict[str, dict[str, list[Outcome]]]], speed: Ou
         "inliers + all anomalies. *Contaminated*: a random half of the anomalies is added, unlabelled, to the "
         "training rows (segqc is told so, as a user would tell it with `segqc tabular fit --contaminated`: "
         f"`contamination='auto'`: the first {ranking_length(training.steps, model.ranking_fraction)} steps "
-        "rank the training rows, the estimated share of the highest-scoring rows is left out and the fit carries on "
-        "without them for the remaining steps; the baselines simply fit on them) and the test is the test inliers + the other half. Baselines see one-hot categorical + "
+        "rank the training rows, the estimated share of the highest-scoring rows is left out and the fit "
+        "carries on without them for the remaining steps; the baselines simply fit on them) and the test is the "
+        "test inliers + the other half. Baselines see one-hot categorical + "
         "standardised continuous columns (encoder fitted on the training rows, unseen categories ignored). "
         "Best mean per row in bold. AP of a random ranking is the test's anomaly share, about 1/3 "
         "semi-supervised and 1/5 contaminated."),
