@@ -9,6 +9,7 @@ the target and what to do (:func:`segqc.errors.write_fault`).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -20,11 +21,23 @@ from types import TracebackType
 
 from segqc.errors import write_fault
 
+logger = logging.getLogger(__name__)
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_HINT_CHARACTERS = 64
+"""Characters of the target's name kept in the names of its temporary file, staging and set-aside folders (enough
+to tell whose they are; a longer hint would make a valid long name too long for the file system)."""
+
+
+def _hidden_name(target: Path, tag: str) -> str:
+    """``.NAME.TAG`` beside ``target``, with ``NAME`` cut to :data:`_HINT_CHARACTERS` characters."""
+    return f".{target.name[:_HINT_CHARACTERS]}.{tag}"
 
 
 def _publish_mode(path: Path, directory: bool) -> None:
@@ -70,13 +83,46 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     target = Path(path)
     with writing(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        handle, name = tempfile.mkstemp(prefix=_hidden_name(target, ""), suffix=".tmp", dir=target.parent)
         os.close(handle)
         temporary = Path(name)
         try:
             yield temporary
             _publish_mode(temporary, directory=False)
             os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
+def create_whole(path: str | Path, write: Callable[[Path], None]) -> bool:
+    """Create the file ``path`` whole unless it exists; never write over an existing file.
+
+    ``write`` fills a temporary file beside ``path``, which is then linked into
+    place only if ``path`` still does not exist (a concurrent process may have
+    created it meanwhile: its file is kept).
+
+    Returns:
+        Whether this call created ``path``.
+    """
+    target = Path(path)
+    with writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=_hidden_name(target, ""), suffix=".tmp", dir=target.parent)
+        os.close(handle)
+        temporary = Path(name)
+        try:
+            temporary.unlink()  # ``write`` creates it (SQLite, say, wants a missing or valid file)
+            write(temporary)
+            _publish_mode(temporary, directory=False)
+            try:
+                os.link(temporary, target)
+            except FileExistsError:
+                return False
+            except OSError:  # a file system without hard links: rename, unless another process got there first
+                if target.exists():
+                    return False
+                os.replace(temporary, target)
+            return True
         finally:
             temporary.unlink(missing_ok=True)
 
@@ -130,7 +176,7 @@ def replace_directory(staging: Path, target: Path, guard: AbstractContextManager
             if target.exists():
                 if not target.is_dir():
                     raise NotADirectoryError(f"{target}: exists and is not a directory")
-                backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+                backup = target.with_name(_hidden_name(target, f"old-{os.getpid()}"))
                 os.replace(target, backup)
             os.replace(staging, target)
             swapped = True
@@ -139,6 +185,42 @@ def replace_directory(staging: Path, target: Path, guard: AbstractContextManager
             os.replace(target, staging)
         if backup is not None:
             os.replace(backup, target)
+        raise
+    if backup is not None:
+        discard(backup)
+
+
+@contextmanager
+def rebuilt_in_place(path: str | Path, discard: Callable[[Path], None]) -> Iterator[Path]:
+    """Build a new version of the directory ``path`` where it will stay, all or nothing.
+
+    For outputs whose files record their own paths (a demo's report names its
+    images), so they cannot be staged elsewhere: the earlier version is set
+    aside first, and restored when the build fails or is interrupted (what the
+    build wrote is removed with ``discard``); it is discarded once the build
+    succeeds.
+
+    Args:
+        path: The directory.
+        discard: Removes a version segqc wrote (only what it wrote).
+    """
+    target = Path(path)
+    backup = None
+    with writing(target):
+        if target.exists():
+            backup = target.with_name(_hidden_name(target, f"old-{os.getpid()}"))
+            os.replace(target, backup)
+    try:
+        yield target
+    except BaseException:
+        if target.exists():
+            discard(target)
+        if backup is not None:
+            if target.exists():
+                logger.warning("%s: the earlier version is kept at %s (the interrupted build left files there "
+                               "that segqc did not write)", target, backup)
+            else:
+                os.replace(backup, target)
         raise
     if backup is not None:
         discard(backup)
@@ -161,7 +243,7 @@ def atomic_directory(path: str | Path, finish: Callable[[Path], None] | None = N
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists() and not target.is_dir():
             raise NotADirectoryError(f"{target}: exists and is not a directory")
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=_hidden_name(target, "tmp-"), dir=target.parent))
         try:
             yield staging
             if finish is not None:

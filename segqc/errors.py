@@ -77,6 +77,7 @@ _WRITE_FAULTS = {
     errno.ENOSPC: "the disk is full; free some space or write elsewhere",
     errno.EDQUOT: "the disk quota is used up; free some space or write elsewhere",
     errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.ENAMETOOLONG: "a file name is longer than the file system allows; use shorter names",
     errno.EFBIG: "the file is larger than the file system or this process's file-size limit (ulimit -f) allows; "
                  "raise the limit or write elsewhere",
 }

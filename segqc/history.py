@@ -34,6 +34,7 @@ from typing import Any
 
 import pandas as pd
 
+from segqc.atomic import create_whole
 from segqc.errors import InputError
 from segqc.inputs import check_input_file
 from segqc.jsonable import json_default
@@ -142,8 +143,19 @@ def _optional_float(value: Any) -> float | None:
     return float(value)
 
 
+def _write_schema(path: Path) -> None:
+    """An empty history database at ``path``: the schema and its version."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        for statement in _SCHEMA:
+            connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    finally:
+        connection.close()
+
+
 class RunHistory:
-    """The QC history database at ``path`` (created with its schema when missing).
+    """The QC history database at ``path`` (created whole, with its schema, when missing).
 
     Use as a context manager, or call :meth:`close`.
 
@@ -157,15 +169,16 @@ class RunHistory:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        if self.path.exists() or self.path.is_symlink():
-            check_input_file(self.path, "history database", "--history")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() or self.path.is_symlink():
+                check_input_file(self.path, "history database", "--history")
+            else:
+                create_whole(self.path, _write_schema)  # a concurrent run may create it first
             self._connection = sqlite3.connect(self.path, isolation_level=None, timeout=LOCK_NOTICE_S)
         except (OSError, sqlite3.Error) as error:
             raise InputError(f"{self.path}: cannot open history database ({error})") from error
         try:
-            self._prepare_schema()
+            self._check_schema()
         except sqlite3.DatabaseError as error:
             self._connection.close()
             raise InputError(f"{self.path}: not a segqc history database ({error})") from error
@@ -230,19 +243,19 @@ class RunHistory:
         finally:
             self._connection.execute(f"PRAGMA busy_timeout = {int(LOCK_NOTICE_S * 1000)}")
 
-    def _prepare_schema(self) -> None:
-        with self._transaction() as connection:
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if version == 0 and not tables:
-                for statement in _SCHEMA:
-                    connection.execute(statement)
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
-                raise InputError(f"{self.path}: history schema version {version} is newer than this segqc "
-                                 f"supports ({SCHEMA_VERSION}); upgrade segqc")
-            elif version != SCHEMA_VERSION or not {"runs", "cases"} <= tables:
-                raise InputError(f"{self.path}: not a segqc history database (unexpected tables or version)")
+    def _check_schema(self) -> None:
+        """Read (never write) the schema: a file segqc did not create as a history is refused as it is."""
+        connection = self._connection
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == 0 and not tables:
+            raise InputError(f"{self.path}: not a segqc history database (an empty file or database segqc did not "
+                             "create); give the path of a history segqc wrote, or of a file that does not exist yet")
+        if version > SCHEMA_VERSION:
+            raise InputError(f"{self.path}: history schema version {version} is newer than this segqc "
+                             f"supports ({SCHEMA_VERSION}); upgrade segqc")
+        if version != SCHEMA_VERSION or not {"runs", "cases"} <= tables:
+            raise InputError(f"{self.path}: not a segqc history database (unexpected tables or version)")
 
     def append(self, run: Mapping[str, Any], cases: Sequence[Mapping[str, Any]] = ()) -> int:
         """Record one run, and optionally its scored cases, in one transaction.

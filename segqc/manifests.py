@@ -39,6 +39,7 @@ class OutputKind(str, enum.Enum):
     DEMO = "demo"
     DATA = "data"
     SCORES = "scores"
+    CHECKPOINTS = "checkpoints"
 
 
 # Nested outputs of a demo folder: each part carries its own marker.

@@ -92,6 +92,38 @@ def _check_inputs(path: Path, inputs: Iterable[Path | None], option: str) -> Non
         raise OutputError(f"{option} {path}: {relation} the input {given}; write the output outside the inputs")
 
 
+# Bytes segqc adds to an output's name for the files beside it: ``.NAME.segqc-output`` (a single file's
+# record), ``NAME.checkpoints`` (a model's), ``NAME.predictions`` (a report's segmenter masks).
+_COMPANION_BYTES = len("." + MARKER)  # the longest: the record's leading dot and suffix
+
+
+def _name_max(path: Path) -> int:
+    """The longest file name (bytes) the file system of ``path``'s nearest existing ancestor allows."""
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    try:
+        return os.pathconf(ancestor, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def check_output_name(path: Path, option: str) -> None:
+    """An output's name must name it (not ``.`` or ``..``) and leave room for the names segqc puts beside it.
+
+    Raises:
+        OutputError: Otherwise.
+    """
+    if Path(path).name in ("", ".", ".."):
+        raise OutputError(f"{option} {path}: name the output itself (e.g. {option} results/run1): segqc writes it "
+                          "beside its final place and renames it there, which a path ending in '.' or '..' cannot "
+                          "be")
+    size, most = len(os.fsencode(Path(path).name)), _name_max(Path(path))
+    if size + _COMPANION_BYTES > most:
+        raise OutputError(f"{option} {path}: the name is {size} bytes long; the file system allows {most} and segqc "
+                          f"needs {_COMPANION_BYTES} more for the files it keeps beside an output: use a shorter name")
+
+
 def _check_parent(path: Path, option: str) -> None:
     """The nearest existing ancestor must be a writable folder (the output is created beside / in it)."""
     ancestor = path.absolute().parent
@@ -125,6 +157,7 @@ def check_output_dir(path: str | Path, kind: OutputKind, inputs: Iterable[Path |
             parent is not a writable folder.
     """
     path = Path(path)
+    check_output_name(path, option)
     _check_inputs(path, inputs, option)
     if path.is_symlink():
         raise OutputError(f"{option} {path}: is a symbolic link; give the folder itself")
@@ -251,6 +284,7 @@ def check_output_file(path: str | Path, inputs: Iterable[Path | None] = (), opti
     path = Path(path)
     if _is_stream(path):
         return path
+    check_output_name(path, option)
     _check_inputs(path, inputs, option)
     _check_parent(path, option)
     if path.is_dir():

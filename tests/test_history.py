@@ -151,6 +151,28 @@ def test_foreign_sqlite_database_is_an_input_error(tmp_path: Path) -> None:
         RunHistory(path)
 
 
+@pytest.mark.parametrize("link", [False, True])
+def test_an_empty_file_segqc_did_not_create_is_refused_and_left_empty(tmp_path: Path, link: bool) -> None:
+    empty = tmp_path / "notes.db"
+    empty.touch()
+    path = tmp_path / "history.sqlite" if link else empty
+    if link:
+        path.symlink_to(empty.name)
+    with pytest.raises(InputError, match="an empty file or database segqc did not create"):
+        RunHistory(path)
+    assert empty.read_bytes() == b"" and sorted(p.name for p in tmp_path.iterdir()) == sorted({path.name, "notes.db"})
+
+
+def test_a_history_is_created_whole_and_a_concurrent_creation_keeps_the_first(tmp_path: Path) -> None:
+    from segqc.atomic import create_whole
+
+    path = tmp_path / "night" / "history.sqlite"
+    RunHistory(path).close()
+    first = path.read_bytes()
+    assert not create_whole(path, lambda temporary: temporary.write_bytes(b"second"))
+    assert path.read_bytes() == first and [p.name for p in path.parent.iterdir()] == ["history.sqlite"]
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "history.sqlite"
     RunHistory(path).close()

@@ -271,3 +271,31 @@ def test_the_outermost_write_names_the_output(tmp_path: Path) -> None:
             owned_member(staging, "report.html"):
         raise OSError(errno.ENOSPC, "No space left on device")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", [".", "..", ""])
+def test_a_path_that_does_not_name_its_output_is_refused(name: str) -> None:
+    for check in (lambda: check_output_dir(name, OutputKind.REPORT), lambda: check_output_file(name)):
+        with pytest.raises(OutputError, match="name the output itself"):
+            check()
+
+
+def test_long_valid_names_are_written_and_too_long_ones_refused_up_front(tmp_path: Path) -> None:
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX") - len("." + MARKER)
+    scores, folder = tmp_path / ("s" * (longest - 4) + ".csv"), tmp_path / ("r" * longest)
+    with owned_file(check_output_file(scores)) as temporary:
+        temporary.write_text("row,score\n0,1.5\n")
+    with owned_directory(check_output_dir(folder, OutputKind.REPORT), OutputKind.REPORT) as staging:
+        (staging / "report.html").write_text("<html></html>")
+    for _ in range(2):  # written, then replaced through the same temporary names
+        with owned_file(check_output_file(scores)) as temporary:
+            temporary.write_text("row,score\n0,2.5\n")
+    assert scores.read_text() == "row,score\n0,2.5\n" and (folder / "report.html").is_file()
+    for path in (tmp_path / ("s" * longest + ".csv"), tmp_path / ("r" * (longest + 1))):
+        with pytest.raises(OutputError, match="use a shorter name"):
+            check_output_file(path) if path.suffix else check_output_dir(path, OutputKind.REPORT)
+
+
+def test_a_name_too_long_for_the_file_system_is_bad_input(tmp_path: Path) -> None:
+    fault = write_fault(OSError(errno.ENAMETOOLONG, "File name too long"), tmp_path / "out")
+    assert fault is not None and "longer than the file system allows" in str(fault)

@@ -10,6 +10,7 @@ import csv
 import io
 import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -91,8 +92,11 @@ def read_table(path: str | Path, text_columns: Sequence[str] = (), on_progress: 
             missing = {name: NA_STRINGS for name in header if name not in text}
             source = _CountingReader(path, on_progress) if on_progress else path
             try:
-                frame = pd.read_csv(source, sep=delimiter, encoding="utf-8", dtype={name: str for name in text},
-                                    keep_default_na=not text, na_values=missing if text else None)
+                with warnings.catch_warnings():  # pandas warns, and drops fields, when rows are longer than the header
+                    warnings.simplefilter("error", pd.errors.ParserWarning)
+                    frame = pd.read_csv(source, sep=delimiter, encoding="utf-8", dtype={name: str for name in text},
+                                        keep_default_na=not text, na_values=missing if text else None,
+                                        index_col=False)
             finally:
                 if on_progress:
                     source.close()
@@ -101,6 +105,9 @@ def read_table(path: str | Path, text_columns: Sequence[str] = (), on_progress: 
                          "re-save the file as UTF-8") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: no columns found; expected a header row and data rows") from None
+    except pd.errors.ParserWarning:
+        raise InputError(f"{path}: data rows have more fields than the header's {len(header)} column names; name "
+                         f"every column in the header, or quote fields that hold the delimiter {delimiter!r}") from None
     except (pd.errors.ParserError, csv.Error) as err:
         raise InputError(f"{path}: malformed CSV ({str(err).strip().splitlines()[-1]})") from None
     except (OSError, ValueError) as err:

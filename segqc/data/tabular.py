@@ -236,11 +236,24 @@ def infer_schema(frame: pd.DataFrame, categorical: Sequence[str] = (), continuou
     return schema
 
 
+_NESTED = (list, tuple, dict, set, np.ndarray)
+"""Values of a nested column (Parquet list, struct or map), which no variable kind fits."""
+
+
 def _column_kind(column: pd.Series, force_categorical: bool, force_continuous: bool,
                  max_integer_categories: int, max_categories: int) -> tuple[str, str]:
-    """``("categorical"|"continuous"|"drop", reason)`` for one column."""
+    """``("categorical"|"continuous"|"drop", reason)`` for one column.
+
+    Raises:
+        SchemaError: A column of nested values (lists, records) was named with ``--categorical`` / ``--continuous``.
+    """
     if column.isna().all():
         return "drop", "every value is missing"
+    if column.dtype == object and column.map(lambda value: isinstance(value, _NESTED)).any():
+        if force_categorical or force_continuous:
+            raise SchemaError(f"column {column.name!r}: holds lists or records (a nested Parquet column), which "
+                              "segqc cannot use as a variable; drop it from --categorical / --continuous")
+        return "drop", "holds lists or records (a nested Parquet column); segqc cannot use it"
     if column.nunique(dropna=False) <= 1:
         return "drop", f"constant column (only {category_key(column.dropna().iloc[0])!r})"
     if force_categorical:

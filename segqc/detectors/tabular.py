@@ -18,7 +18,7 @@ from segqc.data.grouping import split_rows
 from segqc.data.tables import check_unique_columns, read_table
 from segqc.data.tabular import MAX_STANDARD_UNITS, EncodedTable, TabularSchema, encode, infer_schema
 from segqc.detectors.base import BaseDetector
-from segqc.errors import BundleError, InputError, SchemaError
+from segqc.errors import BundleError, ConfigError, InputError, SchemaError
 from segqc.evidence import TabularEvidence
 from segqc.fitting.device import resolve_device
 from segqc.fitting.trainer import StepInfo, Trainer
@@ -156,6 +156,10 @@ class TabularQC(BaseDetector):
                                     on_progress=_stage(on_read, "columns typed"))
         table = encode(frame, self.schema_, where, _stage(on_read, "columns encoded"))
         train_rows, val_rows = split_rows(len(frame), train_cfg.val_fraction, train_cfg.seed)
+        if len(train_rows) < MIN_ROWS:
+            raise ConfigError(f"training.val_fraction {train_cfg.val_fraction:g} holds out {len(val_rows)} of the "
+                              f"{len(frame)} rows of {where}, leaving {len(train_rows)} to train on; need at least "
+                              f"{MIN_ROWS}: lower it (--val-fraction)")
         taus, sigmas = self._schedule(table.continuous[train_rows])
         self._check_memory(sigmas)
         tensors = (torch.from_numpy(table.codes), torch.from_numpy(table.continuous))

@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from segqc.atomic import atomic_file
 from segqc.config import TrainingConfig
 from segqc.errors import InputError
 from segqc.fitting.checkpoints import CHECKPOINT_NAME
 from segqc.fitting.device import distributed_context, resolve_device
+from segqc.outputs import owned_member
 from segqc.torchfile import load_torch_file
 
 logger = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ class Trainer:
             "step": state["step"], "best_val": state["best_val"], "best_step": state["best_step"],
             "best_state": state["best_state"], "history": state["history"], "snapshots": state["snapshots"],
         }
-        with atomic_file(self.checkpoint_dir / CHECKPOINT_NAME) as temporary:
+        with owned_member(self.checkpoint_dir, CHECKPOINT_NAME) as temporary:
             torch.save(payload, temporary)
 
     def _load_checkpoint(self, ema: nn.Module, optimizer, scheduler, generator: torch.Generator, state: dict) -> None:

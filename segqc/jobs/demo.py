@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from segqc.atomic import rebuilt_in_place
 from segqc.config import ImageModelConfig, TrainingConfig
 from segqc.data.preprocess import PreprocessConfig
 from segqc.detectors.image import ImageQC
 from segqc.fitting.trainer import StepInfo
 from segqc.jobs.score import ScoreOptions, ScoreRun, score_folder
-from segqc.manifests import DEMO_PARTS, OutputKind, write_marker
+from segqc.manifests import DEMO_PARTS, OutputKind, remove_owned, write_marker
 from segqc.outputs import check_output_dir, owned_directory
 from segqc.synthetic import phantoms
 
@@ -54,9 +55,23 @@ def run_demo(out: str | Path, fast: bool = False, seed: int = 0, device: str = "
     Returns:
         The scoring run (table, summary, report path).
     """
-    size = FAST if fast else FULL
     out = check_output_dir(out, OutputKind.DEMO)
-    out.mkdir(parents=True, exist_ok=True)
+    with rebuilt_in_place(out, _discard):  # not staged elsewhere: the report names the paths of its files
+        return _build_demo(out, FAST if fast else FULL, seed, device, on_stage, on_step, on_case)
+
+
+def _discard(folder: Path) -> None:
+    """Remove a demo segqc wrote (only what its manifests list), or the empty folder it replaced."""
+    if any(folder.iterdir()):
+        remove_owned(folder, OutputKind.DEMO)
+    else:
+        folder.rmdir()
+
+
+def _build_demo(out: Path, size: DemoSize, seed: int, device: str, on_stage: Callable[[str], None] | None,
+                on_step: Callable[[StepInfo], None] | None, on_case: Callable[[int, int], None] | None) -> ScoreRun:
+    """Write the demo's ``data/``, ``model/`` and ``report/`` into the new folder ``out`` (see :func:`run_demo`)."""
+    out.mkdir(parents=True)
     write_marker(out, OutputKind.DEMO, DEMO_PARTS)  # data/, model/ and report/ carry their own manifests
     say = on_stage or (lambda _: None)
     say(f"writing {size.training_cases} training pairs and {size.prediction_cases} predictions to {out / 'data'}")

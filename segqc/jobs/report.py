@@ -27,5 +27,20 @@ def rerender_report(directory: Path, history: Path | None = None) -> Path:
     if history is not None:
         if not history.is_file():
             raise InputError(f"{history}: history database not found")
-        runs = RunHistory(history).runs(read_summary(directory / "summary.json")["model"]["id"])
+        with RunHistory(history) as database:
+            runs = database.runs(_model_id(directory / "summary.json"))
     return render_report(directory, runs)
+
+
+def _model_id(summary_file: Path) -> str:
+    """The id of the model a report's ``summary.json`` names (which picks its runs from a history).
+
+    Raises:
+        InputError: The summary names no model id.
+    """
+    model = read_summary(summary_file).get("model")
+    model_id = model.get("id") if isinstance(model, dict) else None
+    if not isinstance(model_id, str) or not model_id:
+        raise InputError(f'{summary_file}: names no model id ("model": {{"id": ...}}), which --history needs to '
+                         "pick this model's runs; leave out --history, or score again to rewrite the report")
+    return model_id

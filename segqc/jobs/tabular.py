@@ -46,7 +46,7 @@ def fit_table(data: Path, out: Path, config: Path | None = None, model: Mapping[
     detector = TabularQC(merged_config(TabularModelConfig, sections, "model", model or {}),
                          merged_config(TrainingConfig, sections, "training", training or {}),
                          list(categorical), list(continuous), list(ignore), id_column)
-    with checkpoints_for(out) as checkpoints:
+    with checkpoints_for(out, "tabular") as checkpoints:
         detector.fit(data, on_step=on_step, checkpoint_dir=checkpoints, resume=resume, on_read=on_read)
         detector.save(out)
     return detector

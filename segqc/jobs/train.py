@@ -94,7 +94,7 @@ def train_model(images: Path, masks: Path, out: Path, options: TrainOptions,
         on_preset(chosen)
     with distributed_session(detector.scoring_device):
         is_writer = distributed_context()[0] == 0
-        with checkpoints_for(out, is_writer) as checkpoints:
+        with checkpoints_for(out, "image", is_writer) as checkpoints:
             detector.fit_folders(images, masks, on_case=on_case, on_step=on_step, checkpoint_dir=checkpoints,
                                  resume=options.resume, group_pattern=options.group_pattern)
             if is_writer:

@@ -51,7 +51,7 @@ from segqc.config import TabularModelConfig, TrainingConfig
 from segqc.csvfiles import read_csv
 from segqc.data.images import read_mask
 from segqc.detectors.tabular import TabularQC
-from segqc.manifests import DEMO_PARTS, OutputKind, write_marker
+from segqc.manifests import DEMO_PARTS, MARKER, Manifest, OutputKind, sha256_file, write_marker
 from segqc.synthetic import phantoms
 
 runner = CliRunner()
@@ -202,10 +202,20 @@ def nnunet_gap(work: Path) -> None:
     shutil.copy(first, first.with_name(first.name.removesuffix("_0000.png") + "_0002.png"))
 
 
-def checkpoint(payload: object) -> Callable[[Path], None]:
+def recorded_checkpoint(relative: str, mode: str = "image") -> Callable[[Path], None]:
+    """Record the file ``relative`` (``X.checkpoints/last.pt``) in its folder's marker as segqc's checkpoint of a
+    ``mode`` model, as if segqc had written it (to reach the checks made when it is read)."""
     def setup(work: Path) -> None:
-        (work / "qc-model.checkpoints").mkdir()
-        torch.save(payload, work / "qc-model.checkpoints" / "last.pt")
+        path = work / relative
+        Manifest(OutputKind.CHECKPOINTS.value, mode, {path.name: [sha256_file(path)]}).write(path.parent / MARKER)
+    return setup
+
+
+def checkpoint(payload: object, folder: str = "qc-model.checkpoints") -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        (work / folder).mkdir()
+        torch.save(payload, work / folder / "last.pt")
+        recorded_checkpoint(f"{folder}/last.pt")(work)
     return setup
 
 
@@ -220,6 +230,7 @@ def truncated_checkpoint(work: Path) -> None:
     checkpoint({"model": {"w": torch.zeros(100)}})(work)
     path = work / "qc-model.checkpoints" / "last.pt"
     path.write_bytes(path.read_bytes()[:200])
+    recorded_checkpoint("qc-model.checkpoints/last.pt")(work)
 
 
 def huge_png(path: Path, width: int, height: int) -> None:
@@ -238,6 +249,12 @@ def bad_table(text: str) -> Callable[[Path], None]:
 def scored(work: Path) -> None:
     """A report written by segqc earlier."""
     result = invoke(SCORE, work)
+    assert result.exit_code == 0, result.output
+
+
+def scored_with_history(work: Path) -> None:
+    """A report written by segqc earlier, its run kept in the history ``h.sqlite``."""
+    result = invoke(SCORE + " --history {w}/h.sqlite", work)
     assert result.exit_code == 0, result.output
 
 
@@ -375,7 +392,20 @@ CATALOGUE = [
     Bad("train-checkpoints-folder-holds-user-files", TRAIN, "holds 'notes.txt'",
         write("qc-model.checkpoints/notes.txt", "mine\n")),
     Bad("train-resume-text-checkpoint", TRAIN + " --resume", "found a text file",
-        write("qc-model.checkpoints/last.pt", "this is not a checkpoint\n")),
+        both(write("qc-model.checkpoints/last.pt", "this is not a checkpoint\n"),
+             recorded_checkpoint("qc-model.checkpoints/last.pt"))),
+    Bad("train-checkpoints-folder-holds-a-user-last-pt", TRAIN, "holds 'last.pt', which segqc did not write",
+        write("qc-model.checkpoints/last.pt", "my lightning checkpoint\n")),
+    Bad("train-checkpoints-folder-holds-a-foreign-torch-file", TRAIN, "holds 'last.pt', which segqc did not write",
+        lambda w: (w / "qc-model.checkpoints").mkdir() or torch.save({"state_dict": {}},
+                                                                     w / "qc-model.checkpoints/last.pt")),
+    Bad("train-checkpoint-of-a-tabular-model", TRAIN, "checkpoint of a model of mode 'tabular'",
+        both(write("qc-model.checkpoints/last.pt", "tabular\n"),
+             recorded_checkpoint("qc-model.checkpoints/last.pt", "tabular"))),
+    Bad("train-checkpoint-changed-since", TRAIN, "changed since segqc wrote it",
+        both(checkpoint({"model": {"w": torch.zeros(3)}}), write("qc-model.checkpoints/last.pt", "edited\n"))),
+    Bad("train-out-is-dot", TRAIN.replace("{w}/qc-model", "."), "name the output itself"),
+    Bad("train-out-name-too-long", TRAIN.replace("qc-model", "m" * 245), "use a shorter name"),
     Bad("train-resume-hostile-checkpoint", TRAIN + " --resume", "pickles Python objects", checkpoint({"x": Hostile()})),
     Bad("train-resume-truncated-checkpoint", TRAIN + " --resume", "damaged", truncated_checkpoint),
     Bad("train-resume-foreign-checkpoint", TRAIN + " --resume", "does not fit this run",
@@ -403,6 +433,9 @@ CATALOGUE = [
     Bad("score-neither-predictions-nor-segmenter", SCORE.replace("score {w}/test/predictions", "score"),
         "--segmenter"),
     Bad("score-history-not-a-database", SCORE + " --history {w}/notes/notes.txt", "not a segqc history database"),
+    Bad("score-history-empty-user-file", SCORE + " --history {w}/notes/empty.db", "not a segqc history database",
+        write("notes/empty.db", b"")),
+    Bad("score-out-is-dot", SCORE.replace("{w}/report", "."), "name the output itself"),
     Bad("score-max-voxels-zero", SCORE + " --max-voxels 0", "--max-voxels"),
     Bad("score-threads-negative", SCORE + " --threads -2", "--threads"),
     Bad("score-top-k-not-a-number", SCORE + " --top-k ten", "--top-k"),
@@ -433,6 +466,10 @@ CATALOGUE = [
     Bad("report-files-missing", "report {w}/report", "scores.csv", both(scored, remove("report/scores.csv"))),
     Bad("report-html-edited-by-the-user", "report {w}/report", "holds 'report.html', which segqc did not write",
         then(scored, "report/report.html", "<html>my annotated copy</html>")),
+    Bad("report-history-empty-user-file", "report {w}/report --history {w}/notes/empty.db",
+        "not a segqc history database", both(scored, write("notes/empty.db", b""))),
+    Bad("report-history-summary-without-model", "report {w}/report --history {w}/h.sqlite", "names no model id",
+        both(scored_with_history, edit_json("report/summary.json", lambda summary: summary.pop("model")))),
     Bad("report-folder-missing", "report {w}/nowhere", "{w}/nowhere: folder not found"),
     # --- segqc tabular fit
     Bad("tabular-fit-missing-file", TABULAR_FIT.replace("tab/train.csv", "none.csv"), "none.csv: file not found"),
@@ -444,13 +481,24 @@ CATALOGUE = [
     Bad("tabular-fit-unknown-column", TABULAR_FIT + " --categorical vaule", "did you mean 'value'"),
     Bad("tabular-fit-unknown-method", TABULAR_FIT + " --method magic", "magic"),
     Bad("tabular-fit-val-fraction", TABULAR_FIT + " --val-fraction 1.5", "--val-fraction 1.5"),
+    Bad("tabular-fit-val-fraction-leaves-no-rows", TABULAR_FIT + " --val-fraction 0.999", "training.val_fraction 0.999"),
+    Bad("tabular-fit-rows-longer-than-the-header", TABULAR_FIT, "more fields than the header's 2 column names",
+        bad_table("a,b\n" + "1,x,extra\n" * 30)),
+    Bad("tabular-fit-list-column-named-categorical", TABULAR_FIT.replace("train.csv", "nested.parquet")
+        + " --categorical tags", "column 'tags': holds lists or records",
+        lambda w: pd.DataFrame({"a": range(30), "tags": [[1, 2]] * 30}).to_parquet(w / "tab/nested.parquet")),
     Bad("tabular-fit-out-holds-the-data", TABULAR_FIT.replace("{w}/tab-model", "{w}/tab"), "contains the input"),
     Bad("tabular-fit-out-is-a-user-folder", TABULAR_FIT.replace("{w}/tab-model", "{w}/notes"),
         "not written by segqc"),
     Bad("tabular-fit-out-is-a-file", TABULAR_FIT.replace("{w}/tab-model", "{w}/config.yaml"),
         "exists and is not a folder"),
     Bad("tabular-fit-resume-text-checkpoint", TABULAR_FIT + " --resume", "found a text file",
+        both(write("tab-model.checkpoints/last.pt", "hello\n"),
+             recorded_checkpoint("tab-model.checkpoints/last.pt", "tabular"))),
+    Bad("tabular-fit-checkpoints-folder-holds-a-user-last-pt", TABULAR_FIT, "which segqc did not write",
         write("tab-model.checkpoints/last.pt", "hello\n")),
+    Bad("tabular-fit-checkpoint-of-an-image-model", TABULAR_FIT, "checkpoint of a model of mode 'image'",
+        both(write("tab-model.checkpoints/last.pt", "image\n"), recorded_checkpoint("tab-model.checkpoints/last.pt"))),
     # --- segqc tabular score
     Bad("tabular-score-out-is-the-data", TABULAR_SCORE.replace("{w}/tab-scores.csv", "{w}/tab/train.csv"),
         "is the input"),
@@ -461,6 +509,7 @@ CATALOGUE = [
         edit_json("tab/model/segqc.json", _thresholds)),
     Bad("tabular-score-image-model", TABULAR_SCORE.replace("tab/model", "model"), "a 'image' model"),
     Bad("tabular-score-missing-column", TABULAR_SCORE, "missing column", bad_table("id,a\nr1,1\n")),
+    Bad("tabular-score-out-name-too-long", TABULAR_SCORE.replace("tab-scores", "s" * 245), "use a shorter name"),
     Bad("tabular-score-top-negative", TABULAR_SCORE + " --top -1", "--top -1"),
     # --- segqc demo
     Bad("demo-out-is-a-user-folder", "demo --fast --out {w}/notes", "not written by segqc"),

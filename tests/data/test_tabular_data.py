@@ -53,6 +53,23 @@ def test_identifier_like_text_is_dropped() -> None:
     assert "uid" in infer_schema(frame).dropped
 
 
+def test_nested_columns_are_dropped_and_refused_as_variables(tmp_path) -> None:
+    pd.DataFrame({"kind": list("ab") * 15, "tags": [[1, 2], [3]] * 15, "record": [{"a": 1}] * 30}).to_parquet(
+        tmp_path / "nested.parquet")
+    frame = read_table(tmp_path / "nested.parquet")
+    schema = infer_schema(frame)
+    assert schema.columns == ["kind"] and "lists or records" in schema.dropped["tags"]
+    with pytest.raises(SchemaError, match="column 'tags': holds lists or records"):
+        infer_schema(frame, categorical=["tags"])
+
+
+def test_rows_longer_than_the_header_are_refused_not_shifted(tmp_path) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("id,color,x\n" + "r0,blue,0.75,v\n" * 30)
+    with pytest.raises(InputError, match="more fields than the header's 3 column names"):
+        read_table(path)
+
+
 def test_missing_values_and_unseen_categories(caplog: pytest.LogCaptureFixture) -> None:
     frame = pd.DataFrame({"kind": ["a", "b", None, "a"] * 5, "value": [1.5, np.nan, 3.25, 4.75] * 5})
     schema = infer_schema(frame)
