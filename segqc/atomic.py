@@ -75,12 +75,9 @@ def writing(target: str | Path) -> Iterator[None]:
 
 
 @contextmanager
-def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
-
-    On an exception the temporary file is removed and ``path`` is untouched.
-    """
-    target = Path(path)
+def _temporary_beside(target: Path) -> Iterator[Path]:
+    """The path of a new, empty temporary file beside ``target`` (environment faults reported as for ``target``);
+    removed when the block ends unless it was renamed."""
     with writing(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(prefix=_hidden_name(target, ""), suffix=".tmp", dir=target.parent)
@@ -88,10 +85,21 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         temporary = Path(name)
         try:
             yield temporary
-            _publish_mode(temporary, directory=False)
-            os.replace(temporary, target)
         finally:
             temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    with _temporary_beside(target) as temporary:
+        yield temporary
+        _publish_mode(temporary, directory=False)
+        os.replace(temporary, target)
 
 
 def create_whole(path: str | Path, write: Callable[[Path], None]) -> bool:
@@ -105,26 +113,19 @@ def create_whole(path: str | Path, write: Callable[[Path], None]) -> bool:
         Whether this call created ``path``.
     """
     target = Path(path)
-    with writing(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=_hidden_name(target, ""), suffix=".tmp", dir=target.parent)
-        os.close(handle)
-        temporary = Path(name)
+    with _temporary_beside(target) as temporary:
+        temporary.unlink()  # ``write`` creates it (SQLite, say, wants a missing or valid file)
+        write(temporary)
+        _publish_mode(temporary, directory=False)
         try:
-            temporary.unlink()  # ``write`` creates it (SQLite, say, wants a missing or valid file)
-            write(temporary)
-            _publish_mode(temporary, directory=False)
-            try:
-                os.link(temporary, target)
-            except FileExistsError:
+            os.link(temporary, target)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: rename, unless another process got there first
+            if target.exists():
                 return False
-            except OSError:  # a file system without hard links: rename, unless another process got there first
-                if target.exists():
-                    return False
-                os.replace(temporary, target)
-            return True
-        finally:
-            temporary.unlink(missing_ok=True)
+            os.replace(temporary, target)
+        return True
 
 
 class PublishGuard(AbstractContextManager):
