@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -115,3 +117,19 @@ def test_progress_bar_is_silent_off_a_terminal_and_lets_errors_through(capsys) -
     with pytest.raises(InputError, match="boom"), progress_bar("scoring", "cases") as update:
         update(1, 2)
         raise InputError("boom")
+
+
+def test_ctrl_c_while_segqc_starts_ends_quietly(monkeypatch, capsys) -> None:
+    import types
+
+    from segqc.__main__ import main
+
+    class Loading(types.ModuleType):
+        def __getattr__(self, name: str):
+            raise KeyboardInterrupt  # as if Ctrl-C landed while torch was being imported
+
+    monkeypatch.setitem(sys.modules, "segqc.cli", Loading("segqc.cli"))
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == "interrupted while segqc was starting; nothing was written\n"
