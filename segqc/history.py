@@ -179,6 +179,9 @@ class RunHistory:
             raise InputError(f"{self.path}: cannot open history database ({error})") from error
         try:
             self._check_schema()
+        except sqlite3.OperationalError as error:  # locked past the wait, unreadable
+            self._connection.close()
+            raise InputError(f"{self.path}: cannot read the history database ({error}); {_remedy(error)}") from error
         except sqlite3.DatabaseError as error:
             self._connection.close()
             raise InputError(f"{self.path}: not a segqc history database ({error})") from error
