@@ -212,8 +212,8 @@ def score_predictions(model: Path, images: Path, out: Path, options: ScoreOption
     with distributed_session(qc.scoring_device) as sharded:
         if segmenter is not None:
             predictions = out.with_name(f"{out.name}.predictions")
-            check_output_dir(predictions, OutputKind.MASKS, [images, model, *segmenter.inputs],
-                             option="--out (segmenter masks)")
+            check_output_dir(predictions, OutputKind.MASKS, [images, model, options.ground_truth, options.history,
+                                                             *segmenter.inputs], option="--out (segmenter masks)")
             if distributed_context()[0] == 0:
                 segmented = segment_images(segmenter, images, predictions, device, qc.labels_, on_segment)
             if sharded:

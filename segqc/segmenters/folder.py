@@ -72,17 +72,19 @@ class _Job:
             if tuple(labels.shape) != (batch.shape[0], *batch.shape[2:]) or labels.is_floating_point():
                 raise SchemaError(f"segmenter {name} returned {labels.dtype} {tuple(labels.shape)}; expected "
                                  f"integer labels {(batch.shape[0], *batch.shape[2:])}")
-        except (SegQCError, RuntimeError, ValueError) as err:
+        except Exception as err:  # noqa: BLE001 - a segmenter is the user's code: whatever it raises fails its cases
             for case_id, volume in group:
-                self.finish(case_id, error=f"{volume.path}: {' '.join(str(err).split())}")
+                self.finish(case_id, error=f"{volume.path}: {' '.join(str(err).split()) or type(err).__name__}")
             return
         for (case_id, volume), case_labels in zip(group, labels.cpu().numpy(), strict=True):
             try:
                 mapped = case_labels if self.class_map is None else self.class_map.apply(case_labels)
+                written = write_mask(mapped, volume, self.out_dir / case_id, self.palette)
             except SegQCError as err:
-                self.finish(case_id, error=f"{volume.path}: {err}")
+                self.finish(case_id, error=str(err) if str(err).startswith(str(volume.path)) else
+                            f"{volume.path}: {err}")
                 continue
-            self.finish(case_id, write_mask(mapped, volume, self.out_dir / case_id, self.palette))
+            self.finish(case_id, written)
 
 
 def segment_folder(segmenter: Segmenter, images_dir: Path, out_dir: Path, batch_size: int = 4,

@@ -435,6 +435,10 @@ CATALOGUE = [
     Bad("score-history-not-a-database", SCORE + " --history {w}/notes/notes.txt", "not a segqc history database"),
     Bad("score-history-empty-user-file", SCORE + " --history {w}/notes/empty.db", "not a segqc history database",
         write("notes/empty.db", b"")),
+    Bad("score-segmenter-masks-would-replace-the-ground-truth",
+        SEGMENT.replace("segment", "score", 1).replace("{w}/masks-out", "{w}/report") + " --model {w}/model "
+        "--ground-truth {w}/report.predictions", "is the input",
+        lambda w: shutil.copytree(w / "test/masks", w / "report.predictions")),
     Bad("score-out-is-dot", SCORE.replace("{w}/report", "."), "name the output itself"),
     Bad("score-max-voxels-zero", SCORE + " --max-voxels 0", "--max-voxels"),
     Bad("score-threads-negative", SCORE + " --threads -2", "--threads"),

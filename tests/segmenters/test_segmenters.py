@@ -273,3 +273,22 @@ def test_voc_palette() -> None:
     assert len(palette) == 256
     assert palette[:5] == [(0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128)]
     assert palette[15] == (192, 128, 128)
+
+
+def _raises_type_error(images: torch.Tensor) -> torch.Tensor:
+    raise TypeError("boom")
+
+
+@pytest.mark.parametrize("function, expected", [
+    (_raises_type_error, "boom"),
+    (lambda images: torch.full((images.shape[0], *images.shape[2:]), -1), "label maps must be non-negative"),
+    (lambda images: torch.full((images.shape[0], *images.shape[2:]), 70_000), "label 70000 is larger than a .png"),
+], ids=["segmenter-raises", "negative-labels", "labels-too-large-for-png"])
+def test_a_failing_segmenter_or_unwritable_labels_fail_their_cases_only(tmp_path: Path, function, expected) -> None:
+    images = tmp_path / "images"
+    _rgb_pngs(images, [(16, 16), (16, 16)])
+    segmenter = FunctionSegmenter(function, ["bg", "fg"], 2, "python:test")
+    run = segment_folder(segmenter, images, tmp_path / "masks")
+    assert run.written == [] and len(run.failures) == 2
+    for case_id, message in run.failures:
+        assert message.startswith(str(images / case_id)) and expected in message and ".tmp-" not in message
