@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from segqc.errors import ConfigError, did_you_mean
+from segqc.errors import ConfigError, SchemaError, did_you_mean
 from segqc.segmenters.base import OPTIONS_OPTION, Segmenter, check_input, read_options, to_labels
 
 FACTORY_ARGUMENTS = ("weights", "options", "device")
@@ -55,7 +55,10 @@ class FunctionSegmenter:
             output = self.function(images.to(self.device))
         if not isinstance(output, torch.Tensor) and hasattr(output, "__array__"):
             output = torch.as_tensor(output)
-        labels, _ = to_labels(output, tuple(images.shape[2:]), self.name)
+        labels, classes = to_labels(output, tuple(images.shape[2:]), self.name)
+        if classes is not None and self.class_names and classes != len(self.class_names):
+            raise SchemaError(f"{self.name}: returned logits of {classes} classes but {len(self.class_names)} class "
+                              "names are given; expected one name per output channel")
         return labels.to(images.device)
 
 

@@ -283,7 +283,8 @@ def _raises_type_error(images: torch.Tensor) -> torch.Tensor:
     (_raises_type_error, "boom"),
     (lambda images: torch.full((images.shape[0], *images.shape[2:]), -1), "label maps must be non-negative"),
     (lambda images: torch.full((images.shape[0], *images.shape[2:]), 70_000), "label 70000 is larger than a .png"),
-], ids=["segmenter-raises", "negative-labels", "labels-too-large-for-png"])
+    (lambda images: torch.zeros(images.shape[0], 10, *images.shape[2:]), "logits of 10 classes but 2 class names"),
+], ids=["segmenter-raises", "negative-labels", "labels-too-large-for-png", "more-classes-than-names"])
 def test_a_failing_segmenter_or_unwritable_labels_fail_their_cases_only(tmp_path: Path, function, expected) -> None:
     images = tmp_path / "images"
     _rgb_pngs(images, [(16, 16), (16, 16)])
