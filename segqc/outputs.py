@@ -97,13 +97,18 @@ def _check_inputs(path: Path, inputs: Iterable[Path | None], option: str) -> Non
 _COMPANION_BYTES = len("." + MARKER)  # the longest: the record's leading dot and suffix
 
 
-def _name_max(path: Path) -> int:
-    """The longest file name (bytes) the file system of ``path``'s nearest existing ancestor allows."""
+def _nearest_ancestor(path: Path) -> Path:
+    """The nearest existing folder (or file) above ``path``, where the output will be created."""
     ancestor = path.absolute().parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
+    return ancestor
+
+
+def _name_max(path: Path) -> int:
+    """The longest file name (bytes) the file system of ``path``'s nearest existing ancestor allows."""
     try:
-        return os.pathconf(ancestor, "PC_NAME_MAX")
+        return os.pathconf(_nearest_ancestor(path), "PC_NAME_MAX")
     except (OSError, ValueError):
         return 255
 
@@ -126,9 +131,7 @@ def check_output_name(path: Path, option: str) -> None:
 
 def _check_parent(path: Path, option: str) -> None:
     """The nearest existing ancestor must be a writable folder (the output is created beside / in it)."""
-    ancestor = path.absolute().parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    ancestor = _nearest_ancestor(path)
     if not ancestor.is_dir():
         raise OutputError(f"{option} {path}: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):

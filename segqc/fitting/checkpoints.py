@@ -19,7 +19,6 @@ from pathlib import Path
 
 from segqc.errors import InputError, OutputError, SegQCError
 from segqc.manifests import MARKER, Manifest, OutputKind, foreign_entry, manifest_of, remove_owned, sha256_file
-from segqc.outputs import check_output_name
 from segqc.torchfile import load_torch_file
 
 CHECKPOINT_NAME = "last.pt"
@@ -32,7 +31,7 @@ def checkpoint_folder(out: str | Path, mode: str | None = None) -> Path:
     """The folder of resumable checkpoints beside a model bundle ``out`` (``OUT.checkpoints``), checked.
 
     Args:
-        out: The model bundle's folder.
+        out: The model bundle's folder (its name checked by :func:`segqc.outputs.check_output_dir`).
         mode: ``image`` or ``tabular``: a checkpoint of a model of the other mode is not touched.
 
     Raises:
@@ -40,13 +39,17 @@ def checkpoint_folder(out: str | Path, mode: str | None = None) -> Path:
             there as checkpoints (a ``last.pt`` included), or a checkpoint of the
             other mode, so using (and later removing) it could lose a user's files.
     """
+    return _checked(out, mode)[0]
+
+
+def _checked(out: str | Path, mode: str | None) -> tuple[Path, Manifest | None]:
+    """:func:`checkpoint_folder` and what segqc wrote there (``None``: the folder is missing or empty)."""
     given = Path(out)
-    check_output_name(given, "--out")
     folder = given.with_name(f"{given.name}.checkpoints")
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise OutputError(f"--out {given}: {folder} (where checkpoints go) exists and is not a folder; move it away")
     if not folder.is_dir() or not any(folder.iterdir()):
-        return folder
+        return folder, None
     manifest = _manifest(folder)
     if manifest is None:
         entry = min(p.name for p in folder.iterdir())
@@ -61,7 +64,7 @@ def checkpoint_folder(out: str | Path, mode: str | None = None) -> Path:
     if foreign is not None:
         raise OutputError(f"--out {given}: {folder} (where checkpoints go) holds {foreign[0]!r}, {foreign[1]}; "
                           "move it away or choose another --out")
-    return folder
+    return folder, manifest
 
 
 def _manifest(folder: Path) -> Manifest | None:
@@ -102,10 +105,9 @@ def checkpoints_for(out: Path, mode: str, is_writer: bool = True) -> Iterator[Pa
         mode: ``image`` or ``tabular``.
         is_writer: Whether this process writes (rank 0 of a distributed run).
     """
-    folder = checkpoint_folder(out, mode)
+    folder, manifest = _checked(out, mode)
     existed = folder.exists()
     if is_writer:
-        manifest = _manifest(folder) if existed and any(folder.iterdir()) else None
         folder.mkdir(parents=True, exist_ok=True)
         Manifest(OutputKind.CHECKPOINTS.value, mode, manifest.files if manifest else {}).write(folder / MARKER)
     try:

@@ -81,8 +81,7 @@ class _Job:
                 mapped = case_labels if self.class_map is None else self.class_map.apply(case_labels)
                 written = write_mask(mapped, volume, self.out_dir / case_id, self.palette)
             except SegQCError as err:
-                self.finish(case_id, error=str(err) if str(err).startswith(str(volume.path)) else
-                            f"{volume.path}: {err}")
+                self.finish(case_id, error=f"{volume.path}: {err}")
                 continue
             self.finish(case_id, written)
 

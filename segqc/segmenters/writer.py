@@ -45,10 +45,6 @@ def mask_suffix(image: Path, spatial_dims: int) -> str:
     return ".npy"
 
 
-_LARGEST_LABEL = {".png": 2**16 - 1, "other": 2**31 - 1}
-"""The largest label a mask file holds: 16-bit PNG; int32 TIFF, NIfTI and NumPy masks."""
-
-
 def _smallest_dtype(labels: np.ndarray) -> np.dtype:
     """uint8, uint16 or int32: the smallest that holds ``labels`` (non-negative)."""
     peak = int(labels.max(initial=0))
@@ -73,22 +69,22 @@ def write_mask(labels: np.ndarray, like: Volume | Path, out_path_stem: Path,
 
     Raises:
         SchemaError: Labels that are negative, larger than the file format
-            holds, not 2D/3D, or of another spatial shape than the image.
+            holds, not 2D/3D, or of another spatial shape than the image (the
+            message says what is wrong; the caller names the case).
     """
     labels = np.asarray(labels)
-    image_path = like.path if isinstance(like, Volume) else Path(like)
-    where = f"{image_path}: the mask"
     if labels.ndim not in (2, 3) or not np.issubdtype(labels.dtype, np.integer):
-        raise SchemaError(f"{where}: expected integer labels (H, W) or (D, H, W), found {labels.dtype} {labels.shape}")
+        raise SchemaError(f"expected integer labels (H, W) or (D, H, W), found {labels.dtype} {labels.shape}")
     if labels.size and labels.min() < 0:
-        raise SchemaError(f"{where}: label maps must be non-negative, found {labels.min()}")
+        raise SchemaError(f"label maps must be non-negative, found {labels.min()}")
     if isinstance(like, Volume) and labels.shape != like.spatial_shape:
-        raise SchemaError(f"{where}: label map has shape {labels.shape}, expected {like.spatial_shape} as the image")
+        raise SchemaError(f"label map has shape {labels.shape}, expected {like.spatial_shape} as the image")
+    image_path = like.path if isinstance(like, Volume) else Path(like)
     suffix = mask_suffix(image_path, labels.ndim)
-    largest = _LARGEST_LABEL[".png" if suffix == ".png" else "other"]
+    largest = 2**16 - 1 if suffix == ".png" else np.iinfo(np.int32).max  # 16-bit PNG; int32 for the others
     if labels.size and labels.max() > largest:
-        raise SchemaError(f"{where}: label {labels.max()} is larger than a {suffix} mask holds ({largest}); map the "
-                          "classes to smaller labels (--class-map)")
+        raise SchemaError(f"label {labels.max()} is larger than a {suffix} mask holds ({largest}); map the classes "
+                          "to smaller labels (--class-map)")
     target = out_path_stem.with_name(out_path_stem.name + suffix)
     labels = labels.astype(_smallest_dtype(labels), copy=False)
     with atomic_file(target) as temporary:
