@@ -4,9 +4,9 @@ Every value is checked when a section is built, whether it comes from a YAML
 file, a command-line option or Python: its type against the field's annotation
 (:func:`check_types`: ``steps: 1.5``, ``lr: "1e-3"`` or ``amp: "yes"`` are
 refused, whole numbers are accepted where a number is expected, and numbers
-must be finite), then its range. Errors are :class:`FieldError` naming
-``section.key``; :func:`merged_config` renames them after the command-line
-option when the value came from one (``--seed -1``).
+must be finite), then its range, whole numbers bounded above too. Errors are :class:`FieldError` naming
+``section.key``; :func:`merged_config` renames them after the command-line option when the value came from
+one (``--seed -1``; for two keys checked together, ``review_quantile <= fail_quantile``, the one given).
 """
 
 from __future__ import annotations
@@ -41,22 +41,35 @@ held-out Dice."""
 MAX_SEED = 2**32 - 1
 MAX_LEVELS = 1000
 """Noise levels a model may have: every case is scored at each of them (the GNSM paper uses 20)."""
+# Upper bounds of the other whole numbers, far above any useful value, so that a typo (--width 99999999999999999999)
+# is refused naming its key, not passed on to overflow a library (a network too large for the machine is refused
+# by the memory check): steps (the GNSM paper trains 200,000), batch rows / cases, tabular width and depth,
+# GaussianMixture components, degradations per mask, quality examples.
+MAX_STEPS, MAX_BATCH, MAX_WIDTH, MAX_DEPTH = 100_000_000, 2**20, 2**24, 1000
+MAX_COMPONENTS, MAX_DEGRADATIONS, MAX_EXAMPLES = 1000, 100_000, 100_000_000
 DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 """The devices segqc runs on (``--device``, ``training.device``)."""
 _NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
-def _reject_invalid(config: Any, section: str, checks: dict[str, tuple[bool, str]]) -> None:
+def _reject_invalid(config: Any, section: str, checks: dict[str, tuple[bool, str]],
+                    ordered: Sequence[tuple[str, str]] = ()) -> None:
     """Raise a FieldError naming the first field whose check failed and what it expects.
 
     Args:
         config: The config dataclass.
         section: Its section name.
         checks: Field name -> (whether its value is valid, what a valid value is).
+        ordered: Pairs of fields ``(low, high)``, each valid alone, that must hold ``low <= high``; the error
+            names both with their values (and lists ``high`` as related, see :func:`merged_config`).
     """
     for name, (ok, expected) in checks.items():
         if not ok:
             raise FieldError(section, name, f"invalid value {getattr(config, name)!r}; expected {expected}")
+    for low, high in ordered:
+        if getattr(config, low) > getattr(config, high):
+            raise FieldError(section, low, f"expected {low} <= {high}, found {low} {getattr(config, low)!r} > "
+                                           f"{high} {getattr(config, high)!r}", related=(high,))
 
 
 def _describe(kind: Any) -> str:
@@ -168,22 +181,22 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         check_types(self, "training")
         checks = {
-            "steps": (self.steps >= 1, "at least 1"),
-            "batch_size": (self.batch_size >= 1, "at least 1"),
+            "steps": (1 <= self.steps <= MAX_STEPS, f"1..{MAX_STEPS:,} steps"),
+            "batch_size": (1 <= self.batch_size <= MAX_BATCH, f"1..{MAX_BATCH:,}"),
             "lr": (0 < self.lr <= 1, "a learning rate in (0, 1]"),
-            "lr_min": (0 <= self.lr_min <= self.lr, "0 <= lr_min <= lr"),
+            "lr_min": (0 <= self.lr_min <= 1, "a learning rate in [0, 1]"),
             "weight_decay": (0 <= self.weight_decay <= 1, "a value in [0, 1]"),
             "ema_decay": (0 <= self.ema_decay < 1, "a value in [0, 1)"),
             "grad_clip": (self.grad_clip >= 0, "a norm >= 0 (0: no clipping)"),
             "val_fraction": (0 <= self.val_fraction < 1, "a fraction in [0, 1)"),
-            "val_every": (self.val_every >= 1, "at least 1"),
-            "checkpoint_every": (self.checkpoint_every >= 0, "steps >= 0 (0: no checkpoints)"),
+            "val_every": (1 <= self.val_every <= MAX_STEPS, f"1..{MAX_STEPS:,} steps"),
+            "checkpoint_every": (0 <= self.checkpoint_every <= MAX_STEPS, f"0..{MAX_STEPS:,} (0: no checkpoints)"),
             "seed": (0 <= self.seed <= MAX_SEED, f"a whole number in 0..{MAX_SEED}"),
             "device": (bool(DEVICE_NAME.fullmatch(self.device)), "auto, cpu, cuda or cuda:N"),
             "filter_keep": (0 < self.filter_keep <= 1, "a fraction in (0, 1]"),
             "filter_warmup": (0 <= self.filter_warmup < 1, "a fraction in [0, 1)"),
         }
-        _reject_invalid(self, "training", checks)
+        _reject_invalid(self, "training", checks, [("lr_min", "lr")])
 
 
 @dataclasses.dataclass
@@ -263,14 +276,15 @@ class TabularModelConfig:
             _check_choice(self, "model", name, allowed)
         checks = {
             "levels": (1 <= self.levels <= MAX_LEVELS, f"1..{MAX_LEVELS} noise levels"),
-            "tau_min": (0 < self.tau_min <= self.tau_max, "0 < tau_min <= tau_max"),
-            "sigma_min": (0 < self.sigma_min <= self.sigma_max, "0 < sigma_min <= sigma_max"),
+            "tau_min": (self.tau_min > 0, "a temperature > 0"),
+            "sigma_min": (self.sigma_min > 0, "a scale > 0"),
             "kdsm_tau": (self.kdsm_tau > 0, "a temperature > 0"),
             "kdsm_onehot_sigma": (self.kdsm_onehot_sigma > 0, "a scale > 0"),
             "delta": (0 < self.delta < 1, "a value in (0, 1)"),
-            "width": (self.width >= 1, "at least 1"),
-            "depth": (self.depth >= 0, "at least 0"),
-            "embedding_size": (self.embedding_size >= 2 and self.embedding_size % 2 == 0, "an even number >= 2"),
+            "width": (1 <= self.width <= MAX_WIDTH, f"1..{MAX_WIDTH:,}"),
+            "depth": (0 <= self.depth <= MAX_DEPTH, f"0..{MAX_DEPTH:,} residual blocks"),
+            "embedding_size": (2 <= self.embedding_size <= MAX_WIDTH and self.embedding_size % 2 == 0,
+                               f"an even number in 2..{MAX_WIDTH:,}"),
             "dropout": (0 <= self.dropout < 1, "a fraction in [0, 1)"),
             "min_scale": (self.min_scale > 0, "a value > 0"),
             "marginal_weight": (self.marginal_weight >= 0, "a weight >= 0"),
@@ -278,11 +292,12 @@ class TabularModelConfig:
                                                              and 0 <= self.contamination < 0.5),
                               "auto or a share in [0, 0.5)"),
             "ranking_fraction": (0 < self.ranking_fraction <= 1, "a fraction in (0, 1]"),
-            "review_quantile": (0 < self.review_quantile <= self.fail_quantile < 1,
-                                "0 < review_quantile <= fail_quantile < 1"),
-            "score_batch_size": (self.score_batch_size >= 1, "at least 1"),
+            "review_quantile": (0 < self.review_quantile < 1, "a quantile in (0, 1)"),
+            "fail_quantile": (0 < self.fail_quantile < 1, "a quantile in (0, 1)"),
+            "score_batch_size": (1 <= self.score_batch_size <= MAX_BATCH, f"1..{MAX_BATCH:,}"),
         }
-        _reject_invalid(self, "model", checks)
+        _reject_invalid(self, "model", checks, [("tau_min", "tau_max"), ("sigma_min", "sigma_max"),
+                                                ("review_quantile", "fail_quantile")])
 
 
 @dataclasses.dataclass
@@ -370,21 +385,21 @@ class ImageModelConfig:
             _check_choice(self, "model", name, allowed)
         checks = {
             "levels": (1 <= self.levels <= MAX_LEVELS, f"1..{MAX_LEVELS} noise levels"),
-            "tau_min": (0 < self.tau_min <= self.tau_max, "0 < tau_min <= tau_max"),
+            "tau_min": (self.tau_min > 0, "a temperature > 0"),
             "beta_max": (0 <= self.beta_max < 1, "a value in [0, 1)"),
             "delta": (0 < self.delta < 1, "a value in (0, 1)"),
-            "max_components": (self.max_components >= 1, "at least 1"),
-            "review_quantile": (0 < self.review_quantile <= self.fail_quantile < 1,
-                                "0 < review_quantile <= fail_quantile < 1"),
-            "score_batch_size": (self.score_batch_size >= 1, "at least 1"),
+            "max_components": (1 <= self.max_components <= MAX_COMPONENTS, f"1..{MAX_COMPONENTS:,}"),
+            "review_quantile": (0 < self.review_quantile < 1, "a quantile in (0, 1)"),
+            "fail_quantile": (0 < self.fail_quantile < 1, "a quantile in (0, 1)"),
+            "score_batch_size": (1 <= self.score_batch_size <= MAX_BATCH, f"1..{MAX_BATCH:,}"),
             "dice_threshold": (0 < self.dice_threshold <= 1, "a Dice in (0, 1]"),
             "quality_coverage": (0 < self.quality_coverage < 1, "a fraction in (0, 1)"),
-            "degradations_per_case": (self.degradations_per_case >= 1, "at least 1"),
+            "degradations_per_case": (1 <= self.degradations_per_case <= MAX_DEGRADATIONS, f"1..{MAX_DEGRADATIONS:,}"),
             "quality_snapshots": (all(0 < f < 1 for f in self.quality_snapshots), "fractions of training in (0, 1)"),
-            "quality_examples": (self.quality_examples >= 1, "at least 1"),
-            "atlas_size": (self.atlas_size >= 0, "at least 0"),
+            "quality_examples": (1 <= self.quality_examples <= MAX_EXAMPLES, f"1..{MAX_EXAMPLES:,}"),
+            "atlas_size": (0 <= self.atlas_size <= MAX_EXAMPLES, f"0..{MAX_EXAMPLES:,} (0: no atlas)"),
         }
-        _reject_invalid(self, "model", checks)
+        _reject_invalid(self, "model", checks, [("tau_min", "tau_max"), ("review_quantile", "fail_quantile")])
 
 
 def _check_choice(config: Any, section: str, name: str, allowed: Sequence[str]) -> None:
@@ -446,9 +461,10 @@ def merged_config(cls: type[T], file_sections: Mapping[str, Any], section: str, 
     try:
         return from_mapping(cls, values, section)
     except FieldError as err:
-        if err.name not in given:
+        option = next((name for name in (err.name, *err.related) if name in given), None)
+        if option is None:
             raise
-        raise ConfigError(f"--{err.name.replace('_', '-')} {given[err.name]}: {err.detail}") from None
+        raise ConfigError(f"--{option.replace('_', '-')} {given[option]}: {err.detail}") from None
 
 
 def read_mapping_file(path: str | Path, allowed: Sequence[str], what: str) -> dict[str, Any]:

@@ -39,11 +39,13 @@ class FieldError(ConfigError):
         section: The config section, e.g. ``"training"``.
         name: The key, e.g. ``"lr"``.
         detail: What was found and what was expected.
+        related: Other keys of the section the failed check involves (``lr_min <= lr``); ``detail`` then
+            names each of them with its value, so the error may be shown under any of them.
     """
 
-    def __init__(self, section: str, name: str, detail: str) -> None:
+    def __init__(self, section: str, name: str, detail: str, related: tuple[str, ...] = ()) -> None:
         super().__init__(f"{section}.{name}: {detail}")
-        self.section, self.name, self.detail = section, name, detail
+        self.section, self.name, self.detail, self.related = section, name, detail, related
 
 
 class OutputError(ConfigError):

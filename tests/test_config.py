@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -34,6 +35,31 @@ from segqc.errors import ConfigError, FieldError
     (ImageModelConfig, {"quality_snapshots": [0.5, 2]}, "model.quality_snapshots"),
     (PreprocessConfig, {"spatial_size": [64.0, 64.0]}, "data.spatial_size: expected a list of whole numbers"),
     (PreprocessConfig, {"slice_axis": "2"}, "data.slice_axis: expected a whole number or null, found text '2'"),
+    # whole numbers beyond 64 bits (or just absurd) are refused naming the key, never passed on to overflow
+    (TrainingConfig, {"steps": 10**20}, "training.steps: invalid value 100000000000000000000; expected 1..100,000,000"),
+    (TrainingConfig, {"batch_size": 10**20}, "training.batch_size: invalid value 100000000000000000000; expected 1.."),
+    (TrainingConfig, {"val_every": 10**20}, "training.val_every: invalid value"),
+    (TrainingConfig, {"checkpoint_every": 10**20}, "training.checkpoint_every: invalid value"),
+    (TabularModelConfig, {"width": 10**20}, "model.width: invalid value 100000000000000000000; expected 1..16,777,216"),
+    (TabularModelConfig, {"depth": 10**20}, "model.depth: invalid value 100000000000000000000; expected 0..1,000"),
+    (TabularModelConfig, {"embedding_size": 10**20}, "model.embedding_size: invalid value 100000000000000000000"),
+    (TabularModelConfig, {"levels": 10**20}, "model.levels: invalid value 100000000000000000000"),
+    (TabularModelConfig, {"score_batch_size": 10**20}, "model.score_batch_size: invalid value"),
+    (ImageModelConfig, {"max_components": 10**20}, "model.max_components: invalid value"),
+    (ImageModelConfig, {"score_batch_size": 10**20}, "model.score_batch_size: invalid value"),
+    (ImageModelConfig, {"degradations_per_case": 10**20}, "model.degradations_per_case: invalid value"),
+    (ImageModelConfig, {"quality_examples": 10**20}, "model.quality_examples: invalid value"),
+    (ImageModelConfig, {"atlas_size": 10**20}, "model.atlas_size: invalid value"),
+    (PreprocessConfig, {"spatial_size": [10**20, 64]}, "data.spatial_size: invalid value [100000000000000000000, 64]"),
+    # two keys checked together: both named with their values
+    (TabularModelConfig, {"fail_quantile": 1}, "model.fail_quantile: invalid value 1.0; expected a quantile in (0, 1)"),
+    (TabularModelConfig, {"fail_quantile": 0.9},
+     ("model.review_quantile: expected review_quantile <= fail_quantile, found review_quantile 0.95 > "
+      "fail_quantile 0.9")),
+    (ImageModelConfig, {"review_quantile": 0.995},
+     ("model.review_quantile: expected review_quantile <= fail_quantile, found review_quantile 0.995 > "
+      "fail_quantile 0.99")),
+    (TabularModelConfig, {"tau_max": 1.0}, "found tau_min 2.0 > tau_max 1.0"),
 ], ids=lambda value: str(value)[:40] if isinstance(value, (dict, str)) else None)
 def test_wrong_types_and_ranges_name_the_key(cls, values, message) -> None:
     with pytest.raises(FieldError) as info:
@@ -48,10 +74,35 @@ def test_whole_numbers_are_numbers() -> None:
 
 
 @pytest.mark.parametrize("overrides, message", [({"seed": -1}, "--seed -1: invalid value -1"),
-                                                ({"batch_size": 0}, "--batch-size 0: invalid value 0")])
+                                                ({"batch_size": 0}, "--batch-size 0: invalid value 0"),
+                                                ({"steps": 10**20}, "--steps 100000000000000000000: invalid value"),
+                                                ({"lr": 1e-6},
+                                                 "--lr 1e-06: expected lr_min <= lr, found lr_min 1e-05 > lr 1e-06")])
 def test_values_from_options_are_named_as_options(overrides, message) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
         merged_config(TrainingConfig, {}, "training", overrides)
+
+
+@pytest.mark.parametrize("file, overrides, message", [
+    ({}, {"fail_quantile": 1.0}, "--fail-quantile 1.0: invalid value 1.0; expected a quantile in (0, 1)"),
+    ({}, {"fail_quantile": 0.9},
+     "--fail-quantile 0.9: expected review_quantile <= fail_quantile, found review_quantile 0.95 > fail_quantile 0.9"),
+    ({}, {"review_quantile": 0.995},
+     ("--review-quantile 0.995: expected review_quantile <= fail_quantile, found review_quantile 0.995 > "
+      "fail_quantile 0.99")),
+    ({"fail_quantile": 0.9}, {"review_quantile": 0.92},
+     ("--review-quantile 0.92: expected review_quantile <= fail_quantile, found review_quantile 0.92 > "
+      "fail_quantile 0.9")),
+    ({"review_quantile": 0.95}, {}, None),
+], ids=["fail-one", "fail-below-review", "review-above-fail", "review-option-against-file", "valid"])
+def test_a_check_of_two_keys_is_named_after_the_option_given(file, overrides, message) -> None:
+    """The option the user gave is named, whichever side of ``review_quantile <= fail_quantile`` it is."""
+    if message is None:
+        assert merged_config(TabularModelConfig, {"model": file}, "model", overrides).review_quantile == 0.95
+        return
+    with pytest.raises(ConfigError) as info:
+        merged_config(TabularModelConfig, {"model": file}, "model", overrides)
+    assert str(info.value) == message
 
 
 def test_values_from_a_file_keep_their_key_and_sections_must_be_mappings() -> None:

@@ -28,7 +28,13 @@ def test_a_small_network_fits_and_its_activations_are_counted() -> None:
     ({**SMALL, "nf": "8"}, (32, 32), "cannot build the network"),
     ({**SMALL, "attn_resolutions": [7]}, (32, 32), "match no level"),
     ({**SMALL, "nf": 100_000}, (32, 32), "model.network: training needs at least"),
-], ids=["unknown-key", "size-cannot-halve", "wrong-type", "attention-nowhere", "too-large"])
+    ({**SMALL, "nf": 10**20}, (32, 32),
+     "model.network.nf: invalid value 100000000000000000000; expected whole numbers in 0..1,048,576"),
+    ({**SMALL, "ch_mult": [1, 10**20]}, (32, 32), "model.network.ch_mult: invalid value [1, 100000000000000000000]"),
+    ({**SMALL, "num_res_blocks": 10**20}, (32, 32),
+     "model.network.num_res_blocks: invalid value 100000000000000000000; expected whole numbers in 0..100"),
+], ids=["unknown-key", "size-cannot-halve", "wrong-type", "attention-nowhere", "too-large", "nf-beyond-64-bits",
+        "ch-mult-beyond-64-bits", "res-blocks-absurd"])
 def test_impossible_networks_are_refused_naming_the_key(network, size, message) -> None:
     with pytest.raises(ConfigError) as info:
         check_image_network(network, 2, size, 1, 3, 8, CPU, amp=False)

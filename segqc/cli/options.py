@@ -9,7 +9,14 @@ import typer
 
 from segqc.cli.terminal import console
 from segqc.config import TabularModelConfig, TrainingConfig
-from segqc.data.images import DEFAULT_MAX_VOXELS, MAX_VOXELS_ENV, set_max_voxels
+from segqc.data.images import (
+    DEFAULT_MAX_VOXELS,
+    MAX_LABEL,
+    MAX_VOXELS_ENV,
+    MIN_LABEL,
+    env_max_voxels,
+    set_max_voxels,
+)
 from segqc.errors import ConfigError
 from segqc.threads import THREADS_ENV, limit_threads
 
@@ -43,13 +50,25 @@ ClassMapOption = Annotated[Path | None, typer.Option(help="JSON/YAML mapping seg
                                                           "default: 0}.")]
 
 
-def computing(threads: int | None, max_voxels: int | None = None) -> None:
-    """Settings every computing command applies first: the thread cap (said on a terminal) and the file-size limit."""
+def computing(threads: int | None, max_voxels: int | None = None, reads_images: bool = True) -> None:
+    """Settings every computing command applies first: the file-size limit and the thread cap (said on a terminal).
+
+    Args:
+        threads: ``--threads`` (``None``: ``OMP_NUM_THREADS`` or a fair share of the cores).
+        max_voxels: ``--max-voxels`` (``None``: ``SEGQC_MAX_VOXELS`` or the default).
+        reads_images: Whether the command reads image / mask files: then a ``SEGQC_MAX_VOXELS`` that is not a
+            positive whole number is refused here, before any work (the tabular commands ignore it).
+
+    Raises:
+        ConfigError: ``--max-voxels`` < 1, an invalid ``SEGQC_MAX_VOXELS``, or an invalid thread cap.
+    """
+    if max_voxels is not None and max_voxels < 1:
+        raise ConfigError(f"--max-voxels {max_voxels}: expected at least 1")
+    if reads_images and max_voxels is None:
+        env_max_voxels()
     choice = limit_threads(threads)
     if console.is_terminal:
         console.print(f"[dim]{choice.describe()}[/]", highlight=False)
-    if max_voxels is not None and max_voxels < 1:
-        raise ConfigError(f"--max-voxels {max_voxels}: expected at least 1")
     set_max_voxels(max_voxels)
 
 
@@ -64,6 +83,10 @@ def parse_labels(text: str) -> list[int]:
         values = [int(v) for v in split_names([text])]
     except ValueError:
         raise ConfigError(f"--labels {text!r}: expected comma-separated integer label values, e.g. 0,1,2") from None
+    outside = [value for value in values if not MIN_LABEL <= value <= MAX_LABEL]
+    if outside:
+        raise ConfigError(f"--labels {text!r}: {', '.join(map(str, outside))} outside {MIN_LABEL}..{MAX_LABEL}; "
+                          "expected label values that fit a 64-bit integer, as masks are read")
     repeated = sorted({value for value in values if values.count(value) > 1})
     if repeated:
         raise ConfigError(f"--labels {text!r}: {', '.join(map(str, repeated))} given more than once; expected "

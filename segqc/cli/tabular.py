@@ -75,7 +75,7 @@ def tabular_fit(
     """
     from segqc.jobs.tabular import fit_table
 
-    computing(threads)
+    computing(threads, reads_images=False)
     model = {"method": method, "width": width, "depth": depth, "levels": levels, "loss": loss,
              "review_quantile": review_quantile, "fail_quantile": fail_quantile,
              "contamination": contamination_share(contamination, contaminated)}
@@ -138,7 +138,7 @@ def tabular_score(
     """
     from segqc.jobs.tabular import score_table
 
-    computing(threads)
+    computing(threads, reads_images=False)
     if top < 0:
         raise ConfigError(f"--top {top}: expected a number of rows >= 0")
     with progress_bar("reading", "items") as on_read:

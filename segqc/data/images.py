@@ -10,7 +10,9 @@ axes) for the other formats.
 Size limit: a file whose header announces more values than
 :func:`max_voxels` allows is refused before its pixels are decoded, so one
 huge (or hostile) file cannot take the process down. The limit is
-``SEGQC_MAX_VOXELS`` or ``--max-voxels`` when set, else :data:`DEFAULT_MAX_VOXELS`.
+``--max-voxels`` or ``SEGQC_MAX_VOXELS`` when set, else :data:`DEFAULT_MAX_VOXELS`;
+a ``SEGQC_MAX_VOXELS`` that is not a positive whole number is refused (the
+commands check it before any work, see :func:`env_max_voxels`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from segqc.errors import InputError, SchemaError
+from segqc.errors import ConfigError, InputError, SchemaError
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -49,6 +51,8 @@ _READ_ERRORS = (OSError, EOFError, ValueError, SyntaxError, struct.error, zlib.e
 # 3D 256 Mi (e.g. 512 x 512 x 1,024). Decoding and preprocessing take several times that in memory.
 DEFAULT_MAX_VOXELS = {2: 1 << 25, 3: 1 << 28}
 MAX_VOXELS_ENV = "SEGQC_MAX_VOXELS"
+MIN_LABEL, MAX_LABEL = -(2**63), 2**63 - 1
+"""The label values a mask can hold: masks are read as 64-bit integers (:func:`read_mask`)."""
 _max_voxels_override: int | None = None
 
 
@@ -58,17 +62,35 @@ def set_max_voxels(limit: int | None) -> None:
     _max_voxels_override = limit
 
 
+def env_max_voxels() -> int | None:
+    """The limit ``SEGQC_MAX_VOXELS`` sets, or ``None`` when it is unset or empty.
+
+    Raises:
+        ConfigError: It is not a positive whole number (``abc``, ``nan``, ``1e6``, ``0``, ``-1``).
+    """
+    text = os.environ.get(MAX_VOXELS_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ConfigError(f"{MAX_VOXELS_ENV}={text!r}: expected a positive whole number of values (voxels x "
+                          f"channels) a file may hold, e.g. {DEFAULT_MAX_VOXELS[3]}; or unset it for the default")
+    return limit
+
+
 def max_voxels(spatial_ndim: int) -> int:
-    """The largest number of values (voxels x channels) a file with ``spatial_ndim`` axes may hold."""
+    """The largest number of values (voxels x channels) a file with ``spatial_ndim`` axes may hold.
+
+    Raises:
+        ConfigError: ``SEGQC_MAX_VOXELS`` is set to something else than a positive whole number.
+    """
     if _max_voxels_override is not None:
         return _max_voxels_override
-    text = os.environ.get(MAX_VOXELS_ENV)
-    if text:
-        try:
-            return max(int(text), 1)
-        except ValueError:
-            raise InputError(f"{MAX_VOXELS_ENV}={text!r}: expected a whole number of voxels") from None
-    return DEFAULT_MAX_VOXELS[3 if spatial_ndim >= 3 else 2]
+    limit = env_max_voxels()
+    return limit if limit is not None else DEFAULT_MAX_VOXELS[3 if spatial_ndim >= 3 else 2]
 
 
 def _check_size(path: Path, shape: Sequence[int], spatial_ndim: int) -> None:

@@ -37,6 +37,8 @@ from segqc.errors import FieldError, did_you_mean
 SECTION = "data"  # the YAML section (configs/*.yaml) holding these options
 INTENSITY_MODES = ("percentile", "zscore", "window", "none")
 RESIZE_MODES = ("resize", "crop_or_pad")
+MAX_SPATIAL_SIZE = 2**16
+"""Largest model input size along one axis (65,536)."""
 _AXIS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
 
@@ -116,7 +118,7 @@ class PreprocessConfig:
         checks = {
             "spatial_dims": dims in (2, 3) and not isinstance(dims, bool),
             "spatial_size": isinstance(size, Sequence) and len(size) == dims
-            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size),
+            and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= MAX_SPATIAL_SIZE for s in size),
             "spacing": spacing is None or (isinstance(spacing, Sequence) and len(spacing) == dims
                                            and all(_is_number(s) and s > 0 for s in spacing)),
             "percentiles": _is_pair(self.percentiles) and 0 <= self.percentiles[0] and self.percentiles[1] <= 100,
@@ -140,7 +142,7 @@ class PreprocessConfig:
 
 _HINTS = {
     "spatial_dims": "; expected 2 or 3",
-    "spatial_size": "; expected spatial_dims positive integers",
+    "spatial_size": f"; expected spatial_dims whole numbers in 1..{MAX_SPATIAL_SIZE:,}",
     "spacing": "; expected spatial_dims positive numbers (mm) or null",
     "percentiles": "; expected [low, high] with 0 <= low < high <= 100",
     "window": "; expected [low, high] with low < high",

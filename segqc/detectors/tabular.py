@@ -254,7 +254,8 @@ class TabularQC(BaseDetector):
             probe = TabularScoreNet(features, cfg.width, cfg.depth, cfg.embedding_size, cfg.dropout)
         check_training_memory("model.width", probe, 4 * features + cfg.width * (8 * cfg.depth + 2),
                               train_cfg.batch_size, resolve_device(train_cfg.device), train_cfg.amp,
-                              "lower model.width (--width), model.depth (--depth) or training.batch_size")
+                              "lower model.width (--width), model.depth (--depth) or training.batch_size "
+                              "(--batch-size)")
 
     def _schedule(self, train_continuous: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Categorical noise ``(L,)`` and Gaussian scales ``(L, D_cont)`` of the chosen method.

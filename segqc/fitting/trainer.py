@@ -147,7 +147,8 @@ class Trainer:
         Args:
             train: Training tensors, each ``(N, ...)``.
             val: Validation tensors, each ``(N_val, ...)``, or ``None``.
-            resume: Continue from ``checkpoint_dir/last.pt`` when it exists.
+            resume: Continue from ``checkpoint_dir/last.pt`` when it exists; when it does not, a warning
+                says so and training starts at step 0.
 
         Returns:
             The selected EMA weights and the training history.
@@ -237,7 +238,9 @@ class Trainer:
     def _load_checkpoint(self, ema: nn.Module, optimizer, scheduler, generator: torch.Generator, state: dict) -> None:
         path = self.checkpoint_dir / CHECKPOINT_NAME if self.checkpoint_dir else None
         if path is None or not path.is_file():
-            logger.info("no checkpoint to resume from; starting at step 0")
+            if self.rank == 0:  # a warning, shown on the terminal: the user asked to resume and this run will not
+                logger.warning("no checkpoint at %s to resume from; training starts at step 0",
+                               path if path is not None else "(no checkpoint folder given)")
             return
         payload = load_torch_file(path, "a segqc training checkpoint", "delete it to start over")
         try:

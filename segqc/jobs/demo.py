@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segqc.atomic import rebuilt_in_place
-from segqc.config import ImageModelConfig, TrainingConfig
+from segqc.config import ImageModelConfig, TrainingConfig, merged_config
 from segqc.data.preprocess import PreprocessConfig
 from segqc.detectors.image import ImageQC
 from segqc.fitting.trainer import StepInfo
@@ -54,10 +54,18 @@ def run_demo(out: str | Path, fast: bool = False, seed: int = 0, device: str = "
 
     Returns:
         The scoring run (table, summary, report path).
+
+    Raises:
+        ConfigError: ``seed`` or ``device`` is invalid (named as ``--seed`` / ``--device``), before anything is
+            written.
     """
+    size = FAST if fast else FULL
+    training = merged_config(TrainingConfig, {"training": {"steps": size.steps, "batch_size": 16, "lr": 2e-3,
+                                                           "val_every": 100, "checkpoint_every": 0}},
+                             "training", {"seed": seed, "device": device})
     out = check_output_dir(out, OutputKind.DEMO)
     with rebuilt_in_place(out, _discard):  # not staged elsewhere: the report names the paths of its files
-        return _build_demo(out, FAST if fast else FULL, seed, device, on_stage, on_step, on_case)
+        return _build_demo(out, size, training, on_stage, on_step, on_case)
 
 
 def _discard(folder: Path) -> None:
@@ -68,9 +76,10 @@ def _discard(folder: Path) -> None:
         folder.rmdir()
 
 
-def _build_demo(out: Path, size: DemoSize, seed: int, device: str, on_stage: Callable[[str], None] | None,
+def _build_demo(out: Path, size: DemoSize, training_config: TrainingConfig, on_stage: Callable[[str], None] | None,
                 on_step: Callable[[StepInfo], None] | None, on_case: Callable[[int, int], None] | None) -> ScoreRun:
     """Write the demo's ``data/``, ``model/`` and ``report/`` into the new folder ``out`` (see :func:`run_demo`)."""
+    seed = training_config.seed
     out.mkdir(parents=True)
     write_marker(out, OutputKind.DEMO, DEMO_PARTS)  # data/, model/ and report/ carry their own manifests
     say = on_stage or (lambda _: None)
@@ -81,9 +90,7 @@ def _build_demo(out: Path, size: DemoSize, seed: int, device: str, on_stage: Cal
         phantoms.write_cases(training, staging / "train", fmt="png")
         phantoms.write_cases(predictions, staging / "test", fmt="png")
     say(f"training the small 2D model ({size.steps} steps)")
-    qc = ImageQC(ImageModelConfig(), TrainingConfig(steps=size.steps, batch_size=16, lr=2e-3, val_every=100,
-                                                    checkpoint_every=0, seed=seed, device=device),
-                 preprocess=PreprocessConfig(spatial_size=size.spatial_size))
+    qc = ImageQC(ImageModelConfig(), training_config, preprocess=PreprocessConfig(spatial_size=size.spatial_size))
     qc.fit_folders(out / "data" / "train" / "images", out / "data" / "train" / "masks", on_step=on_step)
     qc = ImageQC.load(qc.save(out / "model"))
     say("scoring the predictions against ground truth")

@@ -30,6 +30,11 @@ from segqc.nets.ncsnpp import NCSNpp
 
 _STATE_COPIES = 6
 _SET_BY_SEGQC = ("spatial_dims", "image_channels", "num_classes", "input_size")
+MAX_NETWORK_NUMBER = 2**20
+"""Largest whole number in ``model.network`` (a width, a multiplier, a resolution): larger ones would overflow
+PyTorch's 64-bit sizes before the memory check could refuse them."""
+MAX_RES_BLOCKS = 100
+"""Most residual blocks per level (``num_res_blocks``; the NCSN++ paper uses 2 to 4): more take minutes to build."""
 
 
 def device_memory(device: torch.device) -> int:
@@ -91,6 +96,16 @@ def check_training_memory(what: str, module: nn.Module, values_per_case: int, ba
     return needed
 
 
+def _check_network_numbers(key: str, value: Any) -> None:
+    """Refuse a whole number in ``model.network.KEY`` (alone or in a list) beyond what a network can have."""
+    largest = MAX_RES_BLOCKS if key == "num_res_blocks" else MAX_NETWORK_NUMBER
+    numbers = value if isinstance(value, (list, tuple)) else [value]
+    for number in numbers:
+        if isinstance(number, int) and not isinstance(number, bool) and not 0 <= number <= largest:
+            raise ConfigError(f"model.network.{key}: invalid value {value!r}; expected whole numbers in "
+                              f"0..{largest:,}")
+
+
 def check_image_network(network: Mapping[str, Any], spatial_dims: int, spatial_size: Sequence[int],
                         image_channels: int, num_classes: int, batch_size: int, device: torch.device,
                         amp: bool) -> int:
@@ -118,6 +133,7 @@ def check_image_network(network: Mapping[str, Any], spatial_dims: int, spatial_s
         if key not in known:
             raise ConfigError(f"model.network.{key}: unknown setting{did_you_mean(str(key), known)}; "
                               f"known: {', '.join(known)}")
+        _check_network_numbers(key, network[key])
     try:
         with torch.device("meta"):
             net = NCSNpp(spatial_dims, image_channels, num_classes, input_size=spatial_size[0], **network)

@@ -20,6 +20,7 @@ import numpy as np
 
 from segqc.config import read_mapping_file
 from segqc.errors import ConfigError, SchemaError, did_you_mean
+from segqc.segmenters.writer import MAX_MASK_LABEL
 
 _KEYS = ("map", "default")
 
@@ -74,16 +75,17 @@ def apply_class_map(labels: np.ndarray, mapping: Mapping[int, int], default: int
 
 
 def _label_value(value: Any, path: Path, what: str) -> int:
-    """A non-negative integer from the file, or a ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{path}: {what} is {value!r}; expected a non-negative integer label value")
+    """An integer label value in ``0..MAX_MASK_LABEL`` from the file, or a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_MASK_LABEL:
+        raise ConfigError(f"{path}: {what} is {value!r}; expected a non-negative integer label value up to "
+                          f"{MAX_MASK_LABEL} (the largest a mask file holds)")
     return value
 
 
 def _class_index(key: Any, class_names: Sequence[str] | None, path: Path) -> int:
     """The segmenter class index a map key names (an index or a class name)."""
     text = str(key).strip()
-    if text.isdigit():
+    if text.isdecimal():  # not isdigit(): int() refuses digits such as '²'
         index = int(text)
         if class_names and index >= len(class_names):
             raise SchemaError(f"{path}: class index {index} is out of range; the segmenter has "

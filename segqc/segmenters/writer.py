@@ -19,6 +19,11 @@ from segqc.atomic import atomic_file
 from segqc.data.images import NIFTI_SUFFIXES, PIL_SUFFIXES, Volume, suffix_of
 from segqc.errors import SchemaError
 
+MAX_PNG_LABEL = 2**16 - 1
+"""The largest label a (16-bit) PNG mask holds."""
+MAX_MASK_LABEL = 2**31 - 1
+"""The largest label any mask segqc writes holds (int32 for NIfTI, TIFF and NumPy masks)."""
+
 
 def voc_palette(count: int = 256) -> list[tuple[int, int, int]]:
     """The Pascal VOC colour map: class ``i`` gets the bits of ``i`` spread over R, G and B, high bits first."""
@@ -81,7 +86,7 @@ def write_mask(labels: np.ndarray, like: Volume | Path, out_path_stem: Path,
         raise SchemaError(f"label map has shape {labels.shape}, expected {like.spatial_shape} as the image")
     image_path = like.path if isinstance(like, Volume) else Path(like)
     suffix = mask_suffix(image_path, labels.ndim)
-    largest = 2**16 - 1 if suffix == ".png" else np.iinfo(np.int32).max  # 16-bit PNG; int32 for the others
+    largest = MAX_PNG_LABEL if suffix == ".png" else MAX_MASK_LABEL
     if labels.size and labels.max() > largest:
         raise SchemaError(f"label {labels.max()} is larger than a {suffix} mask holds ({largest}); map the classes "
                           "to smaller labels (--class-map)")

@@ -62,6 +62,8 @@ SEGMENT = ("segment --images {w}/test/images --segmenter python:segmenter_fixtur
            "--segmenter-options {w}/python.yaml --out {w}/masks-out")
 TABULAR_FIT = "tabular fit {w}/tab/train.csv --out {w}/tab-model --steps 20 --device cpu"
 TABULAR_SCORE = "tabular score {w}/tab/train.csv --model {w}/tab/model --out {w}/tab-scores.csv"
+HUGE = "99999999999999999999"
+"""A whole number beyond 64 bits."""
 
 
 # ---------------------------------------------------------------- the working folder
@@ -105,8 +107,8 @@ def tree(root: Path) -> dict[str, str]:
     return found
 
 
-def invoke(argv: str, work: Path):
-    return runner.invoke(app, shlex.split(argv.format(w=work)))
+def invoke(argv: str, work: Path, env: dict[str, str] | None = None):
+    return runner.invoke(app, shlex.split(argv.format(w=work)), env=env)
 
 
 # ---------------------------------------------------------------- ways to break things
@@ -341,12 +343,14 @@ def _format(data: dict) -> None:
 
 @dataclass(frozen=True)
 class Bad:
-    """One bad input: the command line ({w} = working folder), what the error line must name, how to break it."""
+    """One bad input: the command line ({w} = working folder), what the error line must name, how to break it,
+    and environment variables set for the run."""
 
     name: str
     argv: str
     expect: str
     setup: Callable[[Path], None] | None = None
+    env: dict[str, str] | None = None
 
 
 CATALOGUE = [
@@ -589,6 +593,48 @@ CATALOGUE = [
     Bad("tabular-fit-value-too-large", TABULAR_FIT, "column 'value' in {w}/tab/train.csv: values too large",
         table(_set("value", 3, 1e308))),
     Bad("tabular-score-empty-modelled-column", TABULAR_SCORE, "column 'value' is empty", table(_empty("value"))),
+    # --- round 3: whole numbers beyond 64 bits (or absurd) are refused naming the option or key, never overflow
+    Bad("train-labels-beyond-64-bits", TRAIN + f" --labels 0,1,{HUGE}",
+        f"--labels '0,1,{HUGE}': {HUGE} outside -9223372036854775808..9223372036854775807"),
+    Bad("train-steps-beyond-64-bits", TRAIN + f" --steps {HUGE}",
+        f"--steps {HUGE}: invalid value {HUGE}; expected 1..100,000,000 steps"),
+    Bad("train-batch-size-beyond-64-bits", TRAIN + f" --batch-size {HUGE}", f"--batch-size {HUGE}: invalid value"),
+    Bad("train-config-network-beyond-64-bits", TRAIN, f"model.network.nf: invalid value {HUGE}",
+        tiny_config(model=f"{{levels: 3, network: {{nf: {HUGE}}}}}")),
+    Bad("train-config-spatial-size-beyond-64-bits", TRAIN, f"data.spatial_size: invalid value [{HUGE}, 32]",
+        tiny_config(data=f"{{spatial_dims: 2, spatial_size: [{HUGE}, 32]}}")),
+    Bad("segment-class-map-value-beyond-64-bits", SEGMENT + " --class-map {w}/map.json",
+        f"map.json: the value of '1' is {HUGE}; expected a non-negative integer label value up to 2147483647",
+        write("map.json", f'{{"map": {{"0": 0, "1": {HUGE}}}, "default": 0}}')),
+    Bad("tabular-fit-width-beyond-64-bits", TABULAR_FIT + f" --width {HUGE}",
+        f"--width {HUGE}: invalid value {HUGE}; expected 1..16,777,216"),
+    Bad("tabular-fit-depth-beyond-64-bits", TABULAR_FIT + f" --depth {HUGE}", f"--depth {HUGE}: invalid value"),
+    Bad("tabular-fit-steps-beyond-64-bits", TABULAR_FIT + f" --steps {HUGE}", f"--steps {HUGE}: invalid value"),
+    Bad("tabular-fit-batch-size-beyond-64-bits", TABULAR_FIT + f" --batch-size {HUGE}",
+        f"--batch-size {HUGE}: invalid value"),
+    Bad("tabular-fit-config-embedding-size-beyond-64-bits", TABULAR_FIT + " --config {w}/tab.yaml",  # even
+        "model.embedding_size: invalid value 100000000000000000000; expected an even number in 2..16,777,216",
+        write("tab.yaml", "model: {embedding_size: 100000000000000000000}\n")),
+    Bad("demo-seed-negative", "demo --fast --seed -1 --out {w}/demo", "--seed -1: invalid value -1"),
+    Bad("demo-seed-beyond-64-bits", f"demo --fast --seed {HUGE} --out {{w}}/demo", f"--seed {HUGE}: invalid value"),
+    # --- round 3: a check of two values names the option given, with both values
+    Bad("tabular-fit-fail-quantile-one", TABULAR_FIT + " --fail-quantile 1",
+        "--fail-quantile 1.0: invalid value 1.0; expected a quantile in (0, 1)"),
+    Bad("tabular-fit-fail-quantile-below-review", TABULAR_FIT + " --fail-quantile 0.9", "--fail-quantile 0.9: "
+        "expected review_quantile <= fail_quantile, found review_quantile 0.95 > fail_quantile 0.9"),
+    Bad("tabular-fit-review-quantile-above-fail", TABULAR_FIT + " --review-quantile 0.995", "--review-quantile 0.995: "
+        "expected review_quantile <= fail_quantile, found review_quantile 0.995 > fail_quantile 0.99"),
+    Bad("tabular-fit-lr-below-lr-min", TABULAR_FIT + " --lr 1e-6",
+        "--lr 1e-06: expected lr_min <= lr, found lr_min 1e-05 > lr 1e-06"),
+    # --- round 3: an invalid SEGQC_MAX_VOXELS is refused before any work (not an error row per file, not clamped)
+    *[Bad(f"score-max-voxels-variable-{name}", SCORE,
+          f"SEGQC_MAX_VOXELS={value!r}: expected a positive whole number", env={"SEGQC_MAX_VOXELS": value})
+      for name, value in (("text", "abc"), ("nan", "nan"), ("zero", "0"), ("negative", "-1"))],
+    Bad("train-max-voxels-variable-zero", TRAIN, "SEGQC_MAX_VOXELS='0': expected a positive whole number",
+        env={"SEGQC_MAX_VOXELS": "0"}),
+    Bad("segment-max-voxels-variable-zero", SEGMENT, "SEGQC_MAX_VOXELS='0'", env={"SEGQC_MAX_VOXELS": "0"}),
+    Bad("demo-max-voxels-variable-negative", "demo --fast --out {w}/demo", "SEGQC_MAX_VOXELS='-1'",
+        env={"SEGQC_MAX_VOXELS": "-1"}),
 ]
 
 # New files a failed run may leave: the report that lists every case's error.
@@ -609,7 +655,7 @@ def test_bad_input_gives_one_line_exit_2_and_loses_nothing(bad: Bad, template: P
     if bad.setup:
         bad.setup(work)
     before = tree(work)
-    result = invoke(bad.argv, work)
+    result = invoke(bad.argv, work, bad.env)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr

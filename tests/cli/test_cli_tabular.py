@@ -128,6 +128,10 @@ def test_resume_without_a_checkpoint_starts_fresh(tmp_path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m" / "segqc.json").is_file()
+    said = "".join(result.stderr.split())  # the log line may be wrapped, the path included
+    assert "WARNING" in result.stderr and "".join(
+        f"no checkpoint at {tmp_path / 'm.checkpoints' / 'last.pt'} to resume from; training starts at step 0"
+        .split()) in said
 
 
 def test_contamination_is_reported_by_fit_and_score(tmp_path) -> None:

@@ -45,6 +45,16 @@ def test_train_writes_a_bundle_with_labels_and_preprocessing(dataset) -> None:
     assert not (dataset / "model.checkpoints").exists()
 
 
+def test_resume_without_a_checkpoint_says_so_on_the_terminal(dataset) -> None:
+    result = runner.invoke(app, train_args(dataset, "data/images", "data/masks", "--resume"))
+    assert result.exit_code == 0, result.output
+    said = "".join(result.stderr.split())  # the log line may be wrapped, the path included
+    assert "WARNING" in result.stderr and "".join(
+        f"no checkpoint at {dataset / 'model.checkpoints' / 'last.pt'} to resume from; training starts at step 0"
+        .split()) in said
+    assert (dataset / "model" / "segqc.json").is_file() and not (dataset / "model.checkpoints").exists()
+
+
 def test_empty_image_folder(dataset) -> None:
     (dataset / "empty").mkdir()
     assert "empty" in one_error_line(runner.invoke(app, train_args(dataset, images="empty")))

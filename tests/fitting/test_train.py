@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from segqc.config import TrainingConfig
@@ -60,6 +62,20 @@ def test_resume_continues_exactly_where_the_checkpoint_left(tmp_path) -> None:
     resumed = Trainer(make_model(seed=99), config(), partial).fit(data, data, resume=True)
     for key in straight.state_dict:
         torch.testing.assert_close(straight.state_dict[key], resumed.state_dict[key])
+
+
+def test_resume_without_a_checkpoint_warns_and_starts_at_step_0(tmp_path, caplog) -> None:
+    data = make_data()
+    with caplog.at_level(logging.WARNING, logger="segqc"):
+        result = Trainer(make_model(), config(steps=20, checkpoint_every=0), tmp_path / "none").fit(data, data,
+                                                                                                  resume=True)
+    warned = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert [record.getMessage() for record in warned] == [
+        f"no checkpoint at {tmp_path / 'none' / CHECKPOINT_NAME} to resume from; training starts at step 0"]
+    assert result.history[0]["step"] == 20
+    caplog.clear()
+    Trainer(make_model(), config(steps=20, checkpoint_every=0), tmp_path / "none").fit(data, data)
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]  # no resume asked
 
 
 def test_snapshots_are_the_ema_weights_of_their_step_and_survive_a_resume(tmp_path) -> None:

@@ -252,6 +252,17 @@ def test_class_map_by_index_and_name(tmp_path: Path) -> None:
         load_class_map(_write_json(tmp_path / "neg.json", {"map": {"0": -1}}), names)
 
 
+@pytest.mark.parametrize("content, what", [({"map": {"0": 10**20}}, "the value of '0' is 100000000000000000000"),
+                                           ({"map": {"0": 0}, "default": 2**31}, "'default' is 2147483648")])
+def test_class_map_values_beyond_what_a_mask_holds_are_refused(tmp_path: Path, content, what: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_class_map(_write_json(tmp_path / "big.json", content), ["background", "cat"])
+    assert str(info.value) == (f"{tmp_path / 'big.json'}: {what}; expected a non-negative integer label value up to "
+                               "2147483647 (the largest a mask file holds)")
+    assert load_class_map(_write_json(tmp_path / "top.json", {"map": {"1": 2**31 - 1}}), ["a", "b"]).mapping == {
+        1: 2**31 - 1}
+
+
 def test_class_map_and_unreadable_image_in_folder(tmp_path: Path) -> None:
     images = tmp_path / "images"
     images.mkdir()
