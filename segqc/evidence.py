@@ -1,4 +1,4 @@
-"""A table row's anomaly score: the score model's evidence plus the marginal tail evidence.
+"""A table row's anomaly score: a smooth maximum of the score model's evidence and the marginal tail evidence.
 
 Two views of a row, each strong where the other is weak:
 
@@ -14,7 +14,20 @@ Two views of a row, each strong where the other is weak:
 
 Each view's row total is divided by its interquartile range over the fitting
 rows, so that neither dominates by its units, and the marginal view is
-weighted by ``marginal_weight``. A variable's contribution is its share of both.
+weighted by ``marginal_weight``. The score is the log-sum-exp of the two
+totals, each less its median over the fitting rows: a smooth maximum of the
+two views' excess, so a row that either view finds far beyond its typical
+rows scores high even when the other view sees nothing unusual (anomalies
+that keep every column's marginal, and rare values the network has learnt to
+accept). A plain sum let the view that sees nothing dilute the other: on a
+synthetic table of broken dependencies it halved the score model's lead
+(docs/benchmarks.md, issue 30). A variable's contribution is its share of
+each view, weighted by how much that view drives the score (the score's
+gradient with respect to the view's total).
+
+A model saved before the log-sum-exp rule (its head stores no medians) keeps
+scoring with the plain sum of both views, the rule its thresholds were
+calibrated with.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import special
 
 from segqc.density import VariableNormDensity
 from segqc.errors import NotFittedError
@@ -51,6 +65,8 @@ class TabularEvidence:
         tails_: Training marginals of every variable.
         model_spread_: Interquartile range of the score model's row totals on the fitting rows.
         tails_spread_: The same for the marginal evidence.
+        medians_: Median of each view's row total on the score's scale over the fitting rows, ``(2,)``
+            (``None`` for a model saved before the log-sum-exp rule).
     """
 
     def __init__(self, min_scale: float = 0.05, marginal_weight: float = 1.0) -> None:
@@ -74,32 +90,59 @@ class TabularEvidence:
         self.tails_ = MarginalTails().fit(codes, continuous, cardinalities)
         self.model_spread_ = spread(self.norms_.score(norms))
         self.tails_spread_ = spread(self.tails_.evidence(codes, continuous).sum(1))
+        model, tails = self._views(norms, codes, continuous)
+        self.medians_ = np.array([np.median(model.sum(1)), np.median(tails.sum(1))])
         return self
 
+    def _views(self, norms: np.ndarray, codes: np.ndarray, continuous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-variable evidence of each view on the score's scale: the score model's and the weighted tails',
+        ``(N, V)`` each."""
+        if not hasattr(self, "norms_"):
+            raise NotFittedError("the tabular evidence is not fitted")
+        model = self.norms_.contributions(norms) / self.model_spread_
+        if not self.marginal_weight:
+            return model, np.zeros_like(model)
+        return model, self.marginal_weight * self.tails_.evidence(codes, continuous) / self.tails_spread_
+
+    def _excess(self, model: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each view's row total less its median over the fitting rows, ``(N,)`` each."""
+        return model.sum(1) - self.medians_[0], tails.sum(1) - self.medians_[1]
+
     def contributions(self, norms: np.ndarray, codes: np.ndarray, continuous: np.ndarray) -> np.ndarray:
-        """Each variable's share of the score, ``(N, V)`` (non-negative, sums to the score).
+        """Each variable's non-negative share of the evidence behind the score, ``(N, V)``.
+
+        Its evidence in each view, weighted by that view's pull on the score
+        (the softmax of the views' excess; 1 for a view used alone or summed).
 
         Args:
             norms: Squared score norms, ``(N, L, V)``.
             codes: Category codes, ``(N, D_cat)``.
             continuous: Encoded continuous values, ``(N, D_cont)``.
         """
-        if not hasattr(self, "norms_"):
-            raise NotFittedError("the tabular evidence is not fitted")
-        model = self.norms_.contributions(norms) / self.model_spread_
-        if not self.marginal_weight:
-            return model
-        return model + self.marginal_weight * self.tails_.evidence(codes, continuous) / self.tails_spread_
+        model, tails = self._views(norms, codes, continuous)
+        if not self.marginal_weight or self.medians_ is None:
+            return model + tails
+        model_excess, tails_excess = self._excess(model, tails)
+        pull = special.expit(model_excess - tails_excess)
+        return pull[:, None] * model + (1.0 - pull)[:, None] * tails
 
     def score(self, norms: np.ndarray, codes: np.ndarray, continuous: np.ndarray) -> np.ndarray:
-        """Anomaly scores ``(N,)`` of rows (higher = more anomalous); arguments as :meth:`contributions`."""
-        return self.contributions(norms, codes, continuous).sum(1)
+        """Anomaly scores ``(N,)`` of rows (higher = more anomalous); arguments as :meth:`contributions`.
+
+        The score model's evidence alone when ``marginal_weight`` is 0, else the
+        log-sum-exp of both views' excess (their sum for a model saved before
+        that rule).
+        """
+        model, tails = self._views(norms, codes, continuous)
+        if not self.marginal_weight or self.medians_ is None:
+            return (model + tails).sum(1)
+        return np.logaddexp(*self._excess(model, tails))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Fitted parameters as named arrays (for an ``.npz`` file)."""
         return {**{f"norms_{k}": v for k, v in self.norms_.to_arrays().items()},
                 **{f"tails_{k}": v for k, v in self.tails_.to_arrays().items()},
-                "spreads": np.array([self.model_spread_, self.tails_spread_])}
+                "spreads": np.array([self.model_spread_, self.tails_spread_]), "medians": self.medians_}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], min_scale: float = 0.05,
@@ -111,4 +154,5 @@ class TabularEvidence:
         evidence.tails_ = MarginalTails.from_arrays(
             {k.removeprefix("tails_"): v for k, v in arrays.items() if k.startswith("tails_")})
         evidence.model_spread_, evidence.tails_spread_ = (float(v) for v in arrays["spreads"])
+        evidence.medians_ = np.asarray(arrays["medians"], dtype=np.float64) if "medians" in arrays else None
         return evidence

@@ -54,19 +54,62 @@ def test_marginals_round_trip_through_arrays(num_categorical: int, num_continuou
         MarginalTails().evidence(codes, continuous)
 
 
-def test_evidence_adds_both_views_on_their_spreads() -> None:
+def _both_views(evidence: TabularEvidence, norms: np.ndarray, codes: np.ndarray, continuous: np.ndarray,
+                weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-variable evidence of each view on the score's scale, computed from the fitted parts."""
+    return (evidence.norms_.contributions(norms) / evidence.model_spread_,
+            weight * evidence.tails_.evidence(codes, continuous) / evidence.tails_spread_)
+
+
+@pytest.mark.parametrize("weight", [1.0, 2.5])
+def test_score_is_the_log_sum_exp_of_both_views_excess(weight: float) -> None:
     rng = np.random.default_rng(0)
     codes, continuous = marginal_rows(500)
     norms = np.exp(rng.normal(size=(500, 2, 3)))
-    for weight in (0.0, 1.0, 2.5):
-        evidence = TabularEvidence(marginal_weight=weight).fit(norms, codes, continuous, [2, 4])
-        expected = (evidence.norms_.contributions(norms) / evidence.model_spread_
-                    + weight * evidence.tails_.evidence(codes, continuous) / evidence.tails_spread_)
-        np.testing.assert_allclose(evidence.contributions(norms, codes, continuous), expected)
-        np.testing.assert_allclose(evidence.score(norms, codes, continuous), expected.sum(1))
-        rebuilt = TabularEvidence.from_arrays(evidence.to_arrays(), marginal_weight=weight)
-        np.testing.assert_allclose(rebuilt.score(norms, codes, continuous), evidence.score(norms, codes, continuous))
+    evidence = TabularEvidence(marginal_weight=weight).fit(norms, codes, continuous, [2, 4])
+    model, tails = _both_views(evidence, norms, codes, continuous, weight)
+    model_excess, tails_excess = model.sum(1) - np.median(model.sum(1)), tails.sum(1) - np.median(tails.sum(1))
+    scores = evidence.score(norms, codes, continuous)
+    np.testing.assert_allclose(scores, np.log(np.exp(model_excess) + np.exp(tails_excess)))
+    pull = np.exp(model_excess) / (np.exp(model_excess) + np.exp(tails_excess))
+    np.testing.assert_allclose(evidence.contributions(norms, codes, continuous),
+                               pull[:, None] * model + (1 - pull[:, None]) * tails)
+    rebuilt = TabularEvidence.from_arrays(evidence.to_arrays(), marginal_weight=weight)
+    np.testing.assert_allclose(rebuilt.score(norms, codes, continuous), scores)
     assert evidence.model_spread_ == pytest.approx(spread(evidence.norms_.score(norms)))
+
+
+def test_score_model_alone_and_models_saved_before_the_log_sum_exp_rule_add_their_views() -> None:
+    rng = np.random.default_rng(0)
+    codes, continuous = marginal_rows(500)
+    norms = np.exp(rng.normal(size=(500, 2, 3)))
+    alone = TabularEvidence(marginal_weight=0.0).fit(norms, codes, continuous, [2, 4])
+    model, _ = _both_views(alone, norms, codes, continuous, 0.0)
+    np.testing.assert_allclose(alone.contributions(norms, codes, continuous), model)
+    np.testing.assert_allclose(alone.score(norms, codes, continuous), model.sum(1))
+    both = TabularEvidence(marginal_weight=1.0).fit(norms, codes, continuous, [2, 4])
+    earlier = {name: array for name, array in both.to_arrays().items() if name != "medians"}
+    legacy = TabularEvidence.from_arrays(earlier, marginal_weight=1.0)
+    np.testing.assert_allclose(legacy.score(norms, codes, continuous),
+                               sum(view.sum(1) for view in _both_views(both, norms, codes, continuous, 1.0)))
+
+
+def test_a_row_far_out_in_one_view_outranks_rows_moderately_unusual_in_both() -> None:
+    """The smooth maximum: one view's large excess is not diluted by the other view finding nothing."""
+    rng = np.random.default_rng(3)
+    codes, continuous = marginal_rows(2000)
+    norms = np.exp(rng.normal(size=(2000, 2, 3)))
+    evidence = TabularEvidence().fit(norms, codes, continuous, [2, 4])
+    model, tails = _both_views(evidence, norms, codes, continuous, 1.0)
+    model_excess = model.sum(1) - np.median(model.sum(1))
+    tails_excess = tails.sum(1) - np.median(tails.sum(1))
+    scores = evidence.score(norms, codes, continuous)
+    one_view = np.argmax(np.maximum(model_excess, tails_excess) - (model_excess + tails_excess) / 2)
+    far = max(model_excess[one_view], tails_excess[one_view])
+    both_views = (model_excess > 0.3 * far) & (tails_excess > 0.3 * far) & (model_excess + tails_excess < 1.2 * far)
+    assert both_views.any()
+    assert (scores[one_view] > scores[both_views]).all()
+    assert ((model_excess + tails_excess)[one_view] < (model_excess + tails_excess)[both_views]).any()
 
 
 @pytest.mark.parametrize("values,expected", [([0, 1, 2, 3, 4], 2.0), ([5, 5, 5, 5], 1.0), ([1, 1, 1, 1, 9], 3.2)])

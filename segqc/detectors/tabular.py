@@ -315,7 +315,7 @@ class TabularQC(BaseDetector):
         Returns:
             Columns ``id``, ``score``, ``rank`` (1 = most anomalous), ``verdict``,
             ``unseen_categories``, ``top_column`` (the column that adds most to
-            the score), ``top_share`` (its share of the score) and
+            the score), ``top_share`` (its share of the evidence behind the score) and
             ``norm_1..norm_L`` (squared score norms summed over variables).
         """
         self._check_fitted()
@@ -323,7 +323,7 @@ class TabularQC(BaseDetector):
         table = encode(frame, self.schema_, where, _stage(on_read, "columns encoded"))
         norms = self._norms(table, self.model_)
         contributions = self.head_.contributions(norms, table.codes, table.continuous)
-        scores = contributions.sum(1)
+        scores = self.head_.score(norms, table.codes, table.continuous)
         self._check_finite(scores, contributions, where)
         flagged, culprits = self._beyond_reach(table, where)
         unseen = np.zeros(len(frame), dtype=np.int64)
@@ -335,7 +335,8 @@ class TabularQC(BaseDetector):
                                "unseen_categories": unseen})
         top = contributions.argmax(1)
         result["top_column"] = np.asarray(self._variable_names(), dtype=object)[top]
-        result["top_share"] = contributions[np.arange(len(top)), top] / np.where(scores > 0, scores, 1.0)
+        evidence = contributions.sum(1)
+        result["top_share"] = contributions[np.arange(len(top)), top] / np.where(evidence > 0, evidence, 1.0)
         if flagged.any():
             result.loc[flagged, "score"] = np.inf
             result.loc[flagged, "verdict"] = "fail"
