@@ -88,10 +88,10 @@ class TabularEvidence:
         """
         self.norms_ = VariableNormDensity(self.min_scale).fit(norms)
         self.tails_ = MarginalTails().fit(codes, continuous, cardinalities)
-        self.model_spread_ = spread(self.norms_.score(norms))
-        self.tails_spread_ = spread(self.tails_.evidence(codes, continuous).sum(1))
-        model, tails = self._views(norms, codes, continuous)
-        self.medians_ = np.array([np.median(model.sum(1)), np.median(tails.sum(1))])
+        model, tails = self.norms_.score(norms), self.tails_.evidence(codes, continuous).sum(1)
+        self.model_spread_, self.tails_spread_ = spread(model), spread(tails)
+        self.medians_ = np.array([np.median(model) / self.model_spread_,
+                                  self.marginal_weight * np.median(tails) / self.tails_spread_])
         return self
 
     def _views(self, norms: np.ndarray, codes: np.ndarray, continuous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
