@@ -108,35 +108,40 @@ class TabularEvidence:
         """Each view's row total less its median over the fitting rows, ``(N,)`` each."""
         return model.sum(1) - self.medians_[0], tails.sum(1) - self.medians_[1]
 
-    def contributions(self, norms: np.ndarray, codes: np.ndarray, continuous: np.ndarray) -> np.ndarray:
-        """Each variable's non-negative share of the evidence behind the score, ``(N, V)``.
+    def score_and_contributions(self, norms: np.ndarray, codes: np.ndarray,
+                                continuous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Anomaly scores of rows and each variable's share of the evidence behind them, from one pass over both views.
 
-        Its evidence in each view, weighted by that view's pull on the score
-        (the softmax of the views' excess; 1 for a view used alone or summed).
+        The score is the score model's evidence alone when ``marginal_weight``
+        is 0, else the log-sum-exp of both views' excess (their sum for a model
+        saved before that rule). A variable's share is its evidence in each
+        view, weighted by that view's pull on the score (the softmax of the
+        views' excess; 1 for a view used alone or summed).
 
         Args:
             norms: Squared score norms, ``(N, L, V)``.
             codes: Category codes, ``(N, D_cat)``.
             continuous: Encoded continuous values, ``(N, D_cont)``.
+
+        Returns:
+            Scores ``(N,)`` (higher = more anomalous) and non-negative shares ``(N, V)``.
         """
         model, tails = self._views(norms, codes, continuous)
         if not self.marginal_weight or self.medians_ is None:
-            return model + tails
+            both = model + tails
+            return both.sum(1), both
         model_excess, tails_excess = self._excess(model, tails)
         pull = special.expit(model_excess - tails_excess)
-        return pull[:, None] * model + (1.0 - pull)[:, None] * tails
+        return (np.logaddexp(model_excess, tails_excess),
+                pull[:, None] * model + (1.0 - pull)[:, None] * tails)
+
+    def contributions(self, norms: np.ndarray, codes: np.ndarray, continuous: np.ndarray) -> np.ndarray:
+        """Each variable's share of the evidence, ``(N, V)`` (:meth:`score_and_contributions`)."""
+        return self.score_and_contributions(norms, codes, continuous)[1]
 
     def score(self, norms: np.ndarray, codes: np.ndarray, continuous: np.ndarray) -> np.ndarray:
-        """Anomaly scores ``(N,)`` of rows (higher = more anomalous); arguments as :meth:`contributions`.
-
-        The score model's evidence alone when ``marginal_weight`` is 0, else the
-        log-sum-exp of both views' excess (their sum for a model saved before
-        that rule).
-        """
-        model, tails = self._views(norms, codes, continuous)
-        if not self.marginal_weight or self.medians_ is None:
-            return (model + tails).sum(1)
-        return np.logaddexp(*self._excess(model, tails))
+        """Anomaly scores ``(N,)`` of rows (:meth:`score_and_contributions`)."""
+        return self.score_and_contributions(norms, codes, continuous)[0]
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Fitted parameters as named arrays (for an ``.npz`` file)."""

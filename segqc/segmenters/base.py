@@ -117,9 +117,23 @@ class ModuleSegmenter:
         """Fill default class names, or check the known ones against the output's class count."""
         if not self.class_names:
             self.class_names = default_class_names(classes)
-        elif len(self.class_names) != classes:
-            raise SchemaError(f"{self.name}: model outputs {classes} classes but {len(self.class_names)} class "
-                              f"names are given; expected one name per output channel")
+        check_class_count(classes, self.class_names, self.name)
+
+
+def check_class_count(classes: int | None, class_names: Sequence[str], name: str) -> None:
+    """Refuse logits of ``classes`` classes when class names of another count are given.
+
+    Args:
+        classes: The output's class count (``None``: it held labels, nothing to check).
+        class_names: The segmenter's class names (none: any count goes).
+        name: The segmenter spec, for error messages.
+
+    Raises:
+        SchemaError: The counts differ.
+    """
+    if classes is not None and class_names and len(class_names) != classes:
+        raise SchemaError(f"{name}: returned logits of {classes} classes but {len(class_names)} class "
+                          f"names are given; expected one name per output channel")
 
 
 def default_class_names(count: int) -> list[str]:

@@ -17,8 +17,15 @@ from typing import Any
 
 import torch
 
-from segqc.errors import ConfigError, SchemaError, did_you_mean
-from segqc.segmenters.base import OPTIONS_OPTION, Segmenter, check_input, read_options, to_labels
+from segqc.errors import ConfigError, did_you_mean
+from segqc.segmenters.base import (
+    OPTIONS_OPTION,
+    Segmenter,
+    check_class_count,
+    check_input,
+    read_options,
+    to_labels,
+)
 
 FACTORY_ARGUMENTS = ("weights", "options", "device")
 _OPTIONS = ("class_names", "spatial_dims")
@@ -56,9 +63,7 @@ class FunctionSegmenter:
         if not isinstance(output, torch.Tensor) and hasattr(output, "__array__"):
             output = torch.as_tensor(output)
         labels, classes = to_labels(output, tuple(images.shape[2:]), self.name)
-        if classes is not None and self.class_names and classes != len(self.class_names):
-            raise SchemaError(f"{self.name}: returned logits of {classes} classes but {len(self.class_names)} class "
-                              "names are given; expected one name per output channel")
+        check_class_count(classes, self.class_names, self.name)
         return labels.to(images.device)
 
 
