@@ -2,7 +2,7 @@
 
 Every value is checked when a section is built, whether it comes from a YAML
 file, a command-line option or Python: its type against the field's annotation
-(:func:`check_types`: ``steps: 1.5``, ``lr: "1e-3"`` or ``amp: "yes"`` are
+(:func:`segqc.fields.check_types`: ``steps: 1.5``, ``lr: "1e-3"`` or ``amp: "yes"`` are
 refused, whole numbers are accepted where a number is expected, and numbers
 must be finite), then its range, whole numbers bounded above too. Errors are :class:`FieldError` naming
 ``section.key``; :func:`merged_config` renames them after the command-line option when the value came from
@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +21,7 @@ from typing import Any, TypeVar
 import yaml
 
 from segqc.errors import ConfigError, FieldError, did_you_mean
+from segqc.fields import check_choice, check_types, describe_found, reject_invalid
 from segqc.inputs import check_input_file
 
 T = TypeVar("T")
@@ -49,93 +47,6 @@ MAX_STEPS, MAX_BATCH, MAX_WIDTH, MAX_DEPTH = 100_000_000, 2**20, 2**24, 1000
 MAX_COMPONENTS, MAX_DEGRADATIONS, MAX_EXAMPLES = 1000, 100_000, 100_000_000
 DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 """The devices segqc runs on (``--device``, ``training.device``)."""
-_NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def _reject_invalid(config: Any, section: str, checks: dict[str, tuple[bool, str]],
-                    ordered: Sequence[tuple[str, str]] = ()) -> None:
-    """Raise a FieldError naming the first field whose check failed and what it expects.
-
-    Args:
-        config: The config dataclass.
-        section: Its section name.
-        checks: Field name -> (whether its value is valid, what a valid value is).
-        ordered: Pairs of fields ``(low, high)``, each valid alone, that must hold ``low <= high``; the error
-            names both with their values (and lists ``high`` as related, see :func:`merged_config`).
-    """
-    for name, (ok, expected) in checks.items():
-        if not ok:
-            raise FieldError(section, name, f"invalid value {getattr(config, name)!r}; expected {expected}")
-    for low, high in ordered:
-        if getattr(config, low) > getattr(config, high):
-            raise FieldError(section, low, f"expected {low} <= {high}, found {low} {getattr(config, low)!r} > "
-                                           f"{high} {getattr(config, high)!r}", related=(high,))
-
-
-def _describe(kind: Any) -> str:
-    """What a value of annotation ``kind`` is, in words."""
-    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(argument) for argument in arguments)
-    if origin in (list, Sequence, tuple):
-        return f"a list of {_describe(arguments[0]).removeprefix('a ')}s" if arguments else "a list"
-    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
-             type(None): "null", dict: "a mapping"}
-    return names.get(origin or kind, "a value")
-
-
-def _found(value: Any) -> str:
-    """A value as the message shows what was found."""
-    if isinstance(value, str):
-        hint = " (YAML reads a number without a dot as text: write e.g. 1.0e-3)" if _NUMBER_TEXT.fullmatch(
-            value.strip()) else ""
-        return f"text {value!r}{hint}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, (list, tuple)):
-        return f"the list {list(value)!r}"
-    return "null" if value is None else repr(value)
-
-
-def _matches(value: Any, kind: Any) -> bool:
-    """Whether ``value`` has the type of annotation ``kind`` (a number must be finite)."""
-    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
-    if kind is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, argument) for argument in arguments)
-    if origin in (list, Sequence, tuple):
-        return isinstance(value, (list, tuple)) and all(_matches(item, arguments[0]) for item in value)
-    if origin is dict or kind is dict:
-        return isinstance(value, Mapping)
-    if kind is type(None):
-        return value is None
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return isinstance(value, kind) if isinstance(kind, type) else True
-
-
-def check_types(config: Any, section: str) -> None:
-    """Check every field of a config dataclass against its annotation; whole numbers become floats where due.
-
-    Raises:
-        FieldError: A value of another type (or a non-finite number).
-    """
-    hints = typing.get_type_hints(type(config))
-    for item in dataclasses.fields(config):
-        value, kind = getattr(config, item.name), hints[item.name]
-        if not _matches(value, kind):
-            raise FieldError(section, item.name, f"expected {_describe(kind)}, found {_found(value)}")
-        if kind is float:
-            setattr(config, item.name, float(value))
-
-
 @dataclasses.dataclass
 class TrainingConfig:
     """Optimisation settings shared by the tabular and image modes.
@@ -196,7 +107,7 @@ class TrainingConfig:
             "filter_keep": (0 < self.filter_keep <= 1, "a fraction in (0, 1]"),
             "filter_warmup": (0 <= self.filter_warmup < 1, "a fraction in [0, 1)"),
         }
-        _reject_invalid(self, "training", checks, [("lr_min", "lr")])
+        reject_invalid(self, "training", checks, [("lr_min", "lr")])
 
 
 @dataclasses.dataclass
@@ -273,7 +184,7 @@ class TabularModelConfig:
         check_types(self, "model")
         choices = {"method": ("msma", "kdsm"), "loss": ("kl", "mse"), "categorical_noise": ("gaussian", "gumbel")}
         for name, allowed in choices.items():
-            _check_choice(self, "model", name, allowed)
+            check_choice(self, "model", name, allowed)
         checks = {
             "levels": (1 <= self.levels <= MAX_LEVELS, f"1..{MAX_LEVELS} noise levels"),
             "tau_min": (self.tau_min > 0, "a temperature > 0"),
@@ -296,7 +207,7 @@ class TabularModelConfig:
             "fail_quantile": (0 < self.fail_quantile < 1, "a quantile in (0, 1)"),
             "score_batch_size": (1 <= self.score_batch_size <= MAX_BATCH, f"1..{MAX_BATCH:,}"),
         }
-        _reject_invalid(self, "model", checks, [("tau_min", "tau_max"), ("sigma_min", "sigma_max"),
+        reject_invalid(self, "model", checks, [("tau_min", "tau_max"), ("sigma_min", "sigma_max"),
                                                 ("review_quantile", "fail_quantile")])
 
 
@@ -382,7 +293,7 @@ class ImageModelConfig:
         check_types(self, "model")
         for name, allowed in {"verdicts": VERDICT_RULES, "verdict_by": VERDICT_BY, "loss": ("kl", "mse"),
                               "reconstruction": RECONSTRUCTIONS}.items():
-            _check_choice(self, "model", name, allowed)
+            check_choice(self, "model", name, allowed)
         checks = {
             "levels": (1 <= self.levels <= MAX_LEVELS, f"1..{MAX_LEVELS} noise levels"),
             "tau_min": (self.tau_min > 0, "a temperature > 0"),
@@ -399,15 +310,7 @@ class ImageModelConfig:
             "quality_examples": (1 <= self.quality_examples <= MAX_EXAMPLES, f"1..{MAX_EXAMPLES:,}"),
             "atlas_size": (0 <= self.atlas_size <= MAX_EXAMPLES, f"0..{MAX_EXAMPLES:,} (0: no atlas)"),
         }
-        _reject_invalid(self, "model", checks, [("tau_min", "tau_max"), ("review_quantile", "fail_quantile")])
-
-
-def _check_choice(config: Any, section: str, name: str, allowed: Sequence[str]) -> None:
-    """Refuse a value that is not one of ``allowed``, with a "did you mean"."""
-    value = getattr(config, name)
-    if value not in allowed:
-        raise FieldError(section, name, f"{value!r} is not one of {', '.join(allowed)}"
-                                        f"{did_you_mean(str(value), allowed)}")
+        reject_invalid(self, "model", checks, [("tau_min", "tau_max"), ("review_quantile", "fail_quantile")])
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, section: str) -> T:
@@ -422,7 +325,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, section: str) -> 
         An instance of ``cls``.
     """
     if data is not None and not isinstance(data, Mapping):
-        raise ConfigError(f"{section}: expected a mapping of settings, found {_found(data)}")
+        raise ConfigError(f"{section}: expected a mapping of settings, found {describe_found(data)}")
     data = dict(data or {})
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     for key in data:
@@ -454,7 +357,7 @@ def merged_config(cls: type[T], file_sections: Mapping[str, Any], section: str, 
     """
     from_file = file_sections.get(section)
     if from_file is not None and not isinstance(from_file, Mapping):
-        raise ConfigError(f"{section}: expected a mapping of settings, found {_found(from_file)}")
+        raise ConfigError(f"{section}: expected a mapping of settings, found {describe_found(from_file)}")
     values = dict(from_file or {})
     given = {k: v for k, v in overrides.items() if v is not None}
     values.update(given)

@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segqc"
 FLOORS = {
-    0: ("errors", "jsonable", "atomic", "threads", "torchfile", "config", "outputs", "presets", "noise", "losses",
+    0: ("errors", "fields", "jsonable", "atomic", "threads", "torchfile", "config", "outputs", "presets", "noise", "losses",
         "csvfiles", "inputs", "signals", "manifests",
         "metrics", "verdicts"),
     1: ("nets", "data", "synthetic", "density", "bundle", "history", "marginals", "evidence", "contamination"),

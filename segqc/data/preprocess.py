@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from segqc.config import check_types
 from segqc.errors import FieldError, did_you_mean
+from segqc.fields import check_types
 
 SECTION = "data"  # the YAML section (configs/*.yaml) holding these options
 INTENSITY_MODES = ("percentile", "zscore", "window", "none")

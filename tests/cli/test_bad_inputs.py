@@ -146,7 +146,7 @@ def both(*steps: Callable[[Path], None]) -> Callable[[Path], None]:
 
 
 def first_case(work: Path, folder: str = "train/masks") -> Path:
-    return sorted((work / folder).iterdir())[0]
+    return min((work / folder).iterdir())
 
 
 def save_array(folder: str, array_of: Callable[[np.ndarray], np.ndarray], suffix: str = ".npy",
@@ -200,7 +200,7 @@ def nnunet_gap(work: Path) -> None:
     """Training images in nnU-Net naming, one case missing channel 0001 of 0000..0002."""
     for path in sorted((work / "train/images").iterdir()):
         path.rename(path.with_name(f"{path.stem}_0000.png"))
-    first = sorted((work / "train/images").iterdir())[0]
+    first = min((work / "train/images").iterdir())
     shutil.copy(first, first.with_name(first.name.removesuffix("_0000.png") + "_0002.png"))
 
 
@@ -712,7 +712,7 @@ def test_a_case_missing_an_nnunet_channel_is_an_error_row(template: Path, tmp_pa
     images = work / "test/images"
     for path in sorted(images.iterdir()):
         path.rename(path.with_name(f"{path.stem}_0000.png"))
-    gap = sorted(images.iterdir())[0]
+    gap = min(images.iterdir())
     shutil.copy(gap, gap.with_name(gap.name.removesuffix("_0000.png") + "_0002.png"))
     table = score_table(work)
     case = gap.name.removesuffix("_0000.png")
@@ -723,7 +723,7 @@ def test_a_case_missing_an_nnunet_channel_is_an_error_row(template: Path, tmp_pa
 def test_case_ids_that_sanitise_alike_keep_their_own_heat_maps(template: Path, tmp_path: Path) -> None:
     work = scoring_work(template, tmp_path)
     predictions, images = work / "test/predictions", work / "test/images"
-    source = sorted(predictions.iterdir())[0].name
+    source = min(predictions.iterdir()).name
     for case_id in ("a b", "a_b", "tumör"):
         shutil.copy(predictions / source, predictions / f"{case_id}.png")
         shutil.copy(images / source, images / f"{case_id}.png")
