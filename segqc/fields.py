@@ -28,7 +28,7 @@ def reject_invalid(config: Any, section: str, checks: dict[str, tuple[bool, str]
         section: Its section name.
         checks: Field name -> (whether its value is valid, what a valid value is).
         ordered: Pairs of fields ``(low, high)``, each valid alone, that must hold ``low <= high``; the error
-            names both with their values (and lists ``high`` as related, see :func:`merged_config`).
+            names both with their values (and lists ``high`` as related, see :func:`segqc.config.merged_config`).
     """
     for name, (ok, expected) in checks.items():
         if not ok:
