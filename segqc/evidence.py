@@ -104,10 +104,6 @@ class TabularEvidence:
             return model, np.zeros_like(model)
         return model, self.marginal_weight * self.tails_.evidence(codes, continuous) / self.tails_spread_
 
-    def _excess(self, model: np.ndarray, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each view's row total less its median over the fitting rows, ``(N,)`` each."""
-        return model.sum(1) - self.medians_[0], tails.sum(1) - self.medians_[1]
-
     def score_and_contributions(self, norms: np.ndarray, codes: np.ndarray,
                                 continuous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Anomaly scores of rows and each variable's share of the evidence behind them, from one pass over both views.
@@ -130,7 +126,7 @@ class TabularEvidence:
         if not self.marginal_weight or self.medians_ is None:
             both = model + tails
             return both.sum(1), both
-        model_excess, tails_excess = self._excess(model, tails)
+        model_excess, tails_excess = model.sum(1) - self.medians_[0], tails.sum(1) - self.medians_[1]
         pull = special.expit(model_excess - tails_excess)
         return (np.logaddexp(model_excess, tails_excess),
                 pull[:, None] * model + (1.0 - pull)[:, None] * tails)
