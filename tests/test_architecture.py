@@ -9,9 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segqc"
 FLOORS = {
-    0: ("errors", "fields", "jsonable", "atomic", "threads", "torchfile", "config", "outputs", "presets", "noise", "losses",
-        "csvfiles", "inputs", "signals", "manifests",
-        "metrics", "verdicts"),
+    0: ("errors", "fields", "jsonable", "atomic", "threads", "torchfile", "config", "outputs", "presets", "noise",
+        "losses", "csvfiles", "inputs", "signals", "manifests", "metrics", "verdicts"),
     1: ("nets", "data", "synthetic", "density", "bundle", "history", "marginals", "evidence", "contamination"),
     2: ("scoremodels", "fitting", "quality"),
     3: ("detectors", "segmenters"),

@@ -117,7 +117,8 @@ class ModuleSegmenter:
         """Fill default class names, or check the known ones against the output's class count."""
         if not self.class_names:
             self.class_names = default_class_names(classes)
-        check_class_count(classes, self.class_names, self.name)
+        else:
+            check_class_count(classes, self.class_names, self.name)
 
 
 def check_class_count(classes: int | None, class_names: Sequence[str], name: str) -> None:
