@@ -31,6 +31,12 @@ VERDICT_RULES = ("quality", "score")
 VERDICT_BY = ("mean", "worst")
 AUTO = "auto"
 """``TabularModelConfig.contamination`` value asking for the share to be estimated."""
+CLEAN_SIGMA_MIN = 0.2
+"""Default smallest Gaussian scale of the tabular mode's noise levels on a table taken to be clean."""
+CONTAMINATED_SIGMA_MIN = 1.0
+"""Default smallest Gaussian scale when the training table may hold anomalies (``contamination`` not 0): the
+anomalies of a table form small groups of rows, which fine noise lets the network learn as typical and coarse
+noise blurs into the rows around them (docs/benchmarks.md, issue 30)."""
 RECONSTRUCTIONS = ("auto", "anneal", "average")
 """How segqc segments an image itself (:data:`segqc.scoremodels.image.RECONSTRUCTIONS`); ``auto`` picks by
 held-out Dice."""
@@ -128,7 +134,9 @@ class TabularModelConfig:
         tau_min: Smallest temperature (msma, gumbel; below 2 training becomes unstable).
         sigma_max: Largest Gaussian scale (msma): continuous columns and, with
             gaussian categorical noise, one-hot slots.
-        sigma_min: Smallest Gaussian scale (msma).
+        sigma_min: Smallest Gaussian scale (msma); ``None``: ``CLEAN_SIGMA_MIN``,
+            or ``CONTAMINATED_SIGMA_MIN`` when ``contamination`` is not 0, at most
+            ``sigma_max`` either way (:attr:`noise_floor`).
         kdsm_tau: Temperature of categorical columns (kdsm, gumbel).
         kdsm_onehot_sigma: Gaussian scale of one-hot slots (kdsm, gaussian).
         loss: Categorical loss, ``kl`` (faster convergence) or ``mse`` (gumbel).
@@ -163,7 +171,7 @@ class TabularModelConfig:
     tau_max: float = 20.0
     tau_min: float = 2.0
     sigma_max: float = 2.0
-    sigma_min: float = 0.2
+    sigma_min: float | None = None
     kdsm_tau: float = 2.0
     kdsm_onehot_sigma: float = 0.5
     loss: str = "kl"
@@ -188,7 +196,7 @@ class TabularModelConfig:
         checks = {
             "levels": (1 <= self.levels <= MAX_LEVELS, f"1..{MAX_LEVELS} noise levels"),
             "tau_min": (self.tau_min > 0, "a temperature > 0"),
-            "sigma_min": (self.sigma_min > 0, "a scale > 0"),
+            "sigma_min": (self.sigma_min is None or self.sigma_min > 0, "a scale > 0"),
             "kdsm_tau": (self.kdsm_tau > 0, "a temperature > 0"),
             "kdsm_onehot_sigma": (self.kdsm_onehot_sigma > 0, "a scale > 0"),
             "delta": (0 < self.delta < 1, "a value in (0, 1)"),
@@ -207,8 +215,17 @@ class TabularModelConfig:
             "fail_quantile": (0 < self.fail_quantile < 1, "a quantile in (0, 1)"),
             "score_batch_size": (1 <= self.score_batch_size <= MAX_BATCH, f"1..{MAX_BATCH:,}"),
         }
-        reject_invalid(self, "model", checks, [("tau_min", "tau_max"), ("sigma_min", "sigma_max"),
-                                                ("review_quantile", "fail_quantile")])
+        ordered = [("tau_min", "tau_max"), ("review_quantile", "fail_quantile")]
+        if self.sigma_min is not None:
+            ordered.append(("sigma_min", "sigma_max"))
+        reject_invalid(self, "model", checks, ordered)
+
+    @property
+    def noise_floor(self) -> float:
+        """The smallest Gaussian scale the msma levels use: ``sigma_min``, or its default for this table."""
+        if self.sigma_min is not None:
+            return self.sigma_min
+        return min(CLEAN_SIGMA_MIN if self.contamination == 0 else CONTAMINATED_SIGMA_MIN, self.sigma_max)
 
 
 @dataclasses.dataclass

@@ -7,7 +7,15 @@ import re
 
 import pytest
 
-from segqc.config import ImageModelConfig, TabularModelConfig, TrainingConfig, from_mapping, merged_config
+from segqc.config import (
+    CLEAN_SIGMA_MIN,
+    CONTAMINATED_SIGMA_MIN,
+    ImageModelConfig,
+    TabularModelConfig,
+    TrainingConfig,
+    from_mapping,
+    merged_config,
+)
 from segqc.data.preprocess import PreprocessConfig
 from segqc.errors import ConfigError, FieldError
 
@@ -60,12 +68,30 @@ from segqc.errors import ConfigError, FieldError
      ("model.review_quantile: expected review_quantile <= fail_quantile, found review_quantile 0.995 > "
       "fail_quantile 0.99")),
     (TabularModelConfig, {"tau_max": 1.0}, "found tau_min 2.0 > tau_max 1.0"),
+    (TabularModelConfig, {"sigma_min": 3.0}, "found sigma_min 3.0 > sigma_max 2.0"),
+    (TabularModelConfig, {"sigma_min": 0}, "model.sigma_min: invalid value 0; expected a scale > 0"),
+    (TabularModelConfig, {"sigma_min": "fine"}, "model.sigma_min: expected a number or null, found text"),
 ], ids=lambda value: str(value)[:40] if isinstance(value, (dict, str)) else None)
 def test_wrong_types_and_ranges_name_the_key(cls, values, message) -> None:
     with pytest.raises(FieldError) as info:
         from_mapping(cls, values, "data" if cls is PreprocessConfig else
                      "training" if cls is TrainingConfig else "model")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("values, floor", [
+    ({}, CLEAN_SIGMA_MIN),
+    ({"contamination": 0.0}, CLEAN_SIGMA_MIN),
+    ({"contamination": "auto"}, CONTAMINATED_SIGMA_MIN),
+    ({"contamination": 0.1}, CONTAMINATED_SIGMA_MIN),
+    ({"contamination": "auto", "sigma_min": 0.3}, 0.3),
+    ({"sigma_min": 0.5}, 0.5),
+    ({"contamination": "auto", "sigma_max": 0.8}, 0.8),
+])
+def test_the_noise_floor_is_coarser_when_the_table_may_hold_anomalies(values: dict, floor: float) -> None:
+    """Unless sigma_min is given, a table that may hold anomalies gets the coarser floor, never above sigma_max."""
+    assert CLEAN_SIGMA_MIN < CONTAMINATED_SIGMA_MIN
+    assert TabularModelConfig(**values).noise_floor == floor
 
 
 def test_whole_numbers_are_numbers() -> None:

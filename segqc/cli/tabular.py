@@ -19,7 +19,7 @@ from segqc.cli.options import (
     split_names,
 )
 from segqc.cli.terminal import console, handle_errors, progress_bar, training_progress
-from segqc.config import AUTO
+from segqc.config import AUTO, CLEAN_SIGMA_MIN, CONTAMINATED_SIGMA_MIN
 from segqc.errors import ConfigError
 
 
@@ -39,7 +39,8 @@ def tabular_fit(
     lr: Annotated[float | None, typer.Option(help=f"Peak learning rate (AdamW, cosine decay). (default: {TRAINING_DEFAULTS.lr:g})")] = None,
     width: Annotated[int | None, typer.Option(help=f"Hidden width of the score network. (default: {MODEL_DEFAULTS.width})")] = None,
     depth: Annotated[int | None, typer.Option(help=f"Residual blocks of the score network. (default: {MODEL_DEFAULTS.depth})")] = None,
-    levels: Annotated[int | None, typer.Option(help=f"Noise levels, geometric scales {MODEL_DEFAULTS.sigma_max:g} -> {MODEL_DEFAULTS.sigma_min:g} (msma). "
+    levels: Annotated[int | None, typer.Option(help=f"Noise levels, geometric scales {MODEL_DEFAULTS.sigma_max:g} -> {CLEAN_SIGMA_MIN:g}, "
+                                                    f"-> {CONTAMINATED_SIGMA_MIN:g} when the table may hold anomalies (msma). "
                                                     f"(default: {MODEL_DEFAULTS.levels})")] = None,
     loss: Annotated[str | None, typer.Option(help=f"Categorical loss with gumbel noise: kl or mse. (default: {MODEL_DEFAULTS.loss})")] = None,
     categorical: Annotated[list[str] | None, typer.Option(help="Columns to treat as categorical "

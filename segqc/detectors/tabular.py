@@ -270,7 +270,7 @@ class TabularQC(BaseDetector):
             sigmas = noise.kurtosis_sigmas(train_continuous) if num_continuous else np.zeros(0, np.float32)
             categorical = cfg.kdsm_onehot_sigma if gaussian else cfg.kdsm_tau
             return torch.tensor([categorical]), torch.from_numpy(sigmas)[None, :]
-        sigmas = noise.geometric_levels(cfg.sigma_max, cfg.sigma_min, cfg.levels)
+        sigmas = noise.geometric_levels(cfg.sigma_max, cfg.noise_floor, cfg.levels)
         taus = sigmas if gaussian else noise.geometric_levels(cfg.tau_max, cfg.tau_min, cfg.levels)
         return taus, sigmas[:, None].repeat(1, num_continuous)
 
