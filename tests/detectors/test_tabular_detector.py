@@ -13,7 +13,7 @@ from conftest import chained_table, joint_table
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from segqc.bundle import METADATA_FILE, WEIGHTS_FILE, metadata_digest
-from segqc.config import TabularModelConfig
+from segqc.config import CLEAN_SIGMA_MIN, CONTAMINATED_SIGMA_MIN, TabularModelConfig
 from segqc.data.tabular import encode
 from segqc.detectors.tabular import TabularQC
 from segqc.errors import BundleError, InputError, NotFittedError, SchemaError
@@ -40,6 +40,8 @@ def test_fit_detects_planted_anomalies(tiny_model, tiny_training, train_frame, m
     assert set(np.unique(predictions)) <= {0, 1}
     np.testing.assert_array_equal(predictions, (scores > qc.threshold_).astype(int))
     assert qc.decision_scores_.shape == (len(train_frame),)
+    if method == "msma":  # a table taken to be clean: the noise levels end at the fine floor
+        assert qc.model_.taus.min().item() == pytest.approx(CLEAN_SIGMA_MIN)
 
 
 @pytest.mark.parametrize("method", ["msma", "kdsm"])
@@ -133,6 +135,7 @@ def test_a_given_contamination_is_left_out_as_given(tiny_model, tiny_training, t
     qc.fit(train_frame)
     assert qc.contamination_ == 0.1 and qc.training_["trimmed_rows"] == round(0.1 * qc.training_["training_rows"])
     assert "10.0% of the training rows anomalous as given" in qc.trimming
+    assert qc.model_.taus.min().item() == pytest.approx(CONTAMINATED_SIGMA_MIN)  # anomalies blurred, not learnt
     assert TabularQC.load(qc.save(tmp_path / "model")).trimming == qc.trimming
     assert TabularQC(tiny_model, tiny_training, id_column="id").fit(train_frame).trimming == ""
 
