@@ -196,6 +196,7 @@ class TabularModelConfig:
         checks = {
             "levels": (1 <= self.levels <= MAX_LEVELS, f"1..{MAX_LEVELS} noise levels"),
             "tau_min": (self.tau_min > 0, "a temperature > 0"),
+            "sigma_max": (self.sigma_max > 0, "a scale > 0"),
             "sigma_min": (self.sigma_min is None or self.sigma_min > 0, "a scale > 0"),
             "kdsm_tau": (self.kdsm_tau > 0, "a temperature > 0"),
             "kdsm_onehot_sigma": (self.kdsm_onehot_sigma > 0, "a scale > 0"),

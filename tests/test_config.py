@@ -70,6 +70,8 @@ from segqc.errors import ConfigError, FieldError
     (TabularModelConfig, {"tau_max": 1.0}, "found tau_min 2.0 > tau_max 1.0"),
     (TabularModelConfig, {"sigma_min": 3.0}, "found sigma_min 3.0 > sigma_max 2.0"),
     (TabularModelConfig, {"sigma_min": 0}, "model.sigma_min: invalid value 0; expected a scale > 0"),
+    (TabularModelConfig, {"sigma_max": -1.0}, "model.sigma_max: invalid value -1.0; expected a scale > 0"),
+    (TabularModelConfig, {"sigma_max": 0.0, "contamination": "auto"}, "model.sigma_max: invalid value 0.0"),
     (TabularModelConfig, {"sigma_min": "fine"}, "model.sigma_min: expected a number or null, found text"),
 ], ids=lambda value: str(value)[:40] if isinstance(value, (dict, str)) else None)
 def test_wrong_types_and_ranges_name_the_key(cls, values, message) -> None:

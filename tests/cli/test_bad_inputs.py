@@ -615,6 +615,8 @@ CATALOGUE = [
     Bad("tabular-fit-config-embedding-size-beyond-64-bits", TABULAR_FIT + " --config {w}/tab.yaml",  # even
         "model.embedding_size: invalid value 100000000000000000000; expected an even number in 2..16,777,216",
         write("tab.yaml", "model: {embedding_size: 100000000000000000000}\n")),
+    Bad("tabular-fit-config-sigma-max-negative", TABULAR_FIT + " --config {w}/tab.yaml",  # not a crash in the fit
+        "model.sigma_max: invalid value -1.0; expected a scale > 0", write("tab.yaml", "model: {sigma_max: -1.0}\n")),
     Bad("demo-seed-negative", "demo --fast --seed -1 --out {w}/demo", "--seed -1: invalid value -1"),
     Bad("demo-seed-beyond-64-bits", f"demo --fast --seed {HUGE} --out {{w}}/demo", f"--seed {HUGE}: invalid value"),
     # --- round 3: a check of two values names the option given, with both values
