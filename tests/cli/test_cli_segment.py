@@ -59,7 +59,8 @@ def python_files(root):
     return ["--segmenter", "python:segmenter_fixtures:threshold_segmenter", "--segmenter-options", str(options)]
 
 
-@pytest.mark.parametrize("kind", [deeplab_files, torchscript_files, monai_files, python_files])
+@pytest.mark.parametrize("kind", [deeplab_files, pytest.param(torchscript_files, marks=pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script` is deprecated:FutureWarning")), monai_files, python_files])
 def test_segment_then_score_then_report(images, image_model, kind) -> None:
     _, model = image_model
     work = images / kind.__name__
